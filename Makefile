@@ -1,0 +1,35 @@
+# edgekit: `make demo` and `make test` set everything up on first run.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup venv demo test samples clean help
+
+help:
+	@echo "make demo   - set up (first run) and convert, validate and bench the bundled samples"
+	@echo "make test   - set up (first run) and run the whole test suite"
+	@echo "make venv   - create .venv with edgekit and all extras (re-runs when setup.cfg changes)"
+
+# The venv is rebuilt only when the pins (setup.cfg) or the build config change.
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+setup: venv
+
+samples: setup
+	$(BIN)/python samples/make_samples.py
+
+demo: samples
+	$(BIN)/python samples/demo.py
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf build samples/build .pytest_cache

@@ -1,0 +1,133 @@
+"""Keras 3 sources -> TFLite (TFLiteConverter) and ONNX (tf2onnx).
+
+Both go through a `tf.function` whose input signature carries the Keras input names and
+whose outputs are a dict keyed by the Keras output names, so the artifacts keep the
+source's names and parity can pair tensors by name.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.converters.registry import ConvertRequest, ConvertResult, register
+from edgekit.errors import ConversionFailed, require
+from edgekit.isolation import progress
+
+CALIBRATION_LIMIT = 200  # samples used by full-int8 calibration
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "input"
+
+
+def serving_function(model, signature, batch: int | None = None):
+    """A tf.function with named inputs and a dict of named outputs, for converters."""
+    tf = require("tensorflow", "tf")
+    specs = [tf.TensorSpec((batch,) + tuple(s.shape[1:]), tf.as_dtype(s.dtype), name=_safe_name(s.name))
+             for s in signature.inputs]
+    out_names = [s.name for s in signature.outputs]
+
+    def call(*args):
+        out = model(args[0] if len(args) == 1 else list(args), training=False)
+        if isinstance(out, dict):
+            out = list(out.values())
+        elif not isinstance(out, (list, tuple)):
+            out = [out]
+        return {_safe_name(n): o for n, o in zip(out_names, out)}
+
+    return tf.function(call, input_signature=specs), specs
+
+
+def _calibration_samples(request: ConvertRequest, signature):
+    data = request.calibration
+    names = [_safe_name(s.name) for s in signature.inputs]
+    n = min(data.n, CALIBRATION_LIMIT)
+
+    def gen():
+        for i in range(n):
+            yield {nm: data.arrays[s.name][i:i + 1] for nm, s in zip(names, signature.inputs)}
+
+    return gen
+
+
+def _tflite_converter(model, signature, workdir: Path):
+    """A TFLiteConverter over a SavedModel that carries the named serving signature.
+
+    keras.export.ExportArchive tracks the Keras 3 variables; a bare tf.Module holding the
+    model does not, and the converter would then silently drop the weights.
+    """
+    tf = require("tensorflow", "tf")
+    keras = require("keras", "tf")
+    fn, specs = serving_function(model, signature)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", fn, input_signature=specs)
+    saved = workdir / "saved_model"
+    archive.write_out(str(saved), verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved))
+
+
+def _run_tflite_conversion(converter, what: str) -> bytes:
+    try:
+        return converter.convert()
+    except Exception as exc:  # TF raises ConverterError and friends with the MLIR diagnostic
+        text = str(exc)
+        ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)' op", text)))
+        named = f" Unsupported operator(s): {', '.join(ops)}." if ops else ""
+        raise ConversionFailed(f"the TFLite converter could not convert this model ({what}).{named}",
+                               hint="unsupported TensorFlow ops can sometimes be kept with Select TF ops, "
+                                    "which edgekit does not enable because mobile runtimes lack them",
+                               details=text[-2000:]) from None
+
+
+@register("keras", "tflite", quantize=("none", "fp16", "dynamic", "int8"), options=("int8_io",),
+          extra="tf", library="tensorflow.lite.TFLiteConverter")
+def keras_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
+    """Keras -> TFLite: fp32, fp16 weights, dynamic-range int8, or full int8 (calibrated)."""
+    tf = require("tensorflow", "tf")
+    mode = request.quantize
+    notes = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-keras-", dir=out_path.parent) as tmp:
+        progress("tracing the Keras model into a SavedModel signature")
+        conv = _tflite_converter(model.native, model.signature, Path(tmp))
+        if mode in ("fp16", "dynamic", "int8"):
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode == "fp16":
+            conv.target_spec.supported_types = [tf.float16]
+        if mode == "int8":
+            conv.representative_dataset = _calibration_samples(request, model.signature)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if request.options.get("int8_io"):
+                conv.inference_input_type = tf.int8
+                conv.inference_output_type = tf.int8
+                notes.append("inputs and outputs are int8 (quantize with the scale/zero point in the manifest)")
+            n = min(request.calibration.n, CALIBRATION_LIMIT)
+            notes.append(f"calibrated on {n} samples from {request.calibration.source}")
+        progress(f"converting to TFLite ({'fp32' if mode == 'none' else mode})")
+        blob = _run_tflite_conversion(conv, mode)
+    out_path.write_bytes(blob)
+    return ConvertResult(out_path, "fp32" if mode == "none" else mode, notes,
+                         {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__})
+
+
+ONNX_OPSET = 18
+
+
+@register("keras", "onnx", quantize=("none",), extra="tf", library="tf2onnx")
+def keras_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
+    """Keras -> ONNX through tf2onnx on a tf.function with a named input signature."""
+    tf2onnx = require("tf2onnx", "tf")
+    fn, specs = serving_function(model.native, model.signature)
+    progress(f"converting to ONNX (tf2onnx, opset {ONNX_OPSET})")
+    try:
+        tf2onnx.convert.from_function(fn, input_signature=specs, opset=ONNX_OPSET,
+                                      output_path=str(out_path))
+    except Exception as exc:
+        raise ConversionFailed(f"tf2onnx could not convert this model: {str(exc).strip().splitlines()[-1][:300]}",
+                               details=str(exc)[-2000:]) from None
+    return ConvertResult(out_path, "fp32", [], {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__,
+                                                "opset": ONNX_OPSET})

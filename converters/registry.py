@@ -1,0 +1,110 @@
+"""The converter registry: (source framework, target) -> converter function.
+
+Converters declare the precisions (quantization modes) and options they support; a
+lookup miss lists every registered path, so an unsupported request is answered with what
+*is* possible.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import BadInput
+from edgekit.targets import QUANTIZE_MODES, get_target
+
+
+@dataclass
+class ConvertRequest:
+    """Everything a converter gets besides the loaded model."""
+
+    target: str
+    quantize: str = "none"
+    calibration: Any = None  # edgekit.tensors.Dataset or None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class ConvertResult:
+    path: Path
+    precision: str
+    notes: list[str] = field(default_factory=list)  # e.g. layout changes, delegation summary
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Converter:
+    source: str
+    target: str
+    func: Callable
+    quantize: tuple[str, ...]
+    needs_calibration: tuple[str, ...]
+    options: tuple[str, ...]
+    extra: str
+    library: str  # the upstream library doing the work, for reports
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.target)
+
+
+_REGISTRY: dict[tuple[str, str], Converter] = {}
+_loaded = False
+
+
+def register(source: str, target: str, *, quantize: tuple[str, ...] = ("none",),
+             needs_calibration: tuple[str, ...] = ("int8",), options: tuple[str, ...] = (),
+             extra: str, library: str):
+    """Decorator: register `func(model, request, out_path) -> ConvertResult` for a path."""
+    get_target(target)  # a typo in a registration fails at import, loudly
+    unknown = set(quantize) - set(QUANTIZE_MODES)
+    if unknown:
+        raise ValueError(f"unknown quantize modes {unknown} for {source}->{target}")
+
+    def deco(func: Callable) -> Callable:
+        key = (source, target)
+        if key in _REGISTRY:
+            raise ValueError(f"converter {source}->{target} registered twice")
+        _REGISTRY[key] = Converter(source, target, func, tuple(quantize),
+                                   tuple(q for q in needs_calibration if q in quantize),
+                                   tuple(options), extra, library)
+        return func
+
+    return deco
+
+
+def load_all() -> dict[tuple[str, str], Converter]:
+    """Import every converter module (cheap: they import frameworks lazily)."""
+    global _loaded
+    if not _loaded:
+        from edgekit.converters import MODULES
+
+        for mod in MODULES:
+            importlib.import_module(mod)
+        _loaded = True
+    return _REGISTRY
+
+
+def paths() -> list[Converter]:
+    return sorted(load_all().values(), key=lambda c: c.key)
+
+
+def lookup(source: str, target: str, quantize: str = "none") -> Converter:
+    """The converter for a path, or a BadInput listing what is registered."""
+    get_target(target)
+    reg = load_all()
+    conv = reg.get((source, target))
+    if conv is None:
+        from_source = sorted(t for s, t in reg if s == source)
+        lines = ", ".join(f"{s}→{t}" for s, t in sorted(reg))
+        hint = (f"from {source} edgekit can make: {', '.join(from_source)}" if from_source
+                else f"edgekit has no converter from {source} models yet")
+        raise BadInput(f"converting a {source} model to {target} is not supported.",
+                       hint=f"{hint}. Registered paths: {lines}")
+    if quantize not in conv.quantize:
+        raise BadInput(f"{source}→{target} does not support --quantize {quantize}.",
+                       hint=f"supported: {', '.join(conv.quantize)}")
+    return conv

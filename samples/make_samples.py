@@ -1,0 +1,42 @@
+"""Build every sample model once (each in its own process); skip those already built.
+
+A sample is rebuilt when its script changes (the stamp holds the script's hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import out_dir  # noqa: E402
+
+SAMPLES = ["digits_keras"]
+
+
+def _hash(script: Path) -> str:
+    h = hashlib.sha256(script.read_bytes())
+    h.update((HERE / "common.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(names: list[str] | None = None) -> None:
+    out = out_dir()
+    for name in names or SAMPLES:
+        script = HERE / f"{name}.py"
+        stamp = out / f".{name}.stamp"
+        if stamp.exists() and stamp.read_text() == _hash(script):
+            print(f"{name}: up to date")
+            continue
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, str(script)], check=True, cwd=HERE)
+        stamp.write_text(_hash(script))
+        print(f"{name}: built in {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    build(sys.argv[1:] or None)

@@ -1,0 +1,121 @@
+"""The one user-facing error family and the exit codes it maps to.
+
+An `EdgekitError` is something the user can fix (bad input, a failed check, a missing
+extra); the CLI prints it as one paragraph with a hint and no traceback. Any other
+exception is a bug in edgekit and keeps its traceback (exit 5).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONVERSION = 3
+EXIT_ENVIRONMENT = 4
+EXIT_INTERNAL = 5
+EXIT_TIMEOUT = 124
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_CHECK_FAILED: "a check failed (parity, latency budget, accuracy budget)",
+    EXIT_USAGE: "usage error or bad input (unreadable, unsafe, wrong shape, unknown format)",
+    EXIT_CONVERSION: "conversion failed (unsupported op, converter error)",
+    EXIT_ENVIRONMENT: "environment: a missing extra, QEMU or the ARM sysroot",
+    EXIT_INTERNAL: "internal error (a bug in edgekit; please report it)",
+    EXIT_TIMEOUT: "a stage exceeded its time limit",
+}
+
+
+class EdgekitError(Exception):
+    """Base of every error the user can act on. `hint` says what to do next."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, hint: str | None = None, details: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def to_dict(self) -> dict:
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "details": self.details,
+            "exit_code": self.exit_code,
+        }
+
+    def __reduce__(self):  # keeps subclasses picklable across processes
+        return (type(self), (self.message, self.hint, self.details))
+
+
+class CheckFailed(EdgekitError):
+    """A parity, accuracy or latency check did not pass."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class BadInput(EdgekitError):
+    """Usage error or bad input: unreadable, unsafe, wrong shape, unknown format."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnsafeModel(BadInput):
+    """The file could run code when loaded and the user did not say it is trusted."""
+
+
+class ConversionFailed(EdgekitError):
+    """The converter could not produce an artifact (unsupported op, converter error)."""
+
+    exit_code = EXIT_CONVERSION
+
+
+class EnvironmentProblem(EdgekitError):
+    """Something edgekit needs is not installed: an extra, QEMU, the ARM sysroot."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class StageTimeout(EdgekitError):
+    """A stage ran past its wall-clock limit and was stopped."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+class InternalError(EdgekitError):
+    """A bug, usually raised in a child process and carried to the parent."""
+
+    exit_code = EXIT_INTERNAL
+
+
+_BY_NAME = {cls.__name__: cls for cls in (
+    EdgekitError, CheckFailed, BadInput, UnsafeModel, ConversionFailed,
+    EnvironmentProblem, StageTimeout, InternalError)}
+
+
+def from_dict(data: dict) -> EdgekitError:
+    """Rebuild an error sent from a child process."""
+    cls = _BY_NAME.get(data.get("type", ""), EdgekitError)
+    return cls(data["message"], data.get("hint"), data.get("details"))
+
+
+def missing_extra(module: str, extra: str) -> EnvironmentProblem:
+    """The error for an optional framework that is not installed."""
+    return EnvironmentProblem(
+        f"'{module}' is not installed, and this step needs it.",
+        hint=f"install the extra: pip install 'edgekit[{extra}]'  (or run 'edgekit doctor' to see what is missing)",
+    )
+
+
+def require(module: str, extra: str):
+    """Import an optional heavy module, or raise the environment error naming its extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if exc.name and module.split(".")[0] != exc.name.split(".")[0]:
+            raise  # the module is there but broken: a real bug, keep the traceback
+        raise missing_extra(module, extra) from None

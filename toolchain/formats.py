@@ -1,0 +1,231 @@
+"""Format detection by content, never by extension alone.
+
+`detect(path)` reads a few bytes (and, for zip files, the member names) and returns the
+`FormatSpec` of what the file really is. Nothing here imports a framework or executes
+anything from the file. A file whose content does not match any known format is refused
+with a message that says what it looks like instead.
+"""
+
+from __future__ import annotations
+
+import os
+import pickletools
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.errors import BadInput
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One file format: what framework produced it and which runtime runs it."""
+
+    name: str
+    description: str
+    framework: str  # the source framework family converters register under
+    runtime: str | None  # runner that executes it (None: not runnable, e.g. data)
+    extensions: tuple[str, ...]
+    pickle_based: bool = False  # loading it can execute code
+
+
+FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
+    FormatSpec("keras", "Keras v3 archive (.keras)", "keras", "keras", (".keras",)),
+    FormatSpec("hdf5", "HDF5 file (legacy Keras .h5)", "keras", "keras", (".h5", ".hdf5")),
+    FormatSpec("savedmodel", "TensorFlow SavedModel folder", "tensorflow", "tensorflow", ("",)),
+    FormatSpec("tflite", "TFLite flatbuffer", "tflite", "litert", (".tflite",)),
+    FormatSpec("onnx", "ONNX model", "onnx", "onnxruntime", (".onnx",)),
+    FormatSpec("torch_export", "torch.export ExportedProgram (.pt2)", "torch", "torch_export", (".pt2",)),
+    FormatSpec("torchscript", "TorchScript archive", "torchscript", "torchscript", (".pt", ".ptl", ".pth")),
+    FormatSpec("torch_pickle", "torch.save pickle archive", "torch", None, (".pt", ".pth", ".bin"),
+               pickle_based=True),
+    FormatSpec("torch_state_dict", "torch.save state_dict (weights only)", "torch", None,
+               (".pt", ".pth", ".bin")),
+    FormatSpec("safetensors", "safetensors weights", "torch", None, (".safetensors",)),
+    FormatSpec("executorch", "ExecuTorch program (.pte)", "executorch", "executorch", (".pte",)),
+    FormatSpec("skops", "skops archive (scikit-learn)", "sklearn", "sklearn", (".skops",)),
+    FormatSpec("pickle", "Python pickle / joblib file", "sklearn", "sklearn", (".pkl", ".joblib", ".pickle"),
+               pickle_based=True),
+    FormatSpec("npz", "NumPy .npz archive", "data", None, (".npz",)),
+    FormatSpec("npy", "NumPy .npy array", "data", None, (".npy",)),
+)}
+
+_MAX_PICKLE_SCAN = 64 * 1024 * 1024  # opcodes of larger pickles are not scanned
+
+
+@dataclass(frozen=True)
+class Detected:
+    """The result of detection: the format plus what was seen (for messages and inspect)."""
+
+    spec: FormatSpec
+    path: Path
+    evidence: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def _zip_kind(path: Path) -> tuple[str, str]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadInput(f"{path}: looks like a zip file but cannot be read as one ({exc}).",
+                       hint="the file is probably truncated or corrupt; export it again") from None
+    base = {n.split("/", 1)[-1] if "/" in n else n for n in names}
+    if {"config.json", "metadata.json"} <= set(names):
+        return "keras", "zip with config.json + metadata.json"
+    if "schema.json" in names:
+        return "skops", "zip with schema.json"
+    if "archive_format" in base and any(n.endswith(".json") and "/models/" in f"/{n}" for n in names):
+        return "torch_export", "zip with archive_format + models/*.json"
+    if "data.pkl" in base and any("/code/" in f"/{n}" for n in names):
+        return "torchscript", "zip with data.pkl + code/"
+    if "data.pkl" in base:
+        pkl = next(n for n in names if n == "data.pkl" or n.endswith("/data.pkl"))
+        with zipfile.ZipFile(path) as zf:
+            data = zf.read(pkl) if zf.getinfo(pkl).file_size <= _MAX_PICKLE_SCAN else b""
+        if data and _pickle_is_weights_only(data):
+            return "torch_state_dict", "zip with data.pkl referencing only tensors"
+        return "torch_pickle", "zip with data.pkl referencing Python classes"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz", "zip of .npy members"
+    raise BadInput(f"{path}: a zip archive that is not a known model format "
+                   f"(members: {', '.join(names[:5])}{'…' if len(names) > 5 else ''}).",
+                   hint="edgekit reads .keras, .pt2, TorchScript, torch.save, skops and .npz archives")
+
+
+# Globals a plain weights-only torch pickle may reference (what torch's own weights-only
+# unpickler allows for a state_dict). Anything else means classes would be imported.
+_WEIGHTS_ONLY_GLOBALS = {
+    "collections OrderedDict", "torch._utils _rebuild_tensor_v2", "torch._utils _rebuild_parameter",
+    "torch FloatStorage", "torch DoubleStorage", "torch HalfStorage", "torch LongStorage",
+    "torch IntStorage", "torch ShortStorage", "torch CharStorage", "torch ByteStorage",
+    "torch BoolStorage", "torch BFloat16Storage", "torch.storage UntypedStorage",
+    "torch float32", "torch float16", "torch int64", "torch bfloat16", "torch._utils _rebuild_tensor",
+}
+
+
+def pickle_globals(data: bytes) -> list[str]:
+    """The `module name` pairs a pickle would import, read from its opcodes without running it."""
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace("\n", " "))
+            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]} {strings[-1]}")
+    except Exception:  # a malformed pickle: report what was seen so far
+        found.append("<unparseable>")
+    return found
+
+
+def _pickle_is_weights_only(data: bytes) -> bool:
+    return all(g in _WEIGHTS_ONLY_GLOBALS for g in pickle_globals(data))
+
+
+def _looks_like_pickle(head: bytes, path: Path) -> bool:
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    # protocol 0/1 pickles are text-ish; accept them only if opcodes parse to STOP
+    if head[:1] in (b"(", b"c", b"]", b"}", b"I", b"S", b"V", b"N", b"F", b"L"):
+        try:
+            data = path.read_bytes()[:_MAX_PICKLE_SCAN]
+            ops = list(pickletools.genops(data))
+            return bool(ops) and ops[-1][0].name == "STOP"
+        except Exception:
+            return False
+    return False
+
+
+def _looks_like_onnx(path: Path, head: bytes) -> bool:
+    # ModelProto starts with field 1 (ir_version, varint: tag 0x08) in every exporter we know
+    if head[:1] != b"\x08":
+        return False
+    try:
+        import onnx
+
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:
+        return False
+    return len(model.graph.node) > 0 or len(model.graph.output) > 0
+
+
+def _describe_unknown(head: bytes) -> str:
+    if not head:
+        return "it is empty"
+    sample = head[:64]
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in sample) / len(sample)
+    if printable > 0.95:
+        text = sample.decode("ascii", "replace").splitlines()[0][:40]
+        return f"it is a text file (starts with {text!r})"
+    return f"unrecognised content (first bytes {sample[:8].hex(' ')})"
+
+
+def detect(path: str | os.PathLike, expected: tuple[str, ...] | None = None) -> Detected:
+    """Detect what `path` holds, by content. Raises `BadInput` with a clear reason otherwise.
+
+    `expected`, if given, lists the acceptable format names; anything else is refused with
+    a message naming both what was found and what was expected.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{p}: no such file or folder.", hint="check the path")
+    found = _detect(p)
+    if expected and found.name not in expected:
+        want = ", ".join(FORMATS[e].description for e in expected)
+        raise BadInput(f"{p}: is a {found.spec.description}, but a {want} is needed here.")
+    return found
+
+
+def _detect(p: Path) -> Detected:
+    if p.is_dir():
+        if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
+            return Detected(FORMATS["savedmodel"], p, "folder with saved_model.pb")
+        raise BadInput(f"{p}: is a folder, not a model file (and not a TensorFlow SavedModel: "
+                       "no saved_model.pb inside).", hint="pass the model file itself")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(64)
+    except PermissionError:
+        raise BadInput(f"{p}: cannot be read (permission denied).") from None
+    except OSError as exc:
+        raise BadInput(f"{p}: cannot be read ({exc.strerror}).") from None
+    if not head:
+        raise BadInput(f"{p}: the file is empty.", hint="export or copy the model again")
+
+    def found(name: str, evidence: str) -> Detected:
+        return Detected(FORMATS[name], p, evidence)
+
+    if head[4:8] == b"TFL3":
+        return found("tflite", "flatbuffer identifier TFL3")
+    if head[4:6] == b"ET" and head[6:8].isdigit():
+        return found("executorch", f"flatbuffer identifier {head[4:8].decode()}")
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
+        return found("hdf5", "HDF5 signature")
+    if head[:6] == b"\x93NUMPY":
+        return found("npy", "NumPy magic")
+    if head[:4] == b"PK\x03\x04":
+        name, evidence = _zip_kind(p)
+        return found(name, evidence)
+    if len(head) >= 9:
+        (hlen,) = struct.unpack("<Q", head[:8])
+        if head[8:9] == b"{" and 0 < hlen < p.stat().st_size:
+            return found("safetensors", "safetensors JSON header")
+    if _looks_like_onnx(p, head):
+        return found("onnx", "parses as an ONNX ModelProto")
+    if head[:2] in (b"x\x9c", b"x\x01", b"x\xda") or head[:3] == b"\x1f\x8b\x08" or head[:3] == b"BZh" \
+            or head[:6] == b"\xfd7zXZ\x00":
+        return found("pickle", "compressed stream (joblib-style)")
+    if _looks_like_pickle(head, p):
+        return found("pickle", "pickle opcodes")
+    if head[:1] == b"\x08" and p.suffix == ".onnx":
+        raise BadInput(f"{p}: starts like an ONNX model but does not parse (truncated or corrupt).",
+                       hint="export the ONNX model again")
+    raise BadInput(f"{p}: not a model format edgekit knows: {_describe_unknown(head)}.",
+                   hint="supported: " + ", ".join(s.description for s in FORMATS.values()))

@@ -1,0 +1,191 @@
+"""Run a stage (load, convert, validate, bench, inspect) in a child process.
+
+Model files are programs and their parsers can crash, so the parent never loads one: it
+starts a fresh interpreter (multiprocessing "spawn"), which runs one function with a
+wall-clock timeout and a memory limit, sends back a result or an error, and may send
+progress messages on the way. A child killed by a signal, running out of memory or out
+of time becomes a clean `EdgekitError` naming the stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from edgekit.errors import (EdgekitError, InternalError, StageTimeout, ConversionFailed,
+                            BadInput, EXIT_CONVERSION, from_dict)
+
+DEFAULT_MEMORY_MB = int(os.environ.get("EDGEKIT_MEMORY_MB", "0")) or None
+
+_conn = None  # the child's end of the pipe, set only inside a child
+
+
+def progress(message: str) -> None:
+    """Report progress from inside a stage; shown by the parent (no-op outside a child)."""
+    if _conn is not None:
+        try:
+            _conn.send(("progress", message))
+        except (OSError, ValueError):
+            pass
+
+
+def quiet_frameworks() -> None:
+    """Environment that keeps TensorFlow/absl/XLA from flooding the terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # never weaken torch.load
+    os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
+
+
+def _child_main(conn, target: str, args: tuple, kwargs: dict, log_path: str | None) -> None:
+    global _conn
+    _conn = conn
+    quiet_frameworks()
+    if log_path:
+        # Framework chatter (C++ logs, converter prints) goes to a log the parent can show
+        # on failure; stdout must stay clean for --json.
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    else:
+        os.dup2(2, 1)
+    try:
+        module, _, name = target.partition(":")
+        fn = getattr(importlib.import_module(module), name)
+        result = fn(*args, **kwargs)
+        conn.send(("ok", result))
+    except EdgekitError as exc:
+        conn.send(("error", exc.to_dict()))
+    except MemoryError:
+        conn.send(("error", BadInput("ran out of memory (the memory limit was reached).",
+                                     hint="raise the limit with EDGEKIT_MEMORY_MB or use a smaller input").to_dict()))
+    except BaseException:  # a bug: carry the traceback to the parent
+        conn.send(("bug", traceback.format_exc()))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.close()
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _log_tail(log_path: str | None, lines: int = 25) -> str | None:
+    if not log_path or not os.path.exists(log_path):
+        return None
+    with open(log_path, errors="replace") as fh:
+        text = fh.read().splitlines()
+    keep = [ln for ln in text if ln.strip()][-lines:]
+    return "\n".join(keep) or None
+
+
+def run(stage: str, target: str, *args, timeout: float | None = None,
+        memory_mb: int | None = DEFAULT_MEMORY_MB, on_progress: Callable[[str], None] | None = None,
+        crash_exit_code: int = EXIT_CONVERSION, verbose: bool = False, **kwargs):
+    """Run `module:function(*args, **kwargs)` in a child process and return its result.
+
+    stage: a name for messages ("convert", "validate", ...).
+    timeout: seconds of wall clock; past it the child is killed and StageTimeout raised.
+    memory_mb: resident-memory limit; past it the child is killed.
+    crash_exit_code: the exit code a crash (death by signal) maps to.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    parent_conn, child_conn = ctx.Pipe(duplex=False)
+    log_dir = tempfile.mkdtemp(prefix="edgekit-log-")
+    log_path = None if verbose else os.path.join(log_dir, f"{stage}.log")
+    proc = ctx.Process(target=_child_main, args=(child_conn, target, args, kwargs, log_path),
+                       name=f"edgekit-{stage}", daemon=True)
+    start = time.monotonic()
+    peak = 0.0
+    try:
+        proc.start()
+        child_conn.close()
+        message = None
+        while True:
+            if parent_conn.poll(0.1):
+                try:
+                    kind, payload = parent_conn.recv()
+                except EOFError:
+                    break
+                if kind == "progress":
+                    if on_progress:
+                        on_progress(payload)
+                    continue
+                message = (kind, payload)
+                break
+            if not proc.is_alive():
+                # drain anything sent just before exit
+                if parent_conn.poll(0):
+                    continue
+                break
+            if timeout and time.monotonic() - start > timeout:
+                _kill(proc)
+                raise StageTimeout(f"the {stage} stage ran past its time limit of {timeout:g} s and was stopped.",
+                                   hint="raise it with --timeout if the model is simply large",
+                                   details=_log_tail(log_path))
+            if memory_mb:
+                peak = max(peak, _rss_mb(proc.pid))
+                if peak > memory_mb:
+                    _kill(proc)
+                    raise BadInput(f"the {stage} stage used more than {memory_mb} MB of memory and was stopped.",
+                                   hint="raise the limit with EDGEKIT_MEMORY_MB, or check the model's declared sizes",
+                                   details=_log_tail(log_path))
+        proc.join(timeout=30)
+        if message is None:
+            code = proc.exitcode
+            if code is not None and code < 0:
+                signame = signal.Signals(-code).name
+                err = BadInput if crash_exit_code == 2 else ConversionFailed
+                raise err(f"the {stage} stage crashed ({signame}) — the runtime or converter died while "
+                          f"processing the file.",
+                          hint="the file may be corrupt or hit a bug in the library; run with --verbose to see its output",
+                          details=_log_tail(log_path))
+            raise InternalError(f"the {stage} stage exited (code {code}) without a result.",
+                                details=_log_tail(log_path))
+        kind, payload = message
+        if kind == "ok":
+            return payload
+        if kind == "error":
+            err = from_dict(payload)
+            if err.details is None and isinstance(err, ConversionFailed):
+                err.details = _log_tail(log_path)
+            raise err
+        raise InternalError(f"bug in the {stage} stage:\n{payload}", details=_log_tail(log_path))
+    except KeyboardInterrupt:
+        _kill(proc)
+        raise
+    finally:
+        if proc.is_alive():
+            _kill(proc)
+        parent_conn.close()
+        for f in Path(log_dir).glob("*"):
+            f.unlink(missing_ok=True)
+        os.rmdir(log_dir)
+
+
+def _kill(proc) -> None:
+    try:
+        proc.kill()
+    except (OSError, AttributeError):
+        pass
+    proc.join(timeout=10)

@@ -1,0 +1,86 @@
+"""Targets and tolerance presets, kept as data (not `if` branches).
+
+A target is an output format: its file extension, the format detection will see, the
+runtime that runs it, the precisions it can hold and the minimum library versions. A
+tolerance preset says when a candidate's outputs match the reference for a precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from edgekit.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    extension: str
+    format: str  # name in edgekit.formats.FORMATS
+    runtime: str  # runner name in edgekit.validators.runners
+    precisions: tuple[str, ...]
+    min_versions: tuple[tuple[str, str], ...]  # (distribution, minimum version)
+    description: str
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("tflite", ".tflite", "tflite", "litert", ("fp32", "fp16", "dynamic", "int8"),
+           (("ai-edge-litert", "2.3.0"),), "TensorFlow Lite / LiteRT flatbuffer"),
+    Target("onnx", ".onnx", "onnx", "onnxruntime", ("fp32", "fp16", "dynamic", "int8"),
+           (("onnx", "1.21.0"), ("onnxruntime", "1.31.0")), "ONNX, run by onnxruntime"),
+    Target("torchscript", ".pt", "torchscript", "torchscript", ("fp32",),
+           (("torch", "2.13.0"),), "TorchScript archive (frozen)"),
+    Target("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"),
+           (("executorch", "1.5.1"),), "ExecuTorch program with the XNNPACK delegate"),
+)}
+
+QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
+
+
+def precision_of(quantize: str) -> str:
+    """The precision name (tolerance preset key) of a --quantize mode."""
+    return "fp32" if quantize in ("none", None) else quantize
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """When do outputs match? Every criterion that is not None must hold; NaN/Inf never pass.
+
+    atol/rtol: elementwise |cand - ref| <= atol + rtol * |ref| (as numpy.allclose).
+    min_cosine / min_snr_db: whole-output similarity, for quantized outputs where
+    elementwise bounds are meaningless. min_top1: agreement of argmax over the last axis
+    for classifier-shaped outputs. max_accuracy_drop: when labels are given.
+    """
+
+    atol: float | None = None
+    rtol: float | None = None
+    min_cosine: float | None = None
+    min_snr_db: float | None = None
+    min_top1: float | None = None
+    max_accuracy_drop: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def override(self, **values) -> "Tolerance":
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_top1=0.99),
+    "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.999, min_top1=0.98),
+    "dynamic": Tolerance(min_cosine=0.99, min_snr_db=15.0, min_top1=0.95, max_accuracy_drop=0.01),
+    "int8": Tolerance(min_cosine=0.98, min_snr_db=12.0, min_top1=0.90, max_accuracy_drop=0.01),
+}
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise BadInput(f"unknown target '{name}'.",
+                       hint=f"choose one of: {', '.join(TARGETS)}") from None
+
+
+def target_for_format(fmt: str) -> Target | None:
+    return next((t for t in TARGETS.values() if t.format == fmt), None)

@@ -1,0 +1,117 @@
+"""Terminal output: progress, tables and errors on stderr; stdout is for results only.
+
+With --json the CLI prints one JSON document on stdout and nothing else there; tables and
+progress go to stderr (and are suppressed by --quiet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+import os as _os
+
+# Rich falls back to 80 columns when not on a terminal (CI logs, pipes), which folds
+# every table; logs are read in wide windows, so use a wider default there.
+_WIDTH = None if sys.stderr.isatty() or "COLUMNS" in _os.environ else 160
+err = Console(stderr=True, highlight=False, width=_WIDTH)
+out = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in _os.environ else 160)
+
+_state = {"json": False, "quiet": False}
+
+
+def configure(*, json_mode: bool = False, quiet: bool = False) -> None:
+    _state["json"] = json_mode
+    _state["quiet"] = quiet
+
+
+def json_mode() -> bool:
+    return _state["json"]
+
+
+def results_console() -> Console:
+    """Where tables go: stdout normally, stderr when stdout is reserved for JSON."""
+    return err if _state["json"] else out
+
+
+def show(renderable) -> None:
+    if _state["quiet"] and not _state["json"]:
+        return
+    if _state["json"] and _state["quiet"]:
+        return
+    results_console().print(renderable)
+
+
+def info(message: str) -> None:
+    if not _state["quiet"]:
+        err.print(message)
+
+
+def warn(message: str) -> None:
+    err.print(f"[bold yellow]warning:[/] {message}")
+
+
+def emit_json(doc: dict) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def stage(title: str):
+    """A spinner with elapsed time while a (child-process) stage runs; yields on_progress."""
+    if _state["quiet"] or not err.is_terminal:
+        t0 = time.monotonic()
+        last = {"msg": None}
+
+        def plain(msg: str) -> None:
+            if not _state["quiet"] and msg != last["msg"]:
+                err.print(f"  [dim]{title}: {msg}[/]")
+                last["msg"] = msg
+
+        yield plain
+        if not _state["quiet"]:
+            err.print(f"  [dim]{title}: done in {time.monotonic() - t0:.1f} s[/]")
+        return
+    t0 = time.monotonic()
+    with err.status(f"{title}…") as status:
+        def update(msg: str) -> None:
+            status.update(f"{title}: {msg} [dim]({time.monotonic() - t0:.0f} s)[/]")
+
+        yield update
+    err.print(f"  [green]✓[/] {title} [dim]({time.monotonic() - t0:.1f} s)[/]")
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def table(title: str | None, columns: list[str], rows: list[list], **kwargs) -> Table:
+    t = Table(title=title, title_justify="left", **kwargs)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*[("-" if v is None else str(v)) for v in r])
+    return t
+
+
+def mark(ok: bool | None) -> str:
+    return "-" if ok is None else ("[green]✓[/]" if ok else "[bold red]✗[/]")
+
+
+def fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)

@@ -1,0 +1,1 @@
+"""Validators: runtimes that execute models, parity comparison, latency measurement."""

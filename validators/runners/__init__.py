@@ -1,0 +1,26 @@
+"""Runners, one per runtime, all with the interface of `base.Runner`.
+
+The table maps a runtime name (as used by `edgekit.formats.FORMATS` and
+`edgekit.targets.TARGETS`) to its class, imported only when needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+RUNNERS = {
+    "keras": "edgekit.validators.runners.keras:KerasRunner",
+    "litert": "edgekit.validators.runners.litert:LiteRTRunner",
+    "onnxruntime": "edgekit.validators.runners.onnxrt:OnnxRuntimeRunner",
+}
+
+
+def runner_class(runtime: str):
+    from edgekit.errors import BadInput
+
+    try:
+        module, _, name = RUNNERS[runtime].partition(":")
+    except KeyError:
+        raise BadInput(f"edgekit has no runner for the '{runtime}' runtime yet.",
+                       hint=f"runners available: {', '.join(RUNNERS)}") from None
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,108 @@
+"""LiteRT (TFLite) runner, with the `ai_edge_litert` interpreter (no TensorFlow import).
+
+It prefers the file's signature (names as the converter recorded them); quantized inputs
+are fed from float data with the file's own scale/zero point and quantized outputs are
+dequantized, so parity compares real values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from edgekit.errors import BadInput, require
+from edgekit.tensors import Signature, TensorSpec
+from edgekit.validators.runners.base import Runner, dequantize_array, quantize_array
+
+
+def _spec(name: str, d: dict) -> TensorSpec:
+    sig = d.get("shape_signature")
+    dims = sig if sig is not None and len(sig) else d["shape"]
+    shape = tuple(None if int(x) < 0 else int(x) for x in dims)
+    qp = d.get("quantization_parameters") or {}
+    quant = None
+    if len(qp.get("scales", [])):
+        quant = {"scale": [float(s) for s in qp["scales"]],
+                 "zero_point": [int(z) for z in qp["zero_points"]],
+                 "axis": int(qp.get("quantized_dimension", 0))}
+    return TensorSpec(name, np.dtype(d["dtype"]).name, shape, quant)
+
+
+class LiteRTRunner(Runner):
+    runtime = "litert"
+    extra = "tf"
+
+    def load(self) -> "LiteRTRunner":
+        interp_mod = require("ai_edge_litert.interpreter", "tf")
+        kwargs = {"num_threads": int(self.threads)} if self.threads else {}
+        try:
+            interp = interp_mod.Interpreter(model_path=str(self.path), **kwargs)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BadInput(f"{self.path}: the LiteRT interpreter cannot load this file: {str(exc).strip()[:300]}",
+                           hint="the file is probably truncated or corrupt; convert it again") from None
+        self.native = interp
+        sigs = interp.get_signature_list()
+        self._sig_runner = None
+        if len(sigs) == 1:
+            key = next(iter(sigs))
+            self._sig_runner = interp.get_signature_runner(key)
+            ins = self._sig_runner.get_input_details()
+            outs = self._sig_runner.get_output_details()
+            # keep the signature's declared order (the runner's dicts are name-sorted)
+            self.signature = Signature([_spec(n, ins[n]) for n in sigs[key]["inputs"]],
+                                       [_spec(n, outs[n]) for n in sigs[key]["outputs"]])
+        else:
+            self.signature = Signature([_spec(d["name"], d) for d in interp.get_input_details()],
+                                       [_spec(d["name"], d) for d in interp.get_output_details()])
+        return self
+
+    def _prepare(self, spec: TensorSpec, x: np.ndarray) -> np.ndarray:
+        if spec.quantization and np.dtype(spec.dtype).kind in "iu" and x.dtype.kind == "f":
+            return quantize_array(x, spec)
+        return x.astype(spec.dtype, copy=False)
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        specs = {s.name: s for s in self.signature.inputs}
+        feeds = {k: self._prepare(specs[k], v) for k, v in feeds.items()}
+        if self._sig_runner is not None:
+            raw = self._sig_runner(**feeds)
+        else:
+            interp = self.native
+            for d in interp.get_input_details():
+                x = feeds[d["name"]]
+                if tuple(d["shape"]) != x.shape:
+                    interp.resize_tensor_input(d["index"], list(x.shape), strict=False)
+                    interp.allocate_tensors()
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], feeds[d["name"]])
+            interp.invoke()
+            raw = {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
+        out = {}
+        for s in self.signature.outputs:
+            y = np.asarray(raw[s.name])
+            out[s.name] = dequantize_array(y, s) if s.quantization and y.dtype.kind in "iu" else y.copy()
+        return out
+
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return version("ai-edge-litert")
+
+    def op_counts(self) -> dict[str, int]:
+        return dict(Counter(d["op_name"] for d in self.native._get_ops_details()))
+
+    def precision(self) -> str:
+        """Best guess of how the file was quantized, from its tensor types and ops."""
+        dtypes = {np.dtype(t["dtype"]).name for t in self.native.get_tensor_details()}
+        ops = self.op_counts()
+        io_int = any(np.dtype(s.dtype).kind in "iu" and s.quantization
+                     for s in self.signature.inputs + self.signature.outputs)
+        if "float16" in dtypes:
+            return "fp16"
+        if "int8" in dtypes and ("QUANTIZE" in ops or io_int):
+            return "int8"
+        if "int8" in dtypes:
+            return "dynamic"
+        return "fp32"

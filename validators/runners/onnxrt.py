@@ -1,0 +1,83 @@
+"""onnxruntime runner (CPU execution provider)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekit.errors import BadInput
+from edgekit.tensors import Signature, TensorSpec
+from edgekit.validators.runners.base import Runner
+
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
+    "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
+    "tensor(string)": "str",
+}
+
+
+def _spec(arg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (arg.shape or []))
+    return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
+
+
+class OnnxRuntimeRunner(Runner):
+    runtime = "onnxruntime"
+    extra = "core"
+
+    def load(self) -> "OnnxRuntimeRunner":
+        import onnxruntime as ort
+
+        from edgekit.loading import check_onnx_file
+
+        check_onnx_file(self.path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
+            opts.inter_op_num_threads = 1
+        try:
+            self.native = ort.InferenceSession(str(self.path), sess_options=opts,
+                                               providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            raise BadInput(f"{self.path}: onnxruntime cannot load this model: {str(exc).strip()[:400]}",
+                           hint="check the model with 'edgekit inspect'; it may need a newer onnxruntime") from None
+        self.signature = Signature([_spec(a) for a in self.native.get_inputs()],
+                                   [_spec(a) for a in self.native.get_outputs()])
+        return self
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.signature.outputs]
+        outs = self.native.run(names, feeds)
+        return dict(zip(names, outs))
+
+    def _graph(self):
+        import onnx
+
+        if getattr(self, "_proto", None) is None:
+            self._proto = onnx.load_model(str(self.path), load_external_data=False)
+        return self._proto
+
+    def op_counts(self) -> dict[str, int]:
+        from collections import Counter
+
+        return dict(Counter(n.op_type for n in self._graph().graph.node))
+
+    def precision(self) -> str:
+        from onnx import TensorProto
+
+        ops = self.op_counts()
+        if "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops or "ConvInteger" in ops:
+            return "dynamic"
+        if "QuantizeLinear" in ops or "QLinearConv" in ops or "QLinearMatMul" in ops:
+            return "int8"
+        if any(t.data_type == TensorProto.FLOAT16 for t in self._graph().graph.initializer):
+            return "fp16"
+        return "fp32"
+
+    def version(self) -> str:
+        import onnxruntime as ort
+
+        return ort.__version__
