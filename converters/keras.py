@@ -117,17 +117,26 @@ def keras_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
 ONNX_OPSET = 18
 
 
-@register("keras", "onnx", quantize=("none",), extra="tf", library="tf2onnx")
+@register("keras", "onnx", quantize=("none", "fp16", "dynamic", "int8"), extra="tf", library="tf2onnx")
 def keras_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
-    """Keras -> ONNX through tf2onnx on a tf.function with a named input signature."""
+    """Keras -> ONNX through tf2onnx on a tf.function with a named input signature,
+    then the shared ONNX quantization step for --quantize."""
+    from edgekit.converters import onnx_quant
+
     tf2onnx = require("tf2onnx", "tf")
     fn, specs = serving_function(model.native, model.signature)
     progress(f"converting to ONNX (tf2onnx, opset {ONNX_OPSET})")
-    try:
-        tf2onnx.convert.from_function(fn, input_signature=specs, opset=ONNX_OPSET,
-                                      output_path=str(out_path))
-    except Exception as exc:
-        raise ConversionFailed(f"tf2onnx could not convert this model: {str(exc).strip().splitlines()[-1][:300]}",
-                               details=str(exc)[-2000:]) from None
-    return ConvertResult(out_path, "fp32", [], {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__,
-                                                "opset": ONNX_OPSET})
+    with tempfile.TemporaryDirectory(prefix="edgekit-tf2onnx-", dir=out_path.parent) as tmp:
+        float_path = out_path if request.quantize == "none" else Path(tmp) / "float.onnx"
+        try:
+            tf2onnx.convert.from_function(fn, input_signature=specs, opset=ONNX_OPSET,
+                                          output_path=str(float_path))
+        except Exception as exc:
+            raise ConversionFailed(f"tf2onnx could not convert this model: "
+                                   f"{str(exc).strip().splitlines()[-1][:300]}",
+                                   details=str(exc)[-2000:]) from None
+        notes = [] if request.quantize == "none" else \
+            onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration)
+    precision = "fp32" if request.quantize == "none" else request.quantize
+    return ConvertResult(out_path, precision, notes, {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__,
+                                                      "opset": ONNX_OPSET})
