@@ -214,7 +214,7 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
             input_shape=[shapes] if isinstance(shapes, str) else list(shapes),
             model_class=m.get("model_class"), model_args=m.get("model_args", {}), signature=m.get("signature"),
             trust_pickle=m.get("trust_pickle", False), trust_code=m.get("trust_code", False)))
-    out_dir = Path(out) if out else base / build.get("out", "build/edgekit")
+    out_dir = Path(out) if out else (base / build.get("out", "build/edgekit")).resolve()
     return BuildConfig(p, out_dir, build.get("jobs"), float(build.get("timeout", 1800)), models)
 
 
