@@ -28,7 +28,7 @@ def _ui():
 
 def common_output(f):
     f = click.option("--json", "json_out", is_flag=True, help="Print one JSON document on stdout (and nothing else there).")(f)
-    f = click.option("--quiet", "-q", is_flag=True, help="Print only errors (and the JSON document with --json).")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="Print only warnings and errors (and the JSON document with --json).")(f)
     f = click.option("--verbose", "-v", is_flag=True, help="Show the frameworks' own output instead of capturing it.")(f)
     return f
 
