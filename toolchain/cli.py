@@ -150,6 +150,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
 
     tgt = get_target(target)
     found = _source(model)
+    if found.spec.pickle_based:  # refuse before anything else: the pickle's imports are read, never run
+        from edgekit.loading import check_policy
+
+        check_policy(found, _trust(trust_pickle, trust_code))
     conv = lookup(found.spec.framework, target, quantize)
     if input_shapes:
         raise BadInput(f"{model}: a {found.spec.description} carries its own input signature; --input-shape is "
