@@ -28,6 +28,9 @@ SKLEARN_OPSET = {"": 17, "ai.onnx.ml": 3}
 ONNXMLTOOLS_OPSET = 15  # the highest onnxmltools 1.16 supports for XGBoost/LightGBM
 QUANTIZE = ("none", "dynamic", "auto")  # tree ensembles have no quantizable ops; MLPs/linear models do
 MISSING_STRING = ""  # the ONNX-side missing value of a string column
+# StringNormalizer lower-cases text with a C++ locale; onnxruntime's default (en_US.UTF-8)
+# is missing on many Linux images and fails at load. C.UTF-8 is built into glibc >= 2.35.
+TEXT_LOCALE = "C.UTF-8"
 
 _registered = False
 
@@ -75,12 +78,24 @@ def initial_types(signature, module: str = "skl2onnx.common.data_types"):
 
 
 def _zipmap_off(model) -> dict:
-    """Options switching ZipMap off on every classifier in the model (plain tensor outputs)."""
+    """Options switching ZipMap off on every probabilistic classifier (plain tensor outputs).
+
+    Classifiers without predict_proba (LinearSVC) have no ZipMap and refuse the option, yet
+    skl2onnx's Pipeline parser adds it to them unless they carry options of their own: they
+    get their default 'nocl=False' (keep class labels) instead.
+    """
     from sklearn.base import BaseEstimator, is_classifier
     from skl2onnx.common.utils_sklearn import enumerate_model_names
 
-    return {id(m): {"zipmap": False} for _, m in enumerate_model_names(model)
-            if isinstance(m, BaseEstimator) and is_classifier(m)}
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    options = {}
+    for _, m in enumerate_model_names(model):
+        if isinstance(m, BaseEstimator) and is_classifier(m) and not hasattr(m, "steps"):
+            options[id(m)] = {"zipmap": False} if hasattr(m, "predict_proba") else {"nocl": False}
+        elif isinstance(m, CountVectorizer):  # TfidfVectorizer too
+            options[id(m)] = {"locale": TEXT_LOCALE}
+    return options
 
 
 def _dynamic_batch(proto) -> None:

@@ -27,7 +27,9 @@ def parity_data(reference, inputs: str | None, seed: int = 0,
                 label_column: str | None = None) -> tuple[Dataset, list[str]]:
     if inputs:
         return load_dataset(inputs, reference.signature, "--inputs", label_column), []
-    return random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed), [RANDOM_WARNING]
+    sampler = getattr(reference, "random_dataset", None)  # runners that know realistic values
+    data = sampler(RANDOM_SAMPLES, seed) if sampler else random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed)
+    return data, [RANDOM_WARNING]
 
 
 def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,

@@ -57,8 +57,19 @@ def _is_string_step(step) -> bool | None:
     return None
 
 
-def column_inputs(ct) -> list[TensorSpec] | None:
-    """One input per column of a fitted ColumnTransformer (None if it selects by position)."""
+def _known_values(step, i: int) -> list[str]:
+    """Category values a fitted step knows for its i-th column (for realistic random data)."""
+    cats = getattr(step, "categories_", None)
+    if cats is not None and i < len(cats):
+        return [str(c) for c in cats[i] if isinstance(c, str)]
+    return []
+
+
+def column_inputs(ct, categories: dict | None = None) -> list[TensorSpec] | None:
+    """One input per column of a fitted ColumnTransformer (None if it selects by position).
+
+    `categories`, if given, receives the known category values of each string column.
+    """
     names = getattr(ct, "feature_names_in_", None)
     if names is None or not all(isinstance(n, str) for n in names):
         return None
@@ -73,19 +84,22 @@ def column_inputs(ct) -> list[TensorSpec] | None:
                 kinds.setdefault(c, "drop")
             continue
         is_str = _is_string_step(_first_of(trans)) if trans != "passthrough" else False
-        for c in cols:
+        for j, c in enumerate(cols):
             kinds[c] = "str" if is_str else "float32"
+            if is_str and categories is not None:
+                encoders = [s for s in steps_of(trans) if hasattr(s, "categories_")]
+                categories[c] = _known_values(encoders[0], j) if encoders else []
     # columns only dropped still arrive in the table: read them as strings (any text fits)
     return [TensorSpec(n, "str" if kinds.get(n, "drop") in ("str", "drop") else "float32", (None, 1))
             for n in names]
 
 
-def _input_specs(model) -> list[TensorSpec]:
+def _input_specs(model, categories: dict | None = None) -> list[TensorSpec]:
     sklearn_compose = require("sklearn.compose", "sklearn")
     text = require("sklearn.feature_extraction.text", "sklearn")
     first = steps_of(model)[0]
     if isinstance(first, sklearn_compose.ColumnTransformer):
-        specs = column_inputs(first)
+        specs = column_inputs(first, categories)
         if specs:
             return specs
     if isinstance(first, (text.TfidfVectorizer, text.CountVectorizer, text.HashingVectorizer)):
@@ -185,6 +199,7 @@ class SklearnRunner(Runner):
     extra = "sklearn"
 
     def load(self) -> "SklearnRunner":
+        self.categories: dict[str, list[str]] = {}
         fmt = getattr(self, "detected", None)
         name = fmt.name if fmt else "skops"
         if name in ("xgboost_json", "xgboost_ubj"):
@@ -202,9 +217,27 @@ class SklearnRunner(Runner):
         if isinstance(model, _Booster):
             inputs = [TensorSpec(MATRIX_INPUT, "float32", (None, model.n_features_in_))]
         else:
-            inputs = _input_specs(model)
+            inputs = _input_specs(model, self.categories)
         self.signature = Signature(inputs, self._output_specs(model))
         return self
+
+    def random_dataset(self, n: int = 16, seed: int = 0):
+        """Seeded random rows; string columns draw from the categories the model knows
+        (random text would be an unknown category, which some encoders refuse)."""
+        from edgekit.tensors import random_dataset
+
+        data = random_dataset(self.signature, n=n, seed=seed)
+        rng = np.random.default_rng(seed)
+        for name, values in self.categories.items():
+            if values and name in data.arrays:
+                data.arrays[name] = rng.choice(values, size=data.arrays[name].shape)
+        vocab = getattr(steps_of(self.native)[0], "vocabulary_", None) if not isinstance(self.native, _Booster) \
+            else None
+        if vocab and TEXT_INPUT in data.arrays:  # texts made of words the model knows
+            words = sorted(str(w) for w in vocab if isinstance(w, str) and " " not in w)
+            data.arrays[TEXT_INPUT] = np.array([" ".join(rng.choice(words, size=int(rng.integers(3, 9))))
+                                                for _ in range(n)])
+        return data
 
     def _load_skops(self):
         from edgekit.loading import Trust, skops_trusted_types
@@ -260,6 +293,13 @@ class SklearnRunner(Runner):
         return pd.DataFrame(cols)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return self._infer(feeds)
+        except (ValueError, TypeError, KeyError) as exc:  # scikit-learn's own input validation
+            raise BadInput(f"{self.path}: the model refused the inputs: {str(exc).strip().splitlines()[0][:300]}",
+                           hint="pass --inputs with real rows (e.g. a CSV whose header names the columns)") from None
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         m = self.native
         x = self._features(feeds)
         if self.kind == "classifier":
