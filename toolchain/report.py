@@ -81,7 +81,7 @@ def quantization_tables(details: dict) -> list:
         tables.append(table("--quantize auto: candidates (median ms, batch 1, this CPU)",
                             ["mode", "precision", "size", "median ms", "parity", "", "why"], rows))
     lat = details.get("latency_vs_fp32")
-    if lat:
+    if lat and lat.get("mode") != "none":
         tables.append(table("quantized vs fp32 on this CPU (median, batch 1)",
                             ["fp32 ms", f"{lat['mode']} ms", "ratio", "fp32 size", "quantized size"],
                             [[fmt(lat["fp32_ms"]), fmt(lat["quantized_ms"]), f"{lat['ratio']:.2f}x",
