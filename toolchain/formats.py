@@ -167,7 +167,7 @@ _XGB_UBJ = re.compile(rb"\A\{[iUIlL][\x00-\xff]{1,8}?learner")
 
 
 def _looks_like_csv(path: Path) -> bool:
-    """UTF-8 text whose first lines split into the same number (> 1) of comma-separated fields."""
+    """UTF-8 text whose header splits into named comma-separated fields (> 1), like the first row."""
     import csv
     import io
 
@@ -186,7 +186,7 @@ def _looks_like_csv(path: Path) -> bool:
     rows = [r for r in csv.reader(io.StringIO("\n".join(lines[:50]))) if r]
     if not rows or len(rows[0]) < 2 or not all(h.strip() for h in rows[0]):
         return False
-    return all(len(r) == len(rows[0]) for r in rows)
+    return len(rows) == 1 or len(rows[1]) == len(rows[0])  # later ragged rows: the reader names them
 
 
 def _describe_unknown(head: bytes) -> str:

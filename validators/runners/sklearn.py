@@ -9,7 +9,8 @@ them the same signature their ONNX conversion has, so parity pairs tensors by na
            a text pipeline (TfidfVectorizer/CountVectorizer first): one string input 'text' [N];
            anything else: one float32 matrix 'input' [N, F]
   outputs  classifiers: 'label' [N] and 'probabilities' [N, K] (decision scores for models
-           without predict_proba, e.g. LinearSVC); outlier detectors: 'label' [N] (1/-1) and
+           without predict_proba, e.g. LinearSVC, [N, 1] for two classes: the positive class's
+           score, as skl2onnx gives it); outlier detectors: 'label' [N] (1/-1) and
            'scores' [N, 1] (decision_function); regressors: 'variable' [N, T]
 
 Missing values: NaN in numeric columns, the empty string in string columns (ONNX string
@@ -266,8 +267,9 @@ class SklearnRunner(Runner):
     def _output_specs(self, model) -> list[TensorSpec]:
         if self.kind == "classifier":
             classes = model.classes_
+            k = len(classes) if hasattr(model, "predict_proba") or len(classes) > 2 else 1
             return [TensorSpec("label", _label_dtype(classes), (None,)),
-                    TensorSpec("probabilities", "float32", (None, len(classes)))]
+                    TensorSpec("probabilities", "float32", (None, k))]
         if self.kind == "outlier":
             return [TensorSpec("label", "int64", (None,)), TensorSpec("scores", "float32", (None, 1))]
         return [TensorSpec("variable", "float32", (None, None))]
@@ -312,8 +314,8 @@ class SklearnRunner(Runner):
             else:
                 scores = m.decision_function(x)
             scores = np.asarray(scores, dtype=np.float32)
-            if scores.ndim == 1:  # binary decision function: one score for the positive class
-                scores = np.stack([-scores, scores], axis=1)
+            if scores.ndim == 1:  # binary decision function: the positive class's score, as skl2onnx gives it
+                scores = scores.reshape(-1, 1)
             dtype = self.signature.outputs[0].dtype
             label = label.astype(str) if dtype == "str" else label.astype(np.int64 if dtype == "int64" else np.float32)
             return {"label": label, "probabilities": scores}
