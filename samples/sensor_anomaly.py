@@ -16,7 +16,8 @@ from common import SEED, out_dir
 
 def readings(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
     cov = np.array([[1.0, 0.6, 0.3, 0.1], [0.6, 1.0, 0.4, 0.0], [0.3, 0.4, 1.0, 0.2], [0.1, 0.0, 0.2, 1.0]])
-    x = rng.multivariate_normal([70.0, 2.0, 12.0, 5.0], cov * [[4, 0.5, 1, 1]] * 0.5, size=n)
+    scale = np.array([2.0, 0.5, 1.0, 1.0])
+    x = rng.multivariate_normal([70.0, 2.0, 12.0, 5.0], cov * np.outer(scale, scale), size=n)
     y = np.ones(n, dtype=np.int64)
     bad = rng.random(n) < 0.05
     x[bad] += rng.normal(0, 6, size=(int(bad.sum()), 4))
