@@ -75,8 +75,28 @@ def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, repo
     return notes
 
 
+# ops onnxruntime's int8 quantizers rewrite; a model with none of them would come out unchanged
+QUANTIZABLE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "LSTM", "GRU", "Gather",
+                   "EmbedLayerNormalization"}
+
+
+def _check_quantizable(float_path: Path, mode: str) -> None:
+    import onnx
+
+    model = onnx.load_model(str(float_path), load_external_data=False)
+    ops = {n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx")}
+    if not ops & QUANTIZABLE_OPS:
+        kinds = sorted({n.op_type for n in model.graph.node})[:6]
+        raise ConversionFailed(f"nothing to quantize ({mode}): the model has no Conv/MatMul/Gemm operators "
+                               f"(it uses {', '.join(kinds)}); int8 quantization would leave it unchanged.",
+                               hint="keep it float (--quantize none); tree ensembles and linear ML operators "
+                                    "stay float32 in ONNX")
+
+
 def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None) -> list[str]:
     require("onnxruntime.quantization", "core")
+    if mode in ("dynamic", "int8"):
+        _check_quantizable(float_path, mode)
     notes: list[str] = []
     if mode == "fp16":
         onnx = require("onnx", "core")
@@ -101,7 +121,10 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
         try:
             if mode == "dynamic":
                 progress("quantizing weights to int8 (dynamic)")
-                quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8, per_channel=False)
+                # DefaultTensorType: graphs with ai.onnx.ml ops (scikit-learn) leave some tensors
+                # without inferred types; float is what they carry
+                quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8, per_channel=False,
+                                 extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
                 notes.append("dynamic: int8 weights, activations quantized at run time")
             elif mode == "int8":
                 if calibration is None:

@@ -131,6 +131,7 @@ def test_converts_and_passes_parity(models, name, tmp_path):
     assert "ZipMap" not in ops
 
 
+@pytest.mark.slow
 def test_string_imputer_pipeline_uses_one_input_per_column_and_handles_missing(models, tmp_path):
     """The loan pattern: validated on rows with missing values in numeric and string columns."""
     import csv
@@ -151,6 +152,7 @@ def test_string_imputer_pipeline_uses_one_input_per_column_and_handles_missing(m
     assert val.code == 0, val
 
 
+@pytest.mark.slow
 def test_csv_missing_column_is_named(models, tmp_path):
     bad = tmp_path / "bad.csv"
     lines = open(models["rows"]).read().splitlines()
@@ -163,6 +165,7 @@ def test_csv_missing_column_is_named(models, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 def test_pickle_refused_without_running_it(tmp_path):
     sentinel = tmp_path / "pwned"
 
@@ -178,6 +181,7 @@ def test_pickle_refused_without_running_it(tmp_path):
         assert not sentinel.exists()
 
 
+@pytest.mark.slow
 def test_trusted_pickle_loads(tmp_path):
     import joblib
     from sklearn.datasets import load_iris
@@ -189,6 +193,7 @@ def test_trusted_pickle_loads(tmp_path):
     assert res.code == 0, res
 
 
+@pytest.mark.slow
 def test_skops_untrusted_type_is_listed_and_can_be_trusted(tmp_path):
     import skops.io as sio
     from sklearn.pipeline import make_pipeline
@@ -203,3 +208,31 @@ def test_skops_untrusted_type_is_listed_and_can_be_trusted(tmp_path):
     ok = run_cli("inspect", tmp_path / "f.skops", "--trust-type", "_operator.neg")
     assert ok.code == 0, ok
     assert "FunctionTransformer" in ok.stdout
+
+
+@pytest.mark.parametrize("name, mode, expect", [
+    ("mlp", "dynamic", "dynamic"),        # MatMul weights quantize
+    ("mlp", "auto", None),                # whichever candidate wins, it passed parity
+    ("random_forest", "auto", "fp32"),    # trees have nothing to quantize: auto keeps fp32
+])
+def test_quantized_tabular_models(models, tmp_path, name, mode, expect):
+    from edgekit.pipeline import convert_stage
+
+    res = convert_stage(str(models[name]), "onnx", mode, str(tmp_path / "q.onnx"))
+    assert res["parity"]["passed"]
+    assert "latency_vs_fp32" in res["details"]
+    if expect:
+        assert res["precision"] == expect
+    if mode == "auto":
+        rows = {r["mode"]: r for r in res["details"]["auto"]}
+        assert sum(r["chosen"] for r in rows.values()) == 1
+        if name == "random_forest":
+            assert "nothing to quantize" in rows["dynamic"]["reason"]
+
+
+def test_nothing_to_quantize_is_a_clear_error(models, tmp_path):
+    from edgekit.errors import ConversionFailed
+    from edgekit.pipeline import convert_stage
+
+    with pytest.raises(ConversionFailed, match="nothing to quantize"):
+        convert_stage(str(models["random_forest"]), "onnx", "dynamic", str(tmp_path / "q.onnx"))
