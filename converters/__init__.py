@@ -7,4 +7,7 @@ function in its family's module (or a new module listed in `MODULES`).
 
 MODULES = (
     "edgekit.converters.keras",
+    "edgekit.converters.tensorflow",
+    "edgekit.converters.sklearn",
+    "edgekit.converters.onnx_source",
 )

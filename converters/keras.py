@@ -88,27 +88,36 @@ def _run_tflite_conversion(converter, what: str) -> bytes:
           extra="tf", library="tensorflow.lite.TFLiteConverter")
 def keras_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
     """Keras -> TFLite: fp32, fp16 weights, dynamic-range int8, or full int8 (calibrated)."""
-    tf = require("tensorflow", "tf")
-    mode = request.quantize
-    notes = []
     with tempfile.TemporaryDirectory(prefix="edgekit-keras-", dir=out_path.parent) as tmp:
         progress("tracing the Keras model into a SavedModel signature")
         conv = _tflite_converter(model.native, model.signature, Path(tmp))
-        if mode in ("fp16", "dynamic", "int8"):
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        if mode == "fp16":
-            conv.target_spec.supported_types = [tf.float16]
-        if mode == "int8":
-            conv.representative_dataset = _calibration_samples(request, model.signature)
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            if request.options.get("int8_io"):
-                conv.inference_input_type = tf.int8
-                conv.inference_output_type = tf.int8
-                notes.append("inputs and outputs are int8 (quantize with the scale/zero point in the manifest)")
-            n = min(request.calibration.n, CALIBRATION_LIMIT)
-            notes.append(f"calibrated on {n} samples from {request.calibration.source}")
-        progress(f"converting to TFLite ({'fp32' if mode == 'none' else mode})")
-        blob = _run_tflite_conversion(conv, mode)
+        return write_tflite(conv, request, model.signature, out_path)
+
+
+def write_tflite(conv, request: ConvertRequest, signature, out_path: Path) -> ConvertResult:
+    """Apply the --quantize mode to a TFLiteConverter, convert, and write `out_path`.
+
+    Shared by every TensorFlow-family source (Keras, SavedModel): fp32, fp16 weights,
+    dynamic-range int8, or full int8 calibrated on the request's data (with --int8-io).
+    """
+    tf = require("tensorflow", "tf")
+    mode = request.quantize
+    notes = []
+    if mode in ("fp16", "dynamic", "int8"):
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "fp16":
+        conv.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
+        conv.representative_dataset = _calibration_samples(request, signature)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if request.options.get("int8_io"):
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+            notes.append("inputs and outputs are int8 (quantize with the scale/zero point in the manifest)")
+        n = min(request.calibration.n, CALIBRATION_LIMIT)
+        notes.append(f"calibrated on {n} samples from {request.calibration.source}")
+    progress(f"converting to TFLite ({'fp32' if mode == 'none' else mode})")
+    blob = _run_tflite_conversion(conv, mode)
     out_path.write_bytes(blob)
     return ConvertResult(out_path, "fp32" if mode == "none" else mode, notes,
                          {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__})
@@ -117,14 +126,20 @@ def keras_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
 ONNX_OPSET = 18
 
 
-@register("keras", "onnx", quantize=("none", "fp16", "dynamic", "int8"), extra="tf", library="tf2onnx")
+@register("keras", "onnx", quantize=("none", "fp16", "dynamic", "int8", "auto"), extra="tf", library="tf2onnx")
 def keras_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
     """Keras -> ONNX through tf2onnx on a tf.function with a named input signature,
     then the shared ONNX quantization step for --quantize."""
+    fn, specs = serving_function(model.native, model.signature)
+    return function_to_onnx(fn, specs, request, out_path)
+
+
+def function_to_onnx(fn, specs, request: ConvertRequest, out_path: Path) -> ConvertResult:
+    """tf2onnx on a tf.function with named inputs and a dict of named outputs, then the
+    shared ONNX quantization step. Shared by Keras and SavedModel sources."""
     from edgekit.converters import onnx_quant
 
     tf2onnx = require("tf2onnx", "tf")
-    fn, specs = serving_function(model.native, model.signature)
     progress(f"converting to ONNX (tf2onnx, opset {ONNX_OPSET})")
     with tempfile.TemporaryDirectory(prefix="edgekit-tf2onnx-", dir=out_path.parent) as tmp:
         float_path = out_path if request.quantize == "none" else Path(tmp) / "float.onnx"
@@ -135,8 +150,8 @@ def keras_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResu
             raise ConversionFailed(f"tf2onnx could not convert this model: "
                                    f"{str(exc).strip().splitlines()[-1][:300]}",
                                    details=str(exc)[-2000:]) from None
+        details = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": ONNX_OPSET}
         notes = [] if request.quantize == "none" else \
-            onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration)
-    precision = "fp32" if request.quantize == "none" else request.quantize
-    return ConvertResult(out_path, precision, notes, {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__,
-                                                      "opset": ONNX_OPSET})
+            onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details)
+    precision = "fp32" if request.quantize == "none" else details.get("precision", request.quantize)
+    return ConvertResult(out_path, precision, notes, details)

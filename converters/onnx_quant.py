@@ -6,10 +6,18 @@ then, for --quantize, come here:
   dynamic  onnxruntime quantize_dynamic (int8 weights, activations quantized at run time)
   int8     onnxruntime pre-processing + quantize_static, QDQ format, per-channel weights,
            calibrated on the --calibration data (MinMax)
+  auto     builds the candidates none/dynamic (and int8 with --calibration), gates each on
+           parity against the float model, times each, and keeps the fastest that passes
+
+Quantization is not always faster: on a CPU without int8 dot-product instructions, dynamic
+quantization of a conv net ran ~10x slower than fp32. So every quantized result is timed
+beside its float model, and a result more than 10% slower comes with a warning.
 """
 
 from __future__ import annotations
 
+import shutil
+import os
 import tempfile
 from pathlib import Path
 
@@ -17,6 +25,10 @@ from edgekit.errors import BadInput, ConversionFailed, require
 from edgekit.isolation import progress
 
 CALIBRATION_LIMIT = 200
+SLOWER_LIMIT = 1.10  # quantized / fp32 median latency above this gets a warning
+TIE_MARGIN = 1.05  # candidates within 5% of the fastest count as equally fast; the smallest wins
+LATENCY_ITERATIONS = 40
+AUTO_GATE_SAMPLES = 64
 
 
 class _Reader:
@@ -47,13 +59,45 @@ def _input_names(model_path: Path) -> list[str]:
     return [i.name for i in m.graph.input if i.name not in inits]
 
 
-def quantize(float_path: Path, out_path: Path, mode: str, calibration=None) -> list[str]:
+def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, report: dict | None = None) -> list[str]:
     """Write `out_path`, the `mode` quantization of the float ONNX model at `float_path`.
 
     Returns notes for the report. `calibration` (an edgekit Dataset keyed like the source
     model's inputs, matched to the ONNX inputs by name or position) is required for int8.
+    `report`, if given, receives structured results: 'precision' (the one chosen, for
+    auto), 'latency_vs_fp32', 'warnings', and for auto the 'auto' decision table.
     """
+    report = {} if report is None else report
+    if mode == "auto":
+        return _auto(Path(float_path), Path(out_path), calibration, report)
+    notes = _quantize_one(Path(float_path), Path(out_path), mode, calibration)
+    report["precision"] = mode
+    notes += _compare_with_float(Path(float_path), Path(out_path), mode, report)
+    return notes
+
+
+# ops onnxruntime's int8 quantizers rewrite; a model with none of them would come out unchanged
+QUANTIZABLE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "LSTM", "GRU", "Gather",
+                   "EmbedLayerNormalization"}
+
+
+def _check_quantizable(float_path: Path, mode: str) -> None:
+    import onnx
+
+    model = onnx.load_model(str(float_path), load_external_data=False)
+    ops = {n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx")}
+    if not ops & QUANTIZABLE_OPS:
+        kinds = sorted({n.op_type for n in model.graph.node})[:6]
+        raise ConversionFailed(f"nothing to quantize ({mode}): the model has no Conv/MatMul/Gemm operators "
+                               f"(it uses {', '.join(kinds)}); int8 quantization would leave it unchanged.",
+                               hint="keep it float (--quantize none); tree ensembles and linear ML operators "
+                                    "stay float32 in ONNX")
+
+
+def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None) -> list[str]:
     require("onnxruntime.quantization", "core")
+    if mode in ("dynamic", "int8"):
+        _check_quantizable(float_path, mode)
     notes: list[str] = []
     if mode == "fp16":
         onnx = require("onnx", "core")
@@ -69,16 +113,27 @@ def quantize(float_path: Path, out_path: Path, mode: str, calibration=None) -> l
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory(prefix="edgekit-quant-", dir=out_path.parent) as tmp:
-        pre = Path(tmp) / "preprocessed.onnx"
+        pre = Path(tmp).resolve() / "preprocessed.onnx"
+        src = str(Path(float_path).resolve())
         progress("pre-processing for quantization (shape inference, graph optimisation)")
+        # onnxruntime's symbolic shape inference may drop 'sym_shape_infer_temp.onnx' into the
+        # working directory: run it from the temp folder so nothing lands in the user's folder
+        cwd = os.getcwd()
+        os.chdir(tmp)
         try:
-            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=False)
-        except Exception:  # symbolic shape inference fails on some graphs; plain ONNX shapes are enough
-            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+            try:
+                quant_pre_process(src, str(pre), skip_symbolic_shape=False)
+            except Exception:  # symbolic shape inference fails on some graphs; ONNX shapes suffice
+                quant_pre_process(src, str(pre), skip_symbolic_shape=True)
+        finally:
+            os.chdir(cwd)
         try:
             if mode == "dynamic":
                 progress("quantizing weights to int8 (dynamic)")
-                quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8, per_channel=False)
+                # DefaultTensorType: graphs with ai.onnx.ml ops (scikit-learn) leave some tensors
+                # without inferred types; float is what they carry
+                quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8, per_channel=False,
+                                 extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
                 notes.append("dynamic: int8 weights, activations quantized at run time")
             elif mode == "int8":
                 if calibration is None:
@@ -102,4 +157,118 @@ def quantize(float_path: Path, out_path: Path, mode: str, calibration=None) -> l
         except Exception as exc:
             raise ConversionFailed(f"onnxruntime could not quantize the model ({mode}): {str(exc).strip()[:300]}",
                                    details=str(exc)[-2000:]) from None
+    return notes
+
+
+# ----------------------------------------------------------------------------- latency
+def _median_ms(paths: list[Path], rounds: int = 2) -> list[float]:
+    """Median batch-1 latency of each model; rounds alternate between the models so that
+    load on a shared machine hits them alike, and the best round counts."""
+    from edgekit.validators.latency import measure
+
+    best = [float("inf")] * len(paths)
+    for _ in range(rounds):
+        for i, p in enumerate(paths):
+            r = measure(str(p), warmup=5, iterations=LATENCY_ITERATIONS)
+            best[i] = min(best[i], r["median_ms"])
+    return best
+
+
+def _slower_warning(mode: str, q_ms: float, f_ms: float) -> str:
+    fix = ("try --quantize int8 with --calibration (static QDQ keeps conv nets at fp32 speed), or keep fp32"
+           if mode == "dynamic" else "keep fp32 (--quantize none), or let --quantize auto choose")
+    return (f"the {mode} model is {q_ms / f_ms:.1f}x slower than fp32 on this CPU "
+            f"({q_ms:.3f} ms vs {f_ms:.3f} ms median, batch 1): {fix}")
+
+
+def _compare_with_float(float_path: Path, quant_path: Path, mode: str, report: dict) -> list[str]:
+    progress("timing the quantized model beside the float model")
+    f_ms, q_ms = _median_ms([float_path, quant_path])
+    ratio = q_ms / f_ms if f_ms > 0 else 1.0
+    report["latency_vs_fp32"] = {"fp32_ms": f_ms, "quantized_ms": q_ms, "ratio": ratio, "mode": mode,
+                                 "fp32_size_bytes": float_path.stat().st_size,
+                                 "quantized_size_bytes": quant_path.stat().st_size,
+                                 "slower": ratio > SLOWER_LIMIT}
+    notes = [f"latency on this CPU (median, batch 1): fp32 {f_ms:.3f} ms, {mode} {q_ms:.3f} ms ({ratio:.2f}x)"]
+    if ratio > SLOWER_LIMIT:
+        report.setdefault("warnings", []).append(_slower_warning(mode, q_ms, f_ms))
+    return notes
+
+
+# ----------------------------------------------------------------------------- auto
+def _gate_data(float_runner, calibration):
+    """Data for the auto gate: the calibration set (real data) when given, else seeded random inputs."""
+    from edgekit.tensors import Dataset, random_dataset
+
+    names = float_runner.signature.input_names
+    if calibration is None:
+        return random_dataset(float_runner.signature, n=16, seed=0)
+    keys = list(calibration.arrays)
+    mapping = {k: k for k in keys} if set(keys) <= set(names) else dict(zip(keys, names))
+    n = min(calibration.n, AUTO_GATE_SAMPLES)
+    return Dataset({mapping[k]: v[:n] for k, v in calibration.arrays.items()}, None, calibration.source)
+
+
+def _auto(float_path: Path, out_path: Path, calibration, report: dict) -> list[str]:
+    from edgekit.loading import open_model
+    from edgekit.targets import TOLERANCES
+    from edgekit.validators.parity import check
+
+    modes = ["none", "dynamic"] + (["int8"] if calibration is not None else [])
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-auto-", dir=out_path.parent) as tmp:
+        reference = open_model(float_path)
+        data = _gate_data(reference, calibration)
+        paths = {}
+        for mode in modes:
+            path = Path(tmp) / f"{mode}.onnx"
+            row = {"mode": mode, "precision": "fp32" if mode == "none" else mode}
+            try:
+                if mode == "none":
+                    shutil.copyfile(float_path, path)
+                else:
+                    _quantize_one(float_path, path, mode, calibration)
+            except ConversionFailed as exc:
+                row.update(passed=False, reason=f"quantization failed: {exc.message[:200]}")
+                rows.append(row)
+                continue
+            row["size_bytes"] = path.stat().st_size
+            if mode == "none":
+                row.update(passed=True, reason="the float model (reference)")
+            else:
+                progress(f"auto: checking parity of the {mode} candidate on {data.n} samples")
+                cand = open_model(path)
+                rep = check(reference, cand, data, precision=mode, tolerance=TOLERANCES[mode])
+                row["passed"] = rep.passed
+                row["reason"] = "parity passed" if rep.passed else f"parity failed: {rep.failure_summary()}"
+                row["parity"] = {o.name: {k: o.metrics.get(k) for k in ("max_abs", "cosine", "snr_db", "top1",
+                                                                          "agreement") if k in o.metrics}
+                                 for o in rep.outputs}
+            paths[mode] = path
+            rows.append(row)
+        progress("auto: timing the candidates")
+        timed = list(paths)
+        for mode, ms in zip(timed, _median_ms([paths[m] for m in timed])):
+            next(r for r in rows if r["mode"] == mode)["median_ms"] = ms
+        passing = [r for r in rows if r.get("passed") and "median_ms" in r]
+        fastest = min(r["median_ms"] for r in passing)
+        tied = [r for r in passing if r["median_ms"] <= fastest * TIE_MARGIN]
+        chosen = min(tied, key=lambda r: (r["size_bytes"], r["median_ms"]))
+        for r in rows:
+            r["chosen"] = r is chosen
+        shutil.copyfile(paths[chosen["mode"]], out_path)
+    f_ms = next(r["median_ms"] for r in rows if r["mode"] == "none")
+    report["auto"] = rows
+    report["precision"] = chosen["precision"]
+    report["latency_vs_fp32"] = {"fp32_ms": f_ms, "quantized_ms": chosen["median_ms"],
+                                 "ratio": chosen["median_ms"] / f_ms if f_ms else 1.0, "mode": chosen["mode"],
+                                 "fp32_size_bytes": float_path.stat().st_size,
+                                 "quantized_size_bytes": out_path.stat().st_size,
+                                 "slower": chosen["median_ms"] > f_ms * SLOWER_LIMIT}
+    tried = "; ".join(f"{r['mode']} {r.get('median_ms', float('nan')):.3f} ms "
+                      f"{'pass' if r.get('passed') else 'fail'}" for r in rows)
+    notes = [f"--quantize auto chose {chosen['mode']} ({chosen['precision']}): the fastest candidate that "
+             f"passed parity (ties within {int((TIE_MARGIN - 1) * 100)}% go to the smallest file). Tried: {tried}"]
+    if calibration is None:
+        notes.append("auto tried none/dynamic only: pass --calibration to also try static int8")
     return notes

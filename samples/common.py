@@ -32,3 +32,26 @@ def save_data(name: str, input_name: str, x_val, y_val, x_calib) -> None:
     out = out_dir()
     np.savez(out / f"{name}_val.npz", **{input_name: x_val, "_labels": y_val})
     np.savez(out / f"{name}_calib.npz", **{input_name: x_calib})
+
+
+def breast_cancer_split():
+    """scikit-learn's bundled breast-cancer table (no download), split 80/20, float32 features."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    x = data.data.astype("float32")
+    x_tr, x_va, y_tr, y_va = train_test_split(x, data.target.astype("int64"), test_size=0.2,
+                                              random_state=SEED, stratify=data.target)
+    return x_tr, x_va, y_tr, y_va, [n.replace(" ", "_") for n in data.feature_names]
+
+
+def save_table(name: str, columns: list[str], x, y, label: str = "target") -> None:
+    """A CSV with a header row: feature columns, then the label column."""
+    import csv
+
+    with open(out_dir() / name, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(list(columns) + [label])
+        for row, t in zip(x, y):
+            w.writerow([repr(float(v)) for v in row] + [int(t)])

@@ -1,7 +1,8 @@
 """A small Keras CNN trained on scikit-learn's digits with a fixed seed (~10 s on 2 cores).
 
-Writes samples/build/digits_keras.keras, digits_keras_val.npz (with labels) and
-digits_keras_calib.npz (200 training images for int8 calibration).
+Writes samples/build/digits_keras.keras, digits_keras_val.npz (with labels),
+digits_keras_calib.npz (200 training images for int8 calibration), and the same model as a
+TensorFlow SavedModel folder, digits_savedmodel/ (signature serving_default: image -> probs).
 """
 
 from __future__ import annotations
@@ -13,6 +14,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from common import SEED, digits_split, out_dir, save_data  # noqa: E402
+
+
+def export_savedmodel(model, path) -> None:
+    """The model as a SavedModel whose serving_default signature keeps the Keras names."""
+    import shutil
+
+    import keras
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, 8, 8, 1), tf.float32, name="image")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda image: {"probs": model(image, training=False)},
+                         input_signature=[spec])
+    shutil.rmtree(path, ignore_errors=True)
+    archive.write_out(str(path), verbose=False)
 
 
 def main() -> None:
@@ -37,6 +54,7 @@ def main() -> None:
     model.fit(x_tr, y_tr, epochs=15, batch_size=64, shuffle=True, verbose=0)
     acc = model.evaluate(x_va, y_va, verbose=0)[1]
     model.save(out_dir() / "digits_keras.keras")
+    export_savedmodel(model, out_dir() / "digits_savedmodel")
     save_data("digits_keras", "image", x_va, y_va, x_tr[:200])
     print(f"digits_keras: trained in {time.perf_counter() - t0:.1f} s, validation accuracy {acc * 100:.1f}%")
 

@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import out_dir  # noqa: E402
 
-SAMPLES = ["digits_keras"]
+SAMPLES = ["digits_keras", "loan_risk", "incident_router", "breast_cancer_xgb", "breast_cancer_lgbm",
+           "sensor_anomaly"]
 
 
 def _hash(script: Path) -> str:

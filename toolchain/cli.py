@@ -38,6 +38,16 @@ def trust_options(f):
                      help="Allow pickle-based model files (they run code when loaded). Only for files you trust.")(f)
     f = click.option("--trust-code", is_flag=True,
                      help="Allow Keras Lambda layers and other code in model configs. Only for files you trust.")(f)
+    f = click.option("--trust-type", "trust_types", multiple=True, metavar="TYPE",
+                     help="Allow one more type in a skops file (repeatable), e.g. --trust-type mylib.MyEstimator.")(f)
+    return f
+
+
+def tabular_options(f):
+    f = click.option("--label-column", metavar="NAME",
+                     help="With a CSV (or .npz) for --inputs: the column holding the true labels (for accuracy).")(f)
+    f = click.option("--signature", "signature_name", metavar="NAME",
+                     help="SavedModel sources: the signature to use (default: serving_default).")(f)
     return f
 
 
@@ -52,10 +62,10 @@ def tolerance_options(f):
     return f
 
 
-def _trust(trust_pickle: bool, trust_code: bool):
+def _trust(trust_pickle: bool, trust_code: bool, trust_types: tuple = ()):
     from edgekit.loading import Trust
 
-    return Trust(pickle=trust_pickle, code=trust_code)
+    return Trust(pickle=trust_pickle, code=trust_code, types=tuple(trust_types))
 
 
 def _run_stage(stage: str, target: str, *args, timeout: float, verbose: bool, title: str, **kwargs):
@@ -73,12 +83,12 @@ def _data_file(path: str | None, option: str) -> str | None:
     if not p.exists():
         raise BadInput(f"{option} {path}: no such file.")
     if p.is_dir():
-        raise BadInput(f"{option} {path}: is a folder; a .npz file is needed.")
+        raise BadInput(f"{option} {path}: is a folder; a .npz or .csv file is needed.")
     from edgekit.formats import detect
 
     found = detect(p)
-    if found.name not in ("npz", "npy"):
-        raise BadInput(f"{option} {path}: is a {found.spec.description}, not a .npz/.npy data file.")
+    if found.name not in ("npz", "npy", "csv"):
+        raise BadInput(f"{option} {path}: is a {found.spec.description}, not a .npz/.npy/.csv data file.")
     return str(p)
 
 
@@ -119,10 +129,13 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @cli.command(epilog=EXIT_CODE_HELP)
 @click.argument("model", metavar="MODEL")
 @click.option("--target", "-t", required=True, help="Output format: tflite, onnx, torchscript, executorch.")
-@click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8"]), default="none", show_default=True,
-              help="fp16 weights, dynamic-range int8 weights, or full int8 (needs --calibration).")
+@click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8", "auto"]), default="none",
+              show_default=True,
+              help="fp16 weights, dynamic-range int8 weights, full int8 (needs --calibration), or auto (ONNX: "
+                   "the fastest of none/dynamic/int8 that passes parity, measured).")
 @click.option("--calibration", metavar="FILE", help=".npz of representative inputs for --quantize int8.")
-@click.option("--inputs", metavar="FILE", help=".npz of real inputs for the parity check (keyed by input name).")
+@click.option("--inputs", metavar="FILE",
+              help=".npz (keyed by input name) or .csv (header = column names) of real inputs for the parity check.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="SPEC",
               help="Input shape for sources without a signature, e.g. 1x3x224x224 or x=1x16:int64.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
@@ -131,11 +144,13 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random parity inputs.")
 @tolerance_options
+@tabular_options
 @trust_options
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io, output, no_validate, keep_failed,
-            seed, atol, rtol, trust_pickle, trust_code, timeout, json_out, quiet, verbose):
+            seed, atol, rtol, label_column, signature_name, trust_pickle, trust_code, trust_types, timeout,
+            json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
     The artifact is written only after the check passes (use --keep-failed to keep a
@@ -183,8 +198,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
         staged = staging / out.name
         result = _run_stage("convert", "edgekit.pipeline:convert_stage", str(model), target, quantize, str(staged),
                             calibration=calibration, inputs=inputs, validate=not no_validate,
-                            tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code),
-                            options={"int8_io": int8_io}, seed=seed, timeout=timeout, verbose=verbose,
+                            tolerance={"atol": atol, "rtol": rtol},
+                            trust=_trust(trust_pickle, trust_code, trust_types),
+                            options={"int8_io": int8_io, "signature": signature_name}, seed=seed,
+                            label_column=label_column, timeout=timeout, verbose=verbose,
                             title=f"converting {Path(model).name} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
@@ -207,7 +224,13 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
     if parity:
         ui.show(parity_table(parity, "parity (host)"))
     ui.show(summary)
+    from edgekit.report import quantization_tables
+
+    for t in quantization_tables(result.get("details") or {}):
+        ui.show(t)
     _print_notes(result["notes"] + (parity["notes"] if parity else []))
+    for w in result.get("warnings", []):
+        ui.warn(f"[bold red]QUANTIZED MODEL IS SLOWER:[/] {w}")
     if no_validate:
         ui.warn("parity was not checked (--no-validate): nothing proves this artifact computes what the model does.")
     if not passed:
@@ -236,16 +259,18 @@ def _print_notes(notes: list[str]) -> None:
 @cli.command(epilog=EXIT_CODE_HELP)
 @click.argument("source", metavar="SOURCE")
 @click.argument("artifact", metavar="ARTIFACT")
-@click.option("--inputs", metavar="FILE", help=".npz of real inputs (keyed by input name; '_labels' for accuracy).")
+@click.option("--inputs", metavar="FILE",
+              help=".npz of real inputs (keyed by input name; '_labels' for accuracy) or .csv (header = column names).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "dynamic", "int8"]), default="auto",
               show_default=True, help="Tolerance preset; auto reads it from the artifact.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
 @tolerance_options
+@tabular_options
 @trust_options
 @timeout_option("validate")
 @common_output
-def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle, trust_code, timeout,
-             json_out, quiet, verbose):
+def validate(source, artifact, inputs, precision, seed, atol, rtol, label_column, signature_name, trust_pickle,
+             trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -261,7 +286,8 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle
     inputs = _data_file(inputs, "--inputs")
     result = _run_stage("validate", "edgekit.pipeline:validate_stage", str(source), str(artifact), inputs=inputs,
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
-                        trust=_trust(trust_pickle, trust_code), seed=seed, timeout=timeout, verbose=verbose,
+                        trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
+                        signature=signature_name, timeout=timeout, verbose=verbose,
                         title=f"validating {Path(artifact).name} against {Path(source).name}",
                         crash_exit_code=2)
     parity = result["parity"]
@@ -285,7 +311,8 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle
 @trust_options
 @timeout_option("bench")
 @common_output
-def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_code, timeout, json_out, quiet, verbose):
+def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_code, trust_types, timeout, json_out,
+          quiet, verbose):
     """Measure the latency of one or more artifacts on the host CPU.
 
     Each artifact runs in its own child process: load time, first inference, then
@@ -301,7 +328,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
     results = []
     for a in artifacts:
         results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
-                                  trust=_trust(trust_pickle, trust_code), threads=threads, warmup=warmup,
+                                  trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
                                   title=f"benchmarking {Path(a).name}", crash_exit_code=2))
     if json_out:
@@ -321,7 +348,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
 @trust_options
 @timeout_option("inspect")
 @common_output
-def inspect(artifact, trust_pickle, trust_code, timeout, json_out, quiet, verbose):
+def inspect(artifact, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Show what ARTIFACT is: format, size, inputs/outputs (with quantization) and operators."""
     ui = _ui()
     ui.configure(json_mode=json_out, quiet=quiet)
@@ -329,7 +356,7 @@ def inspect(artifact, trust_pickle, trust_code, timeout, json_out, quiet, verbos
 
     _source(artifact)
     result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact),
-                        trust=_trust(trust_pickle, trust_code), timeout=timeout, verbose=verbose,
+                        trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
                         title=f"inspecting {Path(artifact).name}", crash_exit_code=2)
     if json_out:
         ui.emit_json(document("inspect", True, result=result))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickletools
+import re
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -47,7 +48,11 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("skops", "skops archive (scikit-learn)", "sklearn", "sklearn", (".skops",)),
     FormatSpec("pickle", "Python pickle / joblib file", "sklearn", "sklearn", (".pkl", ".joblib", ".pickle"),
                pickle_based=True),
+    FormatSpec("xgboost_json", "XGBoost model (JSON)", "xgboost", "sklearn", (".json",)),
+    FormatSpec("xgboost_ubj", "XGBoost model (UBJSON)", "xgboost", "sklearn", (".ubj",)),
+    FormatSpec("lightgbm_txt", "LightGBM model (text)", "lightgbm", "sklearn", (".txt",)),
     FormatSpec("npz", "NumPy .npz archive", "data", None, (".npz",)),
+    FormatSpec("csv", "CSV table (header = column names)", "data", None, (".csv",)),
     FormatSpec("npy", "NumPy .npy array", "data", None, (".npy",)),
 )}
 
@@ -187,6 +192,34 @@ def _looks_like_onnx(path: Path, head: bytes) -> bool:
     return len(model.graph.node) > 0 or len(model.graph.output) > 0
 
 
+_XGB_JSON = re.compile(rb'\A\s*\{\s*"learner"\s*:')
+# UBJSON object: '{', then the key length as an int marker (i/U/I/l/L) and the key "learner"
+_XGB_UBJ = re.compile(rb"\A\{[iUIlL][\x00-\xff]{1,8}?learner")
+
+
+def _looks_like_csv(path: Path) -> bool:
+    """UTF-8 text whose header splits into named comma-separated fields (> 1), like the first row."""
+    import csv
+    import io
+
+    with open(path, "rb") as fh:
+        chunk = fh.read(64 * 1024)
+    if b"\x00" in chunk:
+        return False
+    truncated = len(chunk) == 64 * 1024
+    if truncated:
+        chunk = chunk[:chunk.rfind(b"\n") + 1]  # the last line may be cut (even mid-character)
+    try:
+        text = chunk.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return False
+    lines = text.splitlines()
+    rows = [r for r in csv.reader(io.StringIO("\n".join(lines[:50]))) if r]
+    if not rows or len(rows[0]) < 2 or not all(h.strip() for h in rows[0]):
+        return False
+    return len(rows) == 1 or len(rows[1]) == len(rows[0])  # later ragged rows: the reader names them
+
+
 def _describe_unknown(head: bytes) -> str:
     if not head:
         return "it is empty"
@@ -253,6 +286,12 @@ def _detect(p: Path) -> Detected:
             return found("safetensors", "safetensors JSON header")
     if _looks_like_onnx(p, head):
         return found("onnx", "parses as an ONNX ModelProto")
+    if _XGB_JSON.match(head):
+        return found("xgboost_json", 'JSON object with a "learner" key')
+    if _XGB_UBJ.match(head):
+        return found("xgboost_ubj", 'UBJSON object with a "learner" key')
+    if head.startswith((b"tree\nversion=", b"tree\r\nversion=")):
+        return found("lightgbm_txt", "text starting with tree / version=")
     if _is_compressed(head):
         return found("pickle", "compressed stream (joblib-style)")
     if _looks_like_pickle(head, p):
@@ -260,5 +299,7 @@ def _detect(p: Path) -> Detected:
     if head[:1] == b"\x08" and p.suffix == ".onnx":
         raise BadInput(f"{p}: starts like an ONNX model but does not parse (truncated or corrupt).",
                        hint="export the ONNX model again")
+    if _looks_like_csv(p):
+        return found("csv", "text with a comma-separated header and rows")
     raise BadInput(f"{p}: not a model format edgekit knows: {_describe_unknown(head)}.",
                    hint="supported: " + ", ".join(s.description for s in FORMATS.values()))

@@ -43,6 +43,54 @@ def check_policy(found: Detected, trust: Trust) -> None:
                           hint=f"{alt}; or, if you trust the file's origin, pass --trust-pickle")
     if spec.name in ("keras", "hdf5") and not trust.code:
         scan_keras_config(found)
+    if spec.name == "skops":
+        skops_trusted_types(found, trust)
+
+
+# Types skops does not trust by default that edgekit allows: they are rebuilt from plain
+# data (arrays, numbers) by skops' own loaders and run no user code. Anything else must be
+# named with --trust-type.
+SKOPS_ALLOWED_TYPES = (
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn._loss.link.IdentityLink", "sklearn._loss.link.LogitLink", "sklearn._loss.link.LogLink",
+    "sklearn._loss.link.MultinomialLogit", "sklearn._loss.link.Interval",
+    "sklearn._loss.loss.HalfBinomialLoss", "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfSquaredError", "sklearn._loss.loss.AbsoluteError",
+    "sklearn._loss.loss.HalfPoissonLoss", "sklearn._loss.loss.PinballLoss", "sklearn._loss.loss.HuberLoss",
+    "sklearn._loss._loss.CyHalfBinomialLoss", "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfSquaredError", "sklearn._loss._loss.CyAbsoluteError",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.utils._bunch.Bunch",
+)
+
+
+def skops_trusted_types(found: Detected, trust: Trust) -> list[str]:
+    """The types to pass to skops.io.load: every type the file needs, once each is allowed.
+
+    skops lists the types it would not load by default; edgekit accepts those on its own
+    allowlist and those the user named with --trust-type, and refuses the file otherwise,
+    naming every type that is missing, before anything is loaded.
+    """
+    from edgekit.errors import require
+
+    sio = require("skops.io", "sklearn")
+    try:
+        untrusted = list(sio.get_untrusted_types(file=found.path))
+    except Exception as exc:  # a damaged archive: skops could not read its schema
+        raise BadInput(f"{found.path}: skops cannot read this archive ({str(exc).strip()[:200]}).",
+                       hint="save the model again with skops.io.dump") from None
+    allowed = set(SKOPS_ALLOWED_TYPES) | set(trust.types)
+    refused = sorted(t for t in untrusted if t not in allowed)
+    if refused:
+        flags = " ".join(f"--trust-type {t}" for t in refused[:6])
+        raise UnsafeModel(f"{found.path}: the skops file needs type(s) that are not trusted: {', '.join(refused)}. "
+                          "Loading an untrusted type can run its code.",
+                          hint=f"if you trust the file and these types, pass {flags}")
+    return untrusted
 
 
 def _pickle_globals_of(found: Detected) -> list[str]:
@@ -225,4 +273,5 @@ def open_model(path: str | os.PathLike, *, trust: Trust = Trust(), threads: int 
     return runner.load()
 
 
-__all__ = ["Trust", "open_model", "check_policy", "check_onnx_file", "scan_keras_config", "FORMATS"]
+__all__ = ["Trust", "open_model", "check_policy", "check_onnx_file", "scan_keras_config", "skops_trusted_types",
+           "FORMATS"]

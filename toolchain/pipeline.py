@@ -11,7 +11,7 @@ from pathlib import Path
 from edgekit.errors import BadInput
 from edgekit.isolation import progress
 from edgekit.loading import Trust, open_model
-from edgekit.targets import TOLERANCES, get_target, precision_of
+from edgekit.targets import get_target, precision_of, tolerance_preset
 from edgekit.tensors import Dataset, load_dataset, random_dataset
 
 RANDOM_SAMPLES = 16
@@ -19,8 +19,8 @@ RANDOM_WARNING = ("no --inputs given: parity used seeded random inputs, which ca
                   "on real data; pass --inputs with real samples")
 
 
-def tolerance_for(precision: str, overrides: dict | None):
-    return TOLERANCES.get(precision, TOLERANCES["fp32"]).override(**(overrides or {}))
+def tolerance_for(precision: str, overrides: dict | None, source_runtime: str | None = None):
+    return tolerance_preset(precision, source_runtime).override(**(overrides or {}))
 
 
 def inherit_layout(reference, candidate) -> None:
@@ -34,30 +34,34 @@ def inherit_layout(reference, candidate) -> None:
                 c.layout = r.layout
 
 
-def parity_data(reference, inputs: str | None, seed: int = 0) -> tuple[Dataset, list[str]]:
+def parity_data(reference, inputs: str | None, seed: int = 0,
+                label_column: str | None = None) -> tuple[Dataset, list[str]]:
     if inputs:
-        return load_dataset(inputs, reference.signature, "--inputs"), []
-    return random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed), [RANDOM_WARNING]
+        return load_dataset(inputs, reference.signature, "--inputs", label_column), []
+    sampler = getattr(reference, "random_dataset", None)  # runners that know realistic values
+    data = sampler(RANDOM_SAMPLES, seed) if sampler else random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed)
+    return data, [RANDOM_WARNING]
 
 
 def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
                   calibration: str | None = None, inputs: str | None = None, validate: bool = True,
                   tolerance: dict | None = None, trust: Trust = Trust(), options: dict | None = None,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, label_column: str | None = None) -> dict:
     """Load the source, convert it into `staged_path`, and (by default) check parity."""
     from edgekit.converters.registry import ConvertRequest, lookup
     from edgekit.validators.parity import check
 
     t_start = time.perf_counter()
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust})
+    reference = open_model(source, trust=trust, options={"trust": trust,
+                                                         "signature": (options or {}).get("signature")})
     conv = lookup(reference.detected.spec.framework, target, quantize)
     calib = None
     if calibration:
-        calib = load_dataset(calibration, reference.signature, "--calibration")
+        calib = load_dataset(calibration, reference.signature, "--calibration", label_column)
     request = ConvertRequest(target, quantize, calib, dict(options or {}))
     if validate:  # read the parity data before the (slow) conversion: bad data fails fast
-        data, warnings = parity_data(reference, inputs, seed)
+        data, warnings = parity_data(reference, inputs, seed, label_column)
     t0 = time.perf_counter()
     result = conv.func(reference, request, Path(staged_path))
     convert_s = time.perf_counter() - t0
@@ -67,13 +71,14 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
         "notes": result.notes, "details": result.details, "convert_seconds": convert_s,
         "size_bytes": Path(staged_path).stat().st_size,
         "source_signature": reference.signature.to_dict(),
+        "warnings": list(result.details.get("warnings", [])),
     }
     if validate:
         candidate = open_model(staged_path, runtime=get_target(target).runtime)
         inherit_layout(reference.signature, candidate.signature)
         out["signature"] = candidate.signature.to_dict()
         report = check(reference, candidate, data, precision=result.precision,
-                       tolerance=tolerance_for(result.precision, tolerance))
+                       tolerance=tolerance_for(result.precision, tolerance, reference.runtime))
         report.notes = warnings + report.notes
         out["parity"] = report.to_dict()
     out["total_seconds"] = time.perf_counter() - t_start
@@ -81,20 +86,22 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
 
 
 def validate_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
-                   tolerance: dict | None = None, trust: Trust = Trust(), seed: int = 0) -> dict:
+                   tolerance: dict | None = None, trust: Trust = Trust(), seed: int = 0,
+                   label_column: str | None = None, signature: str | None = None) -> dict:
     """Parity of an existing artifact against its source model."""
     from edgekit.validators.parity import check
 
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust})
+    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature})
     progress(f"loading {Path(artifact).name}")
     candidate = open_model(artifact, trust=trust)
     if candidate.detected.spec.framework == reference.detected.spec.framework and \
             candidate.detected.name == reference.detected.name and Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
     prec = precision or candidate.precision()
-    data, warnings = parity_data(reference, inputs, seed)
-    report = check(reference, candidate, data, precision=prec, tolerance=tolerance_for(prec, tolerance))
+    data, warnings = parity_data(reference, inputs, seed, label_column)
+    report = check(reference, candidate, data, precision=prec,
+                   tolerance=tolerance_for(prec, tolerance, reference.runtime))
     report.notes = warnings + report.notes
     return {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
             "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}

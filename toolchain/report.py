@@ -247,3 +247,22 @@ def write_build_reports(folder, result) -> None:
     write_text_atomic(folder / "junit.xml", junit_xml(result))
     write_text_atomic(folder / "summary.md", summary_markdown(result))
     write_text_atomic(folder / "report.html", report_html(result))
+
+
+def quantization_tables(details: dict) -> list:
+    """Tables for a quantized ONNX result: the --quantize auto decision, and latency beside fp32."""
+    tables = []
+    auto = details.get("auto")
+    if auto:
+        rows = [[r["mode"], r["precision"], human_bytes(r["size_bytes"]) if "size_bytes" in r else "-",
+                 fmt(r.get("median_ms")), mark(bool(r.get("passed"))), "chosen" if r.get("chosen") else "",
+                 r.get("reason", "")] for r in auto]
+        tables.append(table("--quantize auto: candidates (median ms, batch 1, this CPU)",
+                            ["mode", "precision", "size", "median ms", "parity", "", "why"], rows))
+    lat = details.get("latency_vs_fp32")
+    if lat and lat.get("mode") != "none":
+        tables.append(table("quantized vs fp32 on this CPU (median, batch 1)",
+                            ["fp32 ms", f"{lat['mode']} ms", "ratio", "fp32 size", "quantized size"],
+                            [[fmt(lat["fp32_ms"]), fmt(lat["quantized_ms"]), f"{lat['ratio']:.2f}x",
+                              human_bytes(lat["fp32_size_bytes"]), human_bytes(lat["quantized_size_bytes"])]]))
+    return tables

@@ -129,6 +129,8 @@ def match_inputs(arrays: dict[str, np.ndarray], signature: Signature, source: st
     problems = []
     for s in specs:
         arr = data[s.name]
+        if arr.ndim == 1 and len(s.shape) == 2 and s.shape[1] == 1:
+            arr = arr.reshape(-1, 1)  # a column of values for a [N, 1] input (one input per column)
         if not _kind_compatible(arr.dtype, s.dtype):
             problems.append(f"'{s.name}' dtype: expected {s.dtype}, given {arr.dtype}")
             continue
@@ -150,8 +152,132 @@ def match_inputs(arrays: dict[str, np.ndarray], signature: Signature, source: st
     return Dataset(out, labels, source)
 
 
-def load_dataset(path: str | Path, signature: Signature, what: str = "--inputs") -> Dataset:
-    return match_inputs(read_npz(path), signature, str(path), what)
+MAX_CSV_BYTES = 512 * 1024 * 1024
+
+
+def read_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a CSV table as raw string columns (header row = column names).
+
+    Values stay strings here; `match_table` converts each column to the dtype of the model
+    input it feeds, so the same file serves numeric and categorical inputs. Empty cells
+    are missing values: NaN in numeric columns, the empty string in string columns.
+    """
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{p}: no such data file.", hint="check the path given to --inputs/--calibration")
+    if p.stat().st_size == 0:
+        raise BadInput(f"{p}: the data file is empty.")
+    if p.stat().st_size > MAX_CSV_BYTES:
+        raise BadInput(f"{p}: the CSV is over {MAX_CSV_BYTES >> 20} MB; edgekit validates on a sample.",
+                       hint="keep a few thousand representative rows")
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise BadInput(f"{p}: not a readable CSV file ({exc}).", hint="save it as UTF-8 CSV") from None
+    rows = [r for r in rows if r]
+    if not rows:
+        raise BadInput(f"{p}: the CSV holds no header row.")
+    header = [h.strip() for h in rows[0]]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes or not all(header):
+        raise BadInput(f"{p}: the header must name every column once "
+                       f"({'duplicated: ' + ', '.join(dupes) if dupes else 'an empty column name'}).")
+    body = rows[1:]
+    for i, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise BadInput(f"{p}: line {i} has {len(r)} fields but the header has {len(header)}.")
+    if not body:
+        raise BadInput(f"{p}: the CSV has a header but no rows.", hint="at least one sample is needed")
+    return {h: np.array([r[j] for r in body], dtype=str) for j, h in enumerate(header)}
+
+
+def _to_number(col: np.ndarray, name: str, source: str) -> np.ndarray:
+    """Strings -> float64; empty cells (and NA/NaN spellings) become NaN."""
+    out = np.empty(len(col), dtype=np.float64)
+    for i, v in enumerate(col):
+        v = v.strip()
+        if v == "" or v.lower() in ("nan", "na", "n/a", "null", "none"):
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(v)
+        except ValueError:
+            raise BadInput(f"{source}: column '{name}' must be numeric, but row {i + 1} holds {v!r}.",
+                           hint="the model reads this column as a number") from None
+    return out
+
+
+def _labels_from(col: np.ndarray) -> np.ndarray:
+    """Label column: integers if every value is one, else floats, else the strings."""
+    try:
+        vals = np.array([float(v) for v in col])
+    except ValueError:
+        return col
+    return vals.astype(np.int64) if np.all(vals == np.round(vals)) else vals
+
+
+def match_table(columns: dict[str, np.ndarray], signature: Signature, source: str,
+                what: str = "--inputs", label_column: str | None = None) -> Dataset:
+    """Map CSV columns onto the model's inputs.
+
+    A model with one input per column (a scikit-learn ColumnTransformer pipeline converted
+    by edgekit) gets each column by name; a model with one matrix input [N, F] gets the
+    table's F non-label columns, in file order.
+    """
+    columns = dict(columns)
+    labels = None
+    if label_column is not None:
+        if label_column not in columns:
+            raise BadInput(f"{source}: no column '{label_column}' (given by --label-column); the table has "
+                           f"{', '.join(columns)}.")
+        labels = _labels_from(columns.pop(label_column))
+    specs = signature.inputs
+    arrays: dict[str, np.ndarray] = {}
+    by_name = [s for s in specs if s.name in columns]
+    if len(specs) == 1 and not by_name and len(specs[0].shape) == 2:
+        s = specs[0]
+        want = s.shape[1]
+        if want is not None and len(columns) != want:
+            raise BadInput(f"{source}: the model input '{s.name}' takes {want} feature columns, but the table has "
+                           f"{len(columns)} ({', '.join(list(columns)[:8])}{'…' if len(columns) > 8 else ''}).",
+                           hint="drop extra columns, and name the label column with --label-column")
+        if s.dtype in ("str", "string"):
+            arrays[s.name] = np.stack(list(columns.values()), axis=1)
+        else:
+            arrays[s.name] = np.stack([_to_number(v, k, source) for k, v in columns.items()], axis=1)
+    else:
+        missing = [s.name for s in specs if s.name not in columns]
+        if missing:
+            raise BadInput(f"{source}: the table has no column for model input(s) {', '.join(missing)}; "
+                           f"its columns are {', '.join(columns)}.",
+                           hint="the header must name every input: " + ", ".join(s.name for s in specs))
+        for s in specs:
+            col = columns[s.name]
+            arrays[s.name] = col if s.dtype in ("str", "string") else _to_number(col, s.name, source)
+    if labels is not None:
+        arrays[LABELS_KEY] = labels
+    return match_inputs(arrays, signature, source, what)
+
+
+def load_dataset(path: str | Path, signature: Signature, what: str = "--inputs",
+                 label_column: str | None = None) -> Dataset:
+    """The data set in `path` (.npz or CSV) matched to `signature`; see match_inputs/match_table."""
+    p = Path(path)
+    if p.is_file() and p.stat().st_size:
+        from edgekit.formats import detect
+
+        if detect(p).name == "csv":
+            return match_table(read_csv(p), signature, str(path), what, label_column)
+    arrays = read_npz(p)
+    if label_column is not None:
+        if label_column not in arrays:
+            raise BadInput(f"{path}: no array '{label_column}' (given by --label-column); the file holds "
+                           f"{', '.join(arrays)}.")
+        arrays = {**{k: v for k, v in arrays.items() if k != label_column}, LABELS_KEY: arrays[label_column]}
+    return match_inputs(arrays, signature, str(path), what)
 
 
 def random_dataset(signature: Signature, n: int = 16, seed: int = 0) -> Dataset:

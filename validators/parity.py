@@ -31,6 +31,8 @@ class Check:
             return f"abs error {self.value:.3g} at the worst element (allowed {self.limit:.3g} = atol + rtol·|ref|)"
         if self.criterion == "finite":
             return "NaN or Inf in the outputs"
+        if self.criterion == "min_rows_close":
+            return (f"{self.value * 100:.1f}% of samples within atol/rtol (needs >= {self.limit * 100:g}%)")
         if self.criterion == "shape_mismatch":
             return f"{int(self.value)} values where the reference has {int(self.limit)}"
         op = ">=" if self.criterion.startswith("min_") else "<="
@@ -104,11 +106,22 @@ def _predicted_labels(a: np.ndarray) -> np.ndarray:
     return a.argmax(-1) if _classifier_shaped(a) else a.reshape(len(a), -1)[:, 0]
 
 
+def _is_label_output(ref: np.ndarray, cand: np.ndarray) -> bool:
+    """Strings, or integers/booleans on both sides (class labels, indices): compared for agreement."""
+    if ref.dtype.kind in "USO" or cand.dtype.kind in "USO":
+        return True
+    return ref.dtype.kind in "iub" and cand.dtype.kind in "iub"
+
+
 def output_metrics(ref: np.ndarray, cand: np.ndarray) -> dict:
     """Every metric for one output pair (any shape; compared as flat float64)."""
-    if ref.dtype.kind in "USO" or cand.dtype.kind in "USO":
-        agree = float(np.mean(ref.astype(str) == cand.astype(str))) if ref.size else 1.0
-        return {"agreement": agree, "finite": True}
+    if _is_label_output(ref, cand):
+        if ref.dtype.kind in "USO" or cand.dtype.kind in "USO":
+            same = ref.astype(str) == cand.astype(str)
+        else:
+            same = ref == cand
+        agree = float(np.mean(same)) if ref.size else 1.0
+        return {"agreement": agree, "finite": True, "disagreeing": int(same.size - same.sum())}
     r = ref.astype(np.float64).ravel()
     c = cand.astype(np.float64).ravel()
     finite = bool(np.isfinite(r).all() and np.isfinite(c).all())
@@ -135,14 +148,21 @@ def _checks(ref: np.ndarray, cand: np.ndarray, m: dict, tol: Tolerance) -> list[
     if not m.get("finite", True):
         return [Check("finite", 0.0, 1.0, False)]
     if "agreement" in m:
-        return [Check("min_agreement", m["agreement"], 1.0, m["agreement"] >= 1.0)]
+        # label outputs: as many must agree as the preset's top-1 agreement asks (all, without one)
+        limit = tol.min_top1 if tol.min_top1 is not None else 1.0
+        return [Check("min_agreement", m["agreement"], limit, m["agreement"] >= limit)]
     checks = []
     if tol.atol is not None or tol.rtol is not None:
         atol, rtol = tol.atol or 0.0, tol.rtol or 0.0
         r = ref.astype(np.float64).ravel()
         diff = np.abs(cand.astype(np.float64).ravel() - r)
         allowed = atol + rtol * np.abs(r)
-        if diff.size:
+        if diff.size and tol.min_rows_close is not None and ref.ndim >= 1 and len(ref):
+            rows_ok = (diff <= allowed).reshape(len(ref), -1).all(axis=1)
+            frac = float(rows_ok.mean())
+            m["rows_close"] = frac
+            checks.append(Check("min_rows_close", frac, tol.min_rows_close, frac >= tol.min_rows_close))
+        elif diff.size:
             i = int(np.argmax(diff - allowed))  # the element furthest past its bound
             checks.append(Check("allclose", float(diff[i]), float(allowed[i]), bool(diff[i] <= allowed[i])))
     if tol.min_cosine is not None:

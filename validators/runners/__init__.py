@@ -12,6 +12,8 @@ RUNNERS = {
     "keras": "edgekit.validators.runners.keras:KerasRunner",
     "litert": "edgekit.validators.runners.litert:LiteRTRunner",
     "onnxruntime": "edgekit.validators.runners.onnxrt:OnnxRuntimeRunner",
+    "sklearn": "edgekit.validators.runners.sklearn:SklearnRunner",
+    "tensorflow": "edgekit.validators.runners.tfsaved:SavedModelRunner",
 }
 
 
