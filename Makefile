@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup venv demo test samples clean help
+.PHONY: setup venv demo test samples fuzz clean help
 
 help:
 	@echo "make demo   - set up (first run), build the samples, then edgekit build samples/edgekit.toml"
@@ -30,6 +30,11 @@ demo: samples
 
 test: setup
 	$(BIN)/python -m pytest
+
+# A longer fuzzing run than CI's (not part of `make test`): prints the number of cases tried.
+fuzz: setup
+	EDGEKIT_FUZZ_EXAMPLES=$${EDGEKIT_FUZZ_EXAMPLES:-300} EDGEKIT_FUZZ_RANDOM=1 \
+	  $(BIN)/python -m pytest tests/toolchain/test_fuzz.py -q --hypothesis-show-statistics -p no:cacheprovider
 
 clean:
 	rm -rf build samples/build .pytest_cache

@@ -145,7 +145,8 @@ def cache_key(job: Job) -> str:
         "inputs": file_digest(m.inputs) if m.inputs else None,
         "calibration": file_digest(m.calibration) if m.calibration else None,
         "model_options": {"input_shape": m.input_shape, "model_class": m.model_class, "model_args": m.model_args,
-                          "signature": m.signature, "trust_pickle": m.trust_pickle, "trust_code": m.trust_code},
+                          "signature": m.signature, "trust_pickle": m.trust_pickle, "trust_code": m.trust_code,
+                          "trust_types": m.trust_types, "label_column": m.label_column},
         "target": {k: v for k, v in vars(s).items()},
         "output": job.output,
         "versions": library_versions(job.extra),
@@ -205,21 +206,27 @@ def read_manifest(out: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- run one job
+def model_trust(m: ModelSpec):
+    from edgekit.loading import Trust
+
+    return Trust(pickle=m.trust_pickle, code=m.trust_code, types=tuple(m.trust_types))
+
+
 def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progress) -> dict:
     """Convert, check parity, and time one job (each stage in its own child process)."""
     from edgekit import isolation
-    from edgekit.loading import Trust
 
     m, s = job.model, job.spec
-    trust = Trust(pickle=m.trust_pickle, code=m.trust_code)
+    trust = model_trust(m)
     staged = staging / job.output
     t0 = time.perf_counter()
     on_progress("converting")
     conv = isolation.run("convert", "edgekit.pipeline:convert_stage", str(m.source), s.target, s.quantize,
                          str(staged), calibration=str(m.calibration) if m.calibration else None,
                          inputs=str(m.inputs) if m.inputs else None, validate=True,
-                         tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust,
-                         options={"int8_io": s.int8_io}, timeout=timeout, verbose=verbose, on_progress=on_progress)
+                         tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust, label_column=m.label_column,
+                         options={"int8_io": s.int8_io, "signature": m.signature}, timeout=timeout, verbose=verbose,
+                         on_progress=on_progress)
     entry = {"parity": {"host": conv["parity"]}, "latency": {}, "conversion": conv}
     if conv["parity"]["passed"]:
         on_progress("timing on the host")
@@ -399,7 +406,6 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
     """CI gate: rebuild nothing; every artifact must exist, match the manifest's hash and the
     current cache key, and pass its parity checks again."""
     from edgekit import isolation
-    from edgekit.loading import Trust
 
     t0 = time.perf_counter()
     out = cfg.out
@@ -431,8 +437,8 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
         try:
             res = isolation.run("validate", "edgekit.pipeline:validate_stage", str(m.source), str(out / entry["file"]),
                                 inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
-                                tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol},
-                                trust=Trust(pickle=m.trust_pickle, code=m.trust_code), timeout=cfg.timeout,
+                                tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
+                                label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
                                 verbose=verbose, on_progress=cb, crash_exit_code=2)
             checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {})}
             if ui_progress:

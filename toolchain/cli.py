@@ -245,11 +245,11 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
 
 
 def _print_notes(notes: list[str]) -> None:
-    from edgekit.pipeline import RANDOM_WARNING
+    from edgekit.pipeline import CALIBRATION_NOTE, RANDOM_WARNING
 
     ui = _ui()
     for note in notes:
-        if note == RANDOM_WARNING:
+        if note in (RANDOM_WARNING, CALIBRATION_NOTE):
             ui.warn(note)
         else:
             ui.info(f"  note: {note}")
@@ -345,16 +345,35 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
 # ----------------------------------------------------------------------------- inspect
 @cli.command(epilog=EXIT_CODE_HELP)
 @click.argument("artifact", metavar="ARTIFACT")
+@click.option("--security", is_flag=True,
+              help="Report what the file could do if loaded and what edgekit's policy decides, without loading it.")
 @trust_options
 @timeout_option("inspect")
 @common_output
-def inspect(artifact, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
-    """Show what ARTIFACT is: format, size, inputs/outputs (with quantization) and operators."""
+def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
+    """Show what ARTIFACT is: format, size, inputs/outputs (with quantization) and operators.
+
+    With --security: what the file would be allowed to do and why (it is not loaded).
+    """
     ui = _ui()
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document, signature_table
 
     _source(artifact)
+    if security:
+        rep = _run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
+                         trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
+                         title=f"checking {Path(artifact).name}", crash_exit_code=2)
+        if json_out:
+            ui.emit_json(document("inspect --security", True, result=rep))
+        rows = [["format", f"{rep['description']} (detected by {rep['detected_by']})"],
+                ["what it can do", rep["capability"]], *[["finding", f] for f in rep["findings"]],
+                ["edgekit's decision", ("[green]allowed[/]: " if rep["allowed"] else "[bold red]refused[/]: ")
+                 + rep["reason"]]]
+        if rep.get("hint"):
+            rows.append(["to allow it", rep["hint"]])
+        ui.show(ui.table(f"security: {artifact}", ["", ""], rows, show_header=False))
+        return
     result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact),
                         trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
                         title=f"inspecting {Path(artifact).name}", crash_exit_code=2)

@@ -48,6 +48,8 @@ class ModelSpec:
     signature: str | None = None
     trust_pickle: bool = False
     trust_code: bool = False
+    trust_types: list[str] = field(default_factory=list)
+    label_column: str | None = None
 
 
 @dataclass
@@ -64,7 +66,8 @@ _BUILD_KEYS = {"out": (str,), "jobs": (int,), "timeout": (int, float)}
 _MODEL_KEYS = {
     "name": (str,), "source": (str,), "inputs": (str,), "calibration": (str,), "labels": (list,),
     "input_shape": (list, str), "model_class": (str,), "model_args": (dict,), "signature": (str,),
-    "trust_pickle": (bool,), "trust_code": (bool,), "targets": (list,),
+    "trust_pickle": (bool,), "trust_code": (bool,), "trust_types": (list,), "label_column": (str,),
+    "targets": (list,),
 }
 _TARGET_KEYS = {
     "target": (str,), "quantize": (str,), "output": (str,), "atol": (int, float), "rtol": (int, float),
@@ -213,7 +216,8 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
             labels=[str(x) for x in m["labels"]] if "labels" in m else None,
             input_shape=[shapes] if isinstance(shapes, str) else list(shapes),
             model_class=m.get("model_class"), model_args=m.get("model_args", {}), signature=m.get("signature"),
-            trust_pickle=m.get("trust_pickle", False), trust_code=m.get("trust_code", False)))
+            trust_pickle=m.get("trust_pickle", False), trust_code=m.get("trust_code", False),
+            trust_types=[str(t) for t in m.get("trust_types", [])], label_column=m.get("label_column")))
     out_dir = Path(out) if out else (base / build.get("out", "build/edgekit")).resolve()
     return BuildConfig(p, out_dir, build.get("jobs"), float(build.get("timeout", 1800)), models)
 

@@ -161,14 +161,20 @@ def _pickle_is_weights_only(data: bytes) -> bool:
 def _looks_like_pickle(head: bytes, path: Path) -> bool:
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return True
-    # protocol 0/1 pickles are text-ish; accept them only if opcodes parse to STOP
+    # protocol 0/1 pickles are text-ish: accept them only if their opcodes parse, reading at
+    # most 1 MB (a text file fails within its first bytes)
     if head[:1] in (b"(", b"c", b"]", b"}", b"I", b"S", b"V", b"N", b"F", b"L"):
+        limit = 1 << 20
+        with open(path, "rb") as fh:
+            data = fh.read(limit)
+        pos = 0
         try:
-            data = path.read_bytes()[:_MAX_PICKLE_SCAN]
-            ops = list(pickletools.genops(data))
-            return bool(ops) and ops[-1][0].name == "STOP"
+            for op, _, pos in pickletools.genops(data):
+                if op.name == "STOP":
+                    return True
         except Exception:
-            return False
+            # a parse error only in the cut-off tail of a long file still looks like a pickle
+            return len(data) == limit and pos > limit - 4096
     return False
 
 

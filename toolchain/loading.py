@@ -146,11 +146,18 @@ def _walk_config(node, trail: str, hits: list[str]) -> None:
         hits.append(f"a call to keras.config.enable_unsafe_deserialization (near '{trail}')")
 
 
+def _dedupe_layers(hits: list[str]) -> list[str]:
+    """Keras 3 nests a '__lambda__' function inside each Lambda layer: name each layer once."""
+    named = {h.split("'")[1] for h in hits if h.startswith("Lambda layer '")}
+    return [h for h in hits if not (h.startswith("__lambda__ layer '") and h.split("'")[1] in named)]
+
+
 def scan_keras_config(found: Detected) -> None:
     """Refuse Keras configs that carry code (Lambda layers, unsafe deserialization)."""
     config = _keras_config(found)
     hits: list[str] = []
     _walk_config(config, "", hits)
+    hits = list(dict.fromkeys(_dedupe_layers(hits)))
     if hits:
         raise UnsafeModel(f"{found.path}: the model contains code that would run when loaded: "
                           f"{'; '.join(hits[:5])}.",
@@ -273,5 +280,59 @@ def open_model(path: str | os.PathLike, *, trust: Trust = Trust(), threads: int 
     return runner.load()
 
 
-__all__ = ["Trust", "open_model", "check_policy", "check_onnx_file", "scan_keras_config", "skops_trusted_types",
+_CAPABILITIES = {
+    "pickle": "runs arbitrary Python code when loaded (pickle)",
+    "torch_pickle": "runs arbitrary Python code when loaded (pickle inside a torch.save archive)",
+    "torch_state_dict": "weights only: loaded with torch.load(weights_only=True), which rebuilds tensors only",
+    "torchscript": "runs TorchScript code (torch operators only, no Python) when executed",
+    "torch_export": "a torch.export graph of ATen operators; weights as tensors (no pickled Python objects)",
+    "keras": "a JSON config of layers plus weights; Lambda layers and unsafe deserialization would carry code",
+    "hdf5": "legacy Keras: a JSON config plus weights; Keras ignores safe_mode here, so edgekit's scan is the guard",
+    "savedmodel": "a TensorFlow graph: runs TF operators (which include file I/O ops) when executed",
+    "onnx": "a graph of ONNX operators, no code; may reference external data files",
+    "tflite": "a flatbuffer graph of TFLite operators, no code",
+    "executorch": "a flatbuffer program of ExecuTorch operators, no code",
+    "skops": "scikit-learn objects rebuilt by skops from an allowlist of types",
+    "xgboost_json": "tree data only", "xgboost_ubj": "tree data only", "lightgbm_txt": "tree data only",
+    "safetensors": "tensors only", "npz": "arrays (edgekit never unpickles object arrays)", "npy": "an array",
+    "csv": "a table of values",
+}
+
+
+def security_report(path: str | os.PathLike, trust: Trust = Trust()) -> dict:
+    """What a file could do if loaded, what edgekit's policy decides, and why (no loading)."""
+    found = detect(path)
+    report = {"path": str(found.path), "format": found.name, "description": found.spec.description,
+              "detected_by": found.evidence, "capability": _CAPABILITIES.get(found.name, ""),
+              "pickle_based": found.spec.pickle_based, "findings": [], "allowed": True, "reason": "",
+              "trust": {"pickle": trust.pickle, "code": trust.code, "types": list(trust.types)}}
+    if zipfile.is_zipfile(found.path):
+        with zipfile.ZipFile(found.path) as zf:
+            infos = zf.infolist()
+        report["findings"].append(f"zip archive: {len(infos)} members, "
+                                  f"{sum(i.file_size for i in infos)} bytes uncompressed (limits checked)")
+    if found.spec.pickle_based or found.name == "torch_state_dict":
+        imports = _pickle_globals_of(found)
+        report["findings"].append("pickle imports: " + (", ".join(imports) if imports else "none"))
+    if found.name == "onnx":
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+
+        model = onnx.load_model(str(found.path), load_external_data=False)
+        locs = sorted({e.value for t in _all_tensors(model.graph) if uses_external_data(t)
+                       for e in t.external_data if e.key == "location"})
+        report["findings"].append("external data: " + (", ".join(locs) if locs else "none"))
+    try:
+        check_policy(found, trust)
+        if found.name == "onnx":
+            check_onnx_file(found.path)
+        report["reason"] = "allowed by the default policy" if trust == Trust() else "allowed (with the trust flags given)"
+    except UnsafeModel as exc:
+        report["allowed"] = False
+        report["reason"] = exc.message
+        report["hint"] = exc.hint
+    return report
+
+
+__all__ = ["Trust", "security_report", "open_model", "check_policy", "check_onnx_file", "scan_keras_config", "skops_trusted_types",
            "FORMATS"]

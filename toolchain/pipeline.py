@@ -15,6 +15,8 @@ from edgekit.targets import get_target, precision_of, tolerance_preset
 from edgekit.tensors import Dataset, load_dataset, random_dataset
 
 RANDOM_SAMPLES = 16
+CALIBRATION_NOTE = ("no --inputs given: parity used the --calibration data (what int8 was calibrated on); "
+                    "pass --inputs with held-out samples for an independent check")
 RANDOM_WARNING = ("no --inputs given: parity used seeded random inputs, which can hide divergence "
                   "on real data; pass --inputs with real samples")
 
@@ -61,7 +63,10 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
         calib = load_dataset(calibration, reference.signature, "--calibration", label_column)
     request = ConvertRequest(target, quantize, calib, dict(options or {}))
     if validate:  # read the parity data before the (slow) conversion: bad data fails fast
-        data, warnings = parity_data(reference, inputs, seed, label_column)
+        if inputs or calib is None:
+            data, warnings = parity_data(reference, inputs, seed, label_column)
+        else:  # real samples beat random ones, even if they are the calibration samples
+            data, warnings = calib, [CALIBRATION_NOTE]
     t0 = time.perf_counter()
     result = conv.func(reference, request, Path(staged_path))
     convert_s = time.perf_counter() - t0
@@ -105,6 +110,12 @@ def validate_stage(source: str, artifact: str, *, inputs: str | None = None, pre
     report.notes = warnings + report.notes
     return {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
             "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
+
+
+def security_stage(path: str, *, trust: Trust = Trust()) -> dict:
+    from edgekit.loading import security_report
+
+    return security_report(path, trust)
 
 
 def inspect_stage(path: str, *, trust: Trust = Trust()) -> dict:
