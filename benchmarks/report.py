@@ -1,0 +1,371 @@
+"""Turn the raw measurements of benchmarks/run.py into ratios, goal verdicts and BENCHMARKS.md.
+
+`analyse` derives everything that compares two numbers (all taken in the same run);
+`markdown` only formats. The goals are those of the benchmark issue.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+HELP_GOAL_S = 0.3
+OVERHEAD_GOAL = 0.10
+NOOP_GOAL_S = 2.0
+FLOOR_GOAL = 1.5
+AUTO_SLOWDOWN_GOAL = 1.05
+INT8_SIZE_GOAL = 0.3
+ACC_GOAL_POINTS = 0.5
+
+
+def _ok(rows):
+    return [r for r in rows if "median_ms" in r]
+
+
+def analyse(res: dict) -> dict:
+    peak = {t: (p.get("gflops") if isinstance(p, dict) else None) for t, p in res.get("peak", {}).items()}
+    out: dict = {"models": {}, "goals": []}
+    goals = out["goals"]
+    for name, m in res.get("models", {}).items():
+        a: dict = {"by_threads": {}}
+        out["models"][name] = a
+        flops = (m.get("flops") or {}).get("flops")
+        for t in res.get("threads", []):
+            rows = [r for r in _ok(m.get("latency", [])) if r["threads"] == t]
+            ek = [r for r in rows if r["who"] == "edgekit"]
+            base = [r for r in rows if r["who"] == "baseline"]
+            d: dict = {}
+            if flops and peak.get(str(t)):
+                d["floor_ms"] = flops / (peak[str(t)] * 1e9) * 1000.0
+            if ek:
+                best = min(ek, key=lambda r: r["median_ms"])
+                d["best_edgekit"] = {"label": best["label"], "median_ms": best["median_ms"]}
+            if base:
+                bb = min(base, key=lambda r: r["median_ms"])
+                d["best_baseline"] = {"label": bb["label"], "median_ms": bb["median_ms"]}
+            if ek and base:
+                d["best_vs_baseline"] = d["best_edgekit"]["median_ms"] / d["best_baseline"]["median_ms"]
+            if ek and d.get("floor_ms"):
+                d["best_vs_floor"] = d["best_edgekit"]["median_ms"] / d["floor_ms"]
+            d["rows"] = {}
+            for r in rows:
+                x = {"median_ms": r["median_ms"]}
+                if d.get("floor_ms"):
+                    x["vs_floor"] = r["median_ms"] / d["floor_ms"]
+                if base:
+                    x["vs_best_baseline"] = r["median_ms"] / d["best_baseline"]["median_ms"]
+                d["rows"][r["label"]] = x
+            a["by_threads"][str(t)] = d
+        # sizes: int8 / fp32 of the same target
+        conv = {(c["target"], c["quantize"]): c for c in m.get("conversions", []) if c.get("ok")}
+        a["size_ratios"] = {}
+        for (target, q), c in conv.items():
+            fp32 = conv.get((target, "none"))
+            if q != "none" and fp32 and c.get("size_bytes") and fp32.get("size_bytes"):
+                a["size_ratios"][f"{target} {c.get('precision') or q}" + (" (auto)" if q == "auto" else "")] = \
+                    c["size_bytes"] / fp32["size_bytes"]
+        # quantized vs fp32 latency of the same target
+        a["quant_speed"] = {}
+        for t in res.get("threads", []):
+            rows = {(r["target"], r["quantize"]): r for r in _ok(m.get("latency", []))
+                    if r["who"] == "edgekit" and r["threads"] == t}
+            for (target, q), r in rows.items():
+                fp32 = rows.get((target, "none"))
+                if q != "none" and fp32:
+                    a["quant_speed"].setdefault(r["label"], {})[str(t)] = r["median_ms"] / fp32["median_ms"]
+
+        # goal 1: fastest edgekit artifact no slower than the fastest baseline
+        for t, d in a["by_threads"].items():
+            if "best_vs_baseline" in d:
+                goals.append({"goal": "fastest edgekit artifact ≤ fastest baseline", "model": name, "threads": int(t),
+                              "value": d["best_vs_baseline"], "limit": 1.0, "met": d["best_vs_baseline"] <= 1.0,
+                              "detail": f"{d['best_edgekit']['label']} {d['best_edgekit']['median_ms']:.3f} ms vs "
+                                        f"{d['best_baseline']['label']} {d['best_baseline']['median_ms']:.3f} ms"})
+            if name.startswith("mobilenet") and "best_vs_floor" in d:
+                goals.append({"goal": f"MobileNetV2 within {FLOOR_GOAL}× of the physical floor", "model": name,
+                              "threads": int(t), "value": d["best_vs_floor"], "limit": FLOOR_GOAL,
+                              "met": d["best_vs_floor"] <= FLOOR_GOAL,
+                              "detail": f"{d['best_edgekit']['median_ms']:.2f} ms vs floor {d['floor_ms']:.2f} ms"})
+        # goal 2a: auto never picks a quantized file slower than fp32 by more than 5%
+        for c in m.get("conversions", []):
+            if c.get("quantize") != "auto" or not c.get("ok"):
+                continue
+            if c.get("precision") in (None, "fp32"):
+                goals.append({"goal": "--quantize auto: chosen file ≤ 1.05× its fp32 sibling", "model": name,
+                              "value": 1.0, "limit": AUTO_SLOWDOWN_GOAL, "met": True,
+                              "detail": f"{c['target']}: auto kept fp32 (the same file as --quantize none)"})
+                continue
+            for t in res.get("threads", []):
+                ratio = a["quant_speed"].get(f"{c['target']} {c['precision']} (auto)", {}).get(str(t))
+                if ratio is not None:
+                    goals.append({"goal": "--quantize auto: chosen file ≤ 1.05× its fp32 sibling", "model": name,
+                                  "threads": t, "value": ratio, "limit": AUTO_SLOWDOWN_GOAL,
+                                  "met": ratio <= AUTO_SLOWDOWN_GOAL,
+                                  "detail": f"{c['target']}: auto chose {c['precision']}"})
+        for label, ratio in a["size_ratios"].items():
+            if "int8" in label:
+                goals.append({"goal": f"int8 ≤ {INT8_SIZE_GOAL}× fp32 size", "model": name, "value": ratio,
+                              "limit": INT8_SIZE_GOAL, "met": ratio <= INT8_SIZE_GOAL, "detail": label})
+        for r in m.get("accuracy", []):
+            if r.get("precision") == "int8" and r.get("delta_points") is not None:
+                goals.append({"goal": f"digits int8 accuracy within {ACC_GOAL_POINTS} points of fp32", "model": name,
+                              "value": r["delta_points"], "limit": ACC_GOAL_POINTS,
+                              "met": abs(r["delta_points"]) <= ACC_GOAL_POINTS + 1e-9,
+                              "detail": f"{r['label']}: agreement {r['agreement'] * 100:.1f}%"})
+        # goal 3: on emulated ARM int8 executes fewer instructions than fp32
+        arm = {(r["target"], r["quantize"]): r for r in m.get("arm", []) if r.get("instructions_per_inference")}
+        for (target, q), r in arm.items():
+            fp32 = arm.get((target, "none"))
+            if q == "int8" and fp32:
+                ratio = r["instructions_per_inference"] / fp32["instructions_per_inference"]
+                goals.append({"goal": "emulated ARM: int8 fewer instructions/inference than fp32", "model": name,
+                              "value": ratio, "limit": 1.0, "met": ratio < 1.0, "detail": target})
+    # goal 4: the toolchain
+    tc = res.get("toolchain", {})
+    if "help_s" in tc:
+        h = tc["help_s"]["median"]
+        goals.append({"goal": f"edgekit --help < {HELP_GOAL_S} s", "value": h, "limit": HELP_GOAL_S,
+                      "met": h < HELP_GOAL_S, "detail": f"median of {tc['help_s']['runs'] - 1} warm-cache runs; "
+                                                         f"python itself starts in {tc['python_startup_s']:.3f} s"})
+    if tc.get("build", {}).get("noop_ok"):
+        b = tc["build"]["noop_s"]
+        goals.append({"goal": f"no-op edgekit build < {NOOP_GOAL_S} s", "value": b, "limit": NOOP_GOAL_S,
+                      "met": b < NOOP_GOAL_S, "detail": tc["build"]["config"]})
+    out["overhead"] = []
+    for name, m in res.get("models", {}).items():
+        conv = {c["target"]: c for c in m.get("conversions", []) if c.get("ok") and c["quantize"] == "none"}
+        for h in m.get("hand_conversions", []):
+            c = conv.get(h["runtime"])
+            if not c or not h.get("ok"):
+                continue
+            row = {"model": name, "path": f"{m['family']} → {h['runtime']}", "edgekit_wall_s": c["wall_s"],
+                   "hand_wall_s": h["wall_s"], "overhead": c["wall_s"] / h["wall_s"] - 1.0,
+                   "edgekit_convert_s": c.get("convert_s"), "hand_convert_s": h.get("convert_s"),
+                   "edgekit_peak_rss_mb": c["peak_rss_mb"], "hand_peak_rss_mb": h["peak_rss_mb"]}
+            out["overhead"].append(row)
+    if out["overhead"]:
+        med = statistics.median(r["overhead"] for r in out["overhead"])
+        worst = max(out["overhead"], key=lambda r: r["overhead"])
+        goals.append({"goal": f"conversion overhead < {OVERHEAD_GOAL * 100:.0f}% of the converter's own time",
+                      "value": med, "limit": OVERHEAD_GOAL, "met": med < OVERHEAD_GOAL,
+                      "detail": f"median over {len(out['overhead'])} paths (whole processes); worst "
+                                f"{worst['model']} {worst['path']} {worst['overhead'] * 100:+.0f}%"})
+    return out
+
+
+# ----------------------------------------------------------------------------- markdown
+def _mb(n) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+
+def _f(x, fmt="{:.2f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def _ms(x) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 100 else f"{x:.0f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def markdown(res: dict) -> str:
+    an = res["analysis"]
+    mc = res["machine"]
+    threads = res.get("threads", [1])
+    L = ["# edgekit benchmarks", "",
+         "Generated by `make bench` (`benchmarks/run.py`) in one run on the machine below; "
+         "`benchmarks/results.json` holds every raw number. Do not edit by hand.", "",
+         "## Machine", "",
+         f"- CPU: {mc.get('cpu')} ({mc.get('vendor')}, family/model {mc.get('family_model')}), "
+         f"{mc.get('cores')} cores, {mc.get('memory_gb')} GB RAM"
+         + (f", virtualised ({mc['hypervisor']})" if mc.get("hypervisor") else ""),
+         f"- SIMD flags: {', '.join(mc.get('flags', []))}; L2 {mc.get('l2')}, L3 {mc.get('l3')}",
+         f"- {mc.get('platform')}, Python {mc.get('python')}",
+         "- " + ", ".join(f"{k} {v}" for k, v in mc.get("versions", {}).items()),
+         f"- Load average at start {_f(res['loadavg_start'][0])}, at end {_f(res['loadavg_end'][0])} "
+         "(the machine is shared: figures from a busy machine are noisier; every comparison below is a "
+         "ratio of two figures taken minutes apart in the same run).",
+         f"- Run: {res['started']}, {res['wall_s'] / 60:.1f} min wall clock for the whole `make bench`"
+         + (" (quick mode)" if res.get("quick") else "") + ".", ""]
+    L += ["## Method", "",
+          "- Batch 1. Each figure is the **median** of N timed single-batch inferences after warm-up "
+          "(MobileNetV2: 5 warm-up + 40 timed; small models 20 + 200), each artifact or baseline in its own "
+          "fresh child process; the spread is shown as [min – p90]. edgekit artifacts are timed by edgekit's "
+          "own `edgekit.validators.latency.measure` (what `edgekit bench` runs); baselines by "
+          "`benchmarks/workers.py:baseline_latency`, which follows the same protocol with the plain "
+          "framework API and default settings apart from the thread count.",
+          "- **Baselines**: the source framework's own inference (torch eager under `inference_mode`; Keras as a "
+          "cached `tf.function`, the same with XLA, and `predict_on_batch`; scikit-learn `predict_proba`), and the "
+          "hand paths a user would otherwise take: the TFLite converter called directly, ORT (default session "
+          "options) on a plain export, ExecuTorch's own XNNPACK flow, TorchScript trace+freeze+optimize_for_inference.",
+          "- **Physical floor** = model FLOPs ÷ this machine's peak float32 FLOP/s. FLOPs are counted from the "
+          "fp32 ONNX graph (Conv/Gemm/MatMul/LSTM multiply-accumulates × 2; element-wise ops left out; "
+          "torch's FlopCounterMode cross-checks the PyTorch models). Peak = the best of numpy and torch on a "
+          "2048×2048 float32 matrix product, with the same thread count, measured in this run. ÷ floor = how many "
+          "times the ideal time an artifact takes (1.0 would be perfect use of the FMA units).", ""]
+    L += ["Peak float32: " + ", ".join(
+        f"{t} thread(s) {_f(p.get('gflops'), '{:.1f}')} GFLOP/s ({p.get('library')})"
+        for t, p in res.get("peak", {}).items() if isinstance(p, dict) and "gflops" in p) + ".", ""]
+
+    # ---- goals
+    L += ["## Goals", ""]
+    rows = []
+    for g in an["goals"]:
+        v = g["value"]
+        val = (f"{v * 100:+.1f}%" if "overhead" in g["goal"] else f"{v:+.2f} pts" if "accuracy" in g["goal"]
+               else f"{v:.3f} s" if g["goal"].startswith(("edgekit --help", "no-op")) else f"{v:.2f}×")
+        rows.append(["✅ met" if g["met"] else "❌ missed", g["goal"], g.get("model", ""),
+                     str(g.get("threads", "")), val, g.get("detail", "")])
+    L += _table(["", "goal", "model", "threads", "measured", "detail"], rows) + [""]
+    met = sum(g["met"] for g in an["goals"])
+    L += [f"{met} of {len(an['goals'])} goal checks met.", ""]
+
+    # ---- headline
+    L += ["## Headline: model × artifact", "",
+          "ms = median latency, batch 1. ÷ floor and ÷ best baseline are per thread count "
+          f"({' / '.join(f'{t}t' for t in threads)}). Δacc = test-split accuracy minus the source model's "
+          "(digits only).", ""]
+    for name, m in res.get("models", {}).items():
+        a = an["models"][name]
+        flops = (m.get("flops") or {}).get("flops")
+        floor = " / ".join(_ms(a["by_threads"].get(str(t), {}).get("floor_ms")) for t in threads)
+        L += [f"### {name}", "",
+              f"FLOPs {flops / 1e6:.1f} M; floor {floor} ms ({'/'.join(f'{t}t' for t in threads)})." if flops
+              else "No FLOP floor (tree ensembles do no multiply-accumulates worth counting).", ""]
+        acc = {r["label"]: r for r in m.get("accuracy", [])}
+        labels = []
+        for r in m.get("latency", []):
+            if r["label"] not in labels:
+                labels.append(r["label"])
+        rows = []
+        for label in labels:
+            per = {r["threads"]: r for r in m["latency"] if r["label"] == label}
+            any_r = next(iter(per.values()))
+            who = any_r["who"]
+            ms = " / ".join(_ms(per.get(t, {}).get("median_ms")) for t in threads)
+            vf = " / ".join(_f(a["by_threads"].get(str(t), {}).get("rows", {}).get(label, {}).get("vs_floor"))
+                            for t in threads)
+            vb = " / ".join(_f(a["by_threads"].get(str(t), {}).get("rows", {}).get(label, {}).get("vs_best_baseline"))
+                            for t in threads)
+            size = next((p.get("size_bytes") for p in per.values() if p.get("size_bytes")), None)
+            load = statistics.median([p["load_ms"] for p in per.values() if p.get("load_ms") is not None] or [0])
+            acc_label = label.replace(" (auto)", "")
+            ar = acc.get(acc_label) if who == "edgekit" else None
+            err = next((p["error"] for p in per.values() if p.get("error")), None)
+            if err:
+                ms = "failed: " + err.splitlines()[0][:80]
+            rows.append([("**edgekit** " if who == "edgekit" else "baseline: ") + label, ms, vf, vb, _mb(size),
+                         _ms(load), _f(ar.get("delta_points") if ar else None, "{:+.2f}")])
+        L += _table(["artifact", "ms", "÷ floor", "÷ best baseline", "size", "load ms", "Δacc pts"], rows) + [""]
+        for t in threads:
+            d = a["by_threads"].get(str(t), {})
+            if "best_vs_baseline" in d:
+                L.append(f"- {t} thread(s): fastest edgekit artifact **{d['best_edgekit']['label']}** "
+                         f"{_ms(d['best_edgekit']['median_ms'])} ms = **{d['best_vs_baseline']:.2f}×** the fastest "
+                         f"baseline ({d['best_baseline']['label']}, {_ms(d['best_baseline']['median_ms'])} ms)"
+                         + (f", {d['best_vs_floor']:.2f}× the floor" if d.get("best_vs_floor") else "") + ".")
+        fails = [c for c in m.get("conversions", []) + m.get("hand_conversions", []) if not c.get("ok")]
+        for c in fails:
+            what = f"{c.get('target', c.get('kind'))} {c.get('quantize', '')}".strip()
+            L.append(f"- conversion failed: {what}: {str(c.get('error', '')).strip().splitlines()[-1][:300] if c.get('error') else '?'}")
+        L.append("")
+
+    # ---- spread
+    L += ["## Latency detail (spread)", "", "Every timed row: median [min – p90] ms, std, first inference, "
+          "load time, OS threads seen in the process.", ""]
+    rows = []
+    for name, m in res.get("models", {}).items():
+        for r in _ok(m.get("latency", [])):
+            rows.append([name, r["label"], r["threads"], f"{_ms(r['median_ms'])} [{_ms(r['min_ms'])} – {_ms(r['p90_ms'])}]",
+                         _ms(r["std_ms"]), r["iterations"], _ms(r.get("first_inference_ms")), _ms(r.get("load_ms")),
+                         r.get("os_threads", "")])
+    L += _table(["model", "artifact", "threads", "median [min – p90] ms", "std", "n", "first ms", "load ms",
+                 "OS threads"], rows) + [""]
+
+    # ---- quantization quality
+    L += ["## Quantization quality (digits, test split)", ""]
+    rows = []
+    for name, m in res.get("models", {}).items():
+        a = an["models"][name]
+        src = next((r for r in m.get("accuracy", []) if r["label"] == "source"), None)
+        for r in m.get("accuracy", []):
+            if r["label"] == "source":
+                continue
+            size_ratio = next((v for k, v in a["size_ratios"].items() if k.replace(" (auto)", "") == r["label"]), None)
+            rows.append([name, r["label"] + (" (auto)" if r.get("quantize") == "auto" else ""),
+                         _f(src and src.get("accuracy") and src["accuracy"] * 100, "{:.2f}%"),
+                         _f(r.get("accuracy") and r["accuracy"] * 100, "{:.2f}%"),
+                         _f(r.get("delta_points"), "{:+.2f}"), _f(r.get("agreement") and r["agreement"] * 100, "{:.1f}%"),
+                         _f(size_ratio)])
+    if rows:
+        L += _table(["model", "artifact", "source acc", "artifact acc", "Δ pts", "top-1 agreement",
+                     "size ÷ fp32 (same target)"], rows) + [""]
+    qs = []
+    for name in res.get("models", {}):
+        for label, per in an["models"][name]["quant_speed"].items():
+            qs.append([name, label] + [_f(per.get(str(t))) for t in threads])
+    if qs:
+        L += ["Quantized ÷ fp32 latency of the same target on this host (< 1 is faster):", ""]
+        L += _table(["model", "artifact"] + [f"{t} thread(s)" for t in threads], qs) + [""]
+
+    # ---- toolchain
+    tc = res.get("toolchain", {})
+    L += ["## Toolchain speed", ""]
+    if "help_s" in tc:
+        h = tc["help_s"]
+        L.append(f"- `edgekit --help`: median {h['median']:.3f} s (first, coldest run {h['first']:.3f} s; "
+                 f"min {h['min']:.3f}, max {h['max']:.3f}); `python -c pass` alone takes {tc['python_startup_s']:.3f} s.")
+    if "build" in tc:
+        b = tc["build"]
+        L.append(f"- `edgekit build` ({b['config']}): cold {b['cold_s']:.1f} s, no-op median {b['noop_s']:.3f} s "
+                 f"[{b['noop_min_s']:.3f} – {b['noop_max_s']:.3f}]" + ("" if b["cold_ok"] else f" — FAILED: {b.get('error', '')[-200:]}"))
+    L.append("")
+    if an.get("overhead"):
+        L += ["Conversion time, edgekit vs the underlying converter called by hand (fp32; whole processes, imports "
+              "included; 'in-process' = the converter call alone as each side measures it; peak RSS of the whole "
+              "process tree):", ""]
+        rows = [[r["model"], r["path"], f"{r['edgekit_wall_s']:.1f}", f"{r['hand_wall_s']:.1f}",
+                 f"{r['overhead'] * 100:+.0f}%", _f(r["edgekit_convert_s"], "{:.1f}"), _f(r["hand_convert_s"], "{:.1f}"),
+                 f"{r['edgekit_peak_rss_mb']:.0f}", f"{r['hand_peak_rss_mb']:.0f}"] for r in an["overhead"]]
+        L += _table(["model", "path", "edgekit s", "hand s", "overhead", "edgekit in-process s", "hand in-process s",
+                     "edgekit peak MB", "hand peak MB"], rows) + [""]
+    rows = []
+    for name, m in res.get("models", {}).items():
+        for c in m.get("conversions", []):
+            if c.get("ok"):
+                rows.append([name, c["target"], c["quantize"], c.get("precision"), f"{c['wall_s']:.1f}",
+                             _f(c.get("convert_s"), "{:.1f}"), f"{c['peak_rss_mb']:.0f}", _mb(c.get("size_bytes"))])
+    if rows:
+        L += ["Every edgekit conversion in this run (`edgekit convert --no-validate`):", ""]
+        L += _table(["model", "target", "--quantize", "precision", "wall s", "converter s", "peak MB", "size"], rows) + [""]
+
+    # ---- ARM
+    arm_rows = []
+    for name, m in res.get("models", {}).items():
+        for r in m.get("arm", []):
+            arm_rows.append([name, f"{r['target']} {r.get('precision') or r['quantize']}",
+                             _f(r.get("instructions_per_inference") and r["instructions_per_inference"] / 1e6, "{:.1f}"),
+                             _ms(r.get("median_ms")), r.get("cpu", ""), (r.get("error") or "")[:120]])
+    L += ["## ARM (emulated aarch64, QEMU user mode)", ""]
+    if arm_rows:
+        L += ["Instructions per inference are counted by edgekit's TCG plugin (one thread); emulated ms are "
+              "relative only, not device speed.", ""]
+        L += _table(["model", "artifact", "M instructions / inference", "emulated ms", "core", "error"], arm_rows) + [""]
+    else:
+        L += ["Not measured in this run.", ""]
+
+    # ---- missing / analysis notes
+    L += ["## Missing from this run", ""]
+    L += [f"- {x}" for x in res.get("missing", [])] or ["- nothing"]
+    L.append("")
+    notes = res.get("notes_md")
+    if notes:
+        L += [notes, ""]
+    return "\n".join(L) + "\n"
