@@ -261,7 +261,8 @@ def markdown(res: dict) -> str:
             err = next((p["error"] for p in per.values() if p.get("error")), None)
             if err:
                 ms = "failed: " + err.splitlines()[0][:80]
-            rows.append([("**edgekit** " if who == "edgekit" else "baseline: ") + label, ms, vf, vb, _mb(size),
+            prefix = {"edgekit": "**edgekit** ", "baseline": "baseline: ", "harness": "(check) "}[who]
+            rows.append([prefix + label, ms, vf, vb, _mb(size),
                          _ms(load), _f(ar.get("delta_points") if ar else None, "{:+.2f}")])
         L += _table(["artifact", "ms", "÷ floor", "÷ best baseline", "size", "load ms", "Δacc pts"], rows) + [""]
         for t in threads:
@@ -340,10 +341,12 @@ def markdown(res: dict) -> str:
     for name, m in res.get("models", {}).items():
         for c in m.get("conversions", []):
             if c.get("ok"):
-                rows.append([name, c["target"], c["quantize"], c.get("precision"), f"{c['wall_s']:.1f}",
+                rows.append([name, c["target"], c["quantize"], c.get("precision"),
+                             f"{c['wall_s']:.1f}" + (" ‡" if c.get("concurrent") else ""),
                              _f(c.get("convert_s"), "{:.1f}"), f"{c['peak_rss_mb']:.0f}", _mb(c.get("size_bytes"))])
     if rows:
-        L += ["Every edgekit conversion in this run (`edgekit convert --no-validate`):", ""]
+        L += ["Every edgekit conversion in this run (`edgekit convert --no-validate`; ‡ = run two at a time to keep "
+              "`make bench` short, so its wall time is inflated; the fp32 conversions compared above ran alone):", ""]
         L += _table(["model", "target", "--quantize", "precision", "wall s", "converter s", "peak MB", "size"], rows) + [""]
 
     # ---- ARM

@@ -233,8 +233,11 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
     elif kind.startswith("keras"):
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already set by an earlier variant in this child
+            pass
         import keras
 
         model = keras.models.load_model(path, compile=False)
@@ -324,6 +327,16 @@ def _table_row(csv_path: str):
     frame = pd.read_csv(csv_path)
     frame = frame.drop(columns=[c for c in ("default_flag", "target", "label") if c in frame])
     return frame.dropna().iloc[:1]
+
+
+def keras_baselines(path: str, threads: int, inputs: str, kinds: list[str], warmup: int = 10,
+                    iterations: int = 100) -> list[dict]:
+    """Every Keras inference style in one child (TensorFlow's thread pools are fixed once
+    created, so one child per thread count): one result per kind, load time = the first's."""
+    rows = []
+    for kind in kinds:
+        rows.append(baseline_latency(kind, path, threads, inputs, warmup=warmup, iterations=iterations))
+    return rows
 
 
 def _onnx_feeds(sess, x, inputs: str) -> dict:
