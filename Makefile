@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup venv demo test samples fuzz clean help
+.PHONY: setup venv demo test samples fuzz bench clean help
 
 help:
 	@echo "make demo   - set up (first run), build the samples, then edgekit build samples/edgekit.toml"
 	@echo "make test   - set up (first run) and run the whole test suite"
 	@echo "make venv   - create .venv with edgekit and all extras (re-runs when setup.cfg changes)"
+	@echo "make bench  - measure artifacts vs baselines and the hardware floor; writes BENCHMARKS.md (~15-20 min)"
 
 # The venv is rebuilt only when the pins (setup.cfg) or the build config change.
 $(STAMP): setup.cfg pyproject.toml
@@ -35,6 +36,10 @@ test: setup
 fuzz: setup
 	EDGEKIT_FUZZ_EXAMPLES=$${EDGEKIT_FUZZ_EXAMPLES:-300} EDGEKIT_FUZZ_RANDOM=1 \
 	  $(BIN)/python -m pytest tests/toolchain/test_fuzz.py -q --hypothesis-show-statistics -p no:cacheprovider
+
+# Benchmarks (not tests): one run writes BENCHMARKS.md and benchmarks/results.json.
+bench: setup
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf build samples/build .pytest_cache

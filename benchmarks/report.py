@@ -204,7 +204,7 @@ def markdown(res: dict) -> str:
           "- **Baselines**: the source framework's own inference (torch eager under `inference_mode`; Keras as a "
           "cached `tf.function`, the same with XLA, and `predict_on_batch`; scikit-learn `predict_proba`), and the "
           "hand paths a user would otherwise take: the TFLite converter called directly, ORT (default session "
-          "options) on a plain export, ExecuTorch's own XNNPACK flow, TorchScript trace+freeze+optimize_for_inference.",
+          "options) on a plain export, ExecuTorch's own XNNPACK flow, TorchScript trace+freeze (`optimize_for_inference`'s MKLDNN rewrite does not survive save/load).",
           "- **Physical floor** = model FLOPs ÷ this machine's peak float32 FLOP/s. FLOPs are counted from the "
           "fp32 ONNX graph (Conv/Gemm/MatMul/LSTM multiply-accumulates × 2; element-wise ops left out; "
           "torch's FlopCounterMode cross-checks the PyTorch models). Peak = the best of numpy and torch on a "

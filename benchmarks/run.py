@@ -45,7 +45,7 @@ KERAS_SMALL_EXTRA = [("tflite", "fp16"), ("tflite", "dynamic"), ("onnx", "fp16")
 TORCH_BASELINES = [("torch eager", "torch_eager", None), ("TFLite (litert_torch.convert by hand)", "tflite", "torch_tflite"),
                    ("ORT, plain torch.onnx.export", "onnx", "torch_onnx"),
                    ("ExecuTorch (own XNNPACK flow)", "executorch", "torch_executorch"),
-                   ("TorchScript (trace+freeze+optimize_for_inference)", "torchscript", "torch_torchscript")]
+                   ("TorchScript (trace+freeze by hand)", "torchscript", "torch_torchscript")]
 KERAS_BASELINES = [("Keras tf.function", "keras_fn", None), ("Keras tf.function XLA", "keras_xla", None),
                    ("Keras predict_on_batch", "keras_predict_on_batch", None),
                    ("TFLite (TFLiteConverter.from_keras_model)", "tflite", "keras_tflite"),

@@ -59,7 +59,7 @@ def torch_module(name: str):
     import torch
 
     sys.path.insert(0, str(SAMPLES))
-    ep = torch.export.load(str(SAMPLES / "build" / f"{name}.pt2"))
+    ep = torch.export.load(str(Path(os.environ.get("EDGEKIT_SAMPLES_DIR", SAMPLES / "build")) / f"{name}.pt2"))
     if name == "mobilenet_torch":
         from mobilenet_torch import MobileNetV2 as cls
     elif name == "digits_torch":
@@ -422,7 +422,9 @@ def hand_convert(kind: str, source: str, out: str) -> float:
     elif kind == "torch_torchscript":
         model, _ = torch_module(Path(source).stem)
         with torch.no_grad():
-            ts = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, args)))
+            # optimize_for_inference's MKLDNN rewrite does not survive save/load, so the saved
+            # file a user ships is the frozen trace
+            ts = torch.jit.freeze(torch.jit.trace(model, args))
         torch.jit.save(ts, out)
     else:
         raise ValueError(kind)
