@@ -412,6 +412,12 @@ def doctor(json_out):
         raise EdgekitError("the core dependencies are incomplete.", hint=report["hints"][0] if report["hints"] else None)
 
 
+# ----------------------------------------------------------------------------- arm
+from edgekit.validators.arm.cli import arch_options, arm_group  # noqa: E402  (light: click + stdlib)
+
+cli.add_command(arm_group)
+
+
 # ----------------------------------------------------------------------------- entry
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: user errors as one paragraph and their exit code, bugs with a traceback."""

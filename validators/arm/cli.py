@@ -1,0 +1,167 @@
+"""The `edgekit arm` command group and the ARM options shared by validate/bench/convert.
+
+Kept here so `edgekit.cli` only adds a few lines. Imports stay light (click, stdlib):
+the CLI process imports this module at start-up.
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from edgekit.validators.arm import ARCHES, CPUS, DEFAULT_CPU, EMULATED_LABEL
+
+
+def arch_options(f):
+    """--arch (repeatable), --arm-cpu and --max-arm-instructions."""
+    f = click.option("--max-arm-instructions", type=click.IntRange(min=1), metavar="N",
+                     help="Fail (exit 1) when an arm64 run executes more than N instructions per inference "
+                          "(deterministic, counted under emulation).")(f)
+    f = click.option("--arm-cpu", type=click.Choice(CPUS), default=DEFAULT_CPU, show_default=True,
+                     help="Emulated ARM core for --arch arm64.")(f)
+    f = click.option("--arch", "arches", type=click.Choice(ARCHES), multiple=True,
+                     help="Where the artifact runs: host (default) and/or arm64 (emulated with QEMU; needs "
+                          "'edgekit arm setup'). Repeatable.")(f)
+    return f
+
+
+def wants_arm(arches) -> bool:
+    return "arm64" in (arches or ())
+
+
+def fmt_count(n) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3f} {unit}"
+    return f"{n:.0f}"
+
+
+def gate_instructions(results: list[dict], limit: int | None) -> None:
+    """--max-arm-instructions: exit 1 naming every artifact over the budget."""
+    from edgekit.errors import CheckFailed
+
+    if not limit:
+        return
+    over, unknown = [], []
+    for r in results:
+        arm = r.get("arm") or r
+        if r.get("arch") != "arm64":
+            continue
+        n = arm.get("instructions_per_inference")
+        name = r.get("artifact", "?")
+        if n is None:
+            unknown.append(name)
+        elif n > limit:
+            over.append(f"{name}: {fmt_count(n)} instructions/inference > {fmt_count(limit)}")
+    if over:
+        raise CheckFailed("arm64 instruction budget exceeded: " + "; ".join(over) + ".",
+                          hint="the count is deterministic: a rise means the model or runtime does more work")
+    if unknown:
+        raise CheckFailed(f"instructions per inference could not be counted for {', '.join(unknown)}, so "
+                          "--max-arm-instructions cannot be checked.")
+
+
+def arm_bench_table(results: list[dict], iterations: int, warmup: int):
+    from edgekit import ui
+
+    rows = [[r["artifact"].rsplit("/", 1)[-1], r["runtime"], r["cpu"], f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}",
+             f"{r['min_ms']:.3f}", fmt_count(r.get("instructions_per_inference")),
+             f"{r['first_inference_ms']:.1f}", f"{r['load_ms']:.0f}", ui.human_bytes(r["size_bytes"])]
+            for r in results]
+    return ui.table(f"latency on arm64 under QEMU ({EMULATED_LABEL}; batch 1, {iterations} iterations after "
+                    f"{warmup} warm-up, 1 thread)",
+                    ["artifact", "runtime", "cpu", "median ms", "p90", "min", "instr/inference", "first ms",
+                     "load ms", "size"], rows)
+
+
+def arm_summary(result: dict) -> str:
+    arm = result.get("arm") or {}
+    return (f"arm64 ({arm.get('cpu')}): instructions/inference {fmt_count(arm.get('instructions_per_inference'))}, "
+            f"median {arm['median_ms']:.3f} ms ({EMULATED_LABEL})" if arm.get("median_ms") is not None else
+            f"arm64 ({arm.get('cpu')}): ran under QEMU")
+
+
+@click.group("arm")
+def arm_group():
+    """Emulated 64-bit ARM: set up and inspect the aarch64 runtime (QEMU).
+
+    \b
+    edgekit arm setup    provision it (idempotent; about a minute the first time)
+    edgekit arm status   what is provisioned, versions and size
+    """
+
+
+@arm_group.command("setup")
+@click.option("--force", is_flag=True, help="Rebuild even when a complete runtime is cached.")
+@click.option("--json", "json_out", is_flag=True, help="Print one JSON document on stdout.")
+def setup_cmd(force, json_out):
+    """Provision the aarch64 runtime: qemu-user, an arm64 Python 3.11 sysroot, aarch64 wheels
+    (numpy, onnxruntime, ai-edge-litert) and the instruction-counting plugin.
+
+    Cached in $EDGEKIT_ARM_HOME or $XDG_CACHE_HOME/edgekit/arm (default ~/.cache/edgekit/arm),
+    one folder per recipe version. Run it again any time: it does nothing when the runtime is
+    complete. As root it installs qemu-user and gcc with apt-get; otherwise it prints the command.
+    """
+    from edgekit import ui
+    from edgekit.report import document
+    from edgekit.validators.arm.provision import setup
+
+    ui.configure(json_mode=json_out)
+    t0 = time.monotonic()
+
+    def say(msg: str) -> None:
+        ui.info(f"  [dim]arm setup ({time.monotonic() - t0:4.0f} s):[/] {msg}")
+
+    result = setup(say, force=force)
+    if json_out:
+        ui.emit_json(document("arm setup", True, result=result))
+    m = result["manifest"]
+    if result["action"] == "none":
+        ui.info(f"[green]arm64 runtime already provisioned[/] at {result['path']} — nothing to do "
+                f"({result['seconds']:.1f} s)")
+    else:
+        done = (["installed " + " ".join(result["installed"])] if result["installed"] else []) + [
+            f"{len(m['debs'])} arm64 packages", f"{len(m['wheels'])} wheels", "plugin compiled",
+            "self-test passed"]
+        ui.info(f"[green]arm64 runtime provisioned[/] at {result['path']} in {result['seconds']:.1f} s: "
+                f"{', '.join(done)}; {ui.human_bytes(m['size_bytes'])}")
+        if result.get("removed_old"):
+            ui.info(f"  removed older runtime(s): {', '.join(result['removed_old'])}")
+
+
+@arm_group.command("status")
+@click.option("--json", "json_out", is_flag=True, help="Print one JSON document on stdout.")
+def status_cmd(json_out):
+    """Show what is provisioned for ARM emulation: where, versions, size (exit 4 if incomplete)."""
+    from edgekit import ui
+    from edgekit.errors import EnvironmentProblem
+    from edgekit.report import document
+    from edgekit.validators.arm.provision import install_command, status
+
+    ui.configure(json_mode=json_out)
+    s = status()
+    if json_out:
+        ui.emit_json(document("arm status", s["complete"] and not s["missing_host_packages"], result=s))
+    m = s["manifest"] or {}
+    p = m.get("probe", {})
+    rows = [["runtime folder", s["path"]], ["recipe version", s["version"]],
+            ["state", "complete" if s["complete"] else ("INCOMPLETE (not usable)" if s["present"] else "not set up")],
+            ["size", ui.human_bytes(s["size_bytes"])], ["qemu", s["qemu"] or "not installed"],
+            ["gcc", s["gcc"] or "not installed"]]
+    if m:
+        rows += [["guest", f"{p.get('machine')} Python {p.get('python')}"],
+                 ["wheels", ", ".join(f"{k} {v}" for k, v in m["wheels"].items())],
+                 ["debs", f"{len(m['debs'])} bookworm arm64 packages"],
+                 ["plugin", f"libinsn.so (self-test loop: {p.get('probe_loop_instructions')} instructions)"],
+                 ["built", f"{m.get('created')} in {m.get('build_seconds')} s"]]
+    if s["other_folders"]:
+        rows.append(["other folders", ", ".join(s["other_folders"])])
+    ui.show(ui.table("edgekit arm status", ["", ""], rows, show_header=False))
+    if s["missing_host_packages"]:
+        raise EnvironmentProblem(f"missing host packages: {' '.join(s['missing_host_packages'])}.",
+                                 hint=f"run edgekit arm setup as root, or: {install_command(s['missing_host_packages'])}")
+    if not s["complete"]:
+        raise EnvironmentProblem("the arm64 runtime is not provisioned.", hint="run: edgekit arm setup")
