@@ -165,3 +165,81 @@ def status_cmd(json_out):
                                  hint=f"run edgekit arm setup as root, or: {install_command(s['missing_host_packages'])}")
     if not s["complete"]:
         raise EnvironmentProblem("the arm64 runtime is not provisioned.", hint="run: edgekit arm setup")
+
+
+# ----------------------------------------------------------------------------- command bodies
+def check_arch_args(arches, max_arm_instructions) -> tuple:
+    from edgekit.errors import BadInput
+
+    arches = tuple(dict.fromkeys(arches or ("host",)))
+    if max_arm_instructions and "arm64" not in arches:
+        raise BadInput("--max-arm-instructions needs --arch arm64 (instructions are counted under emulation).")
+    return arches
+
+
+def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, inputs, precision, tolerance,
+                    trust, seed, timeout, verbose, json_out) -> None:
+    """`edgekit validate --arch ...`: one parity table per architecture, then the gate."""
+    from pathlib import Path
+
+    from edgekit import ui
+    from edgekit.cli import _failure_line, _print_notes, _run_stage
+    from edgekit.errors import CheckFailed
+    from edgekit.report import document, parity_table
+
+    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(source), str(artifact),
+                     arches=arches, cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
+                     trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
+                     title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
+    results = out["results"]
+    ok = all(r["parity"]["passed"] for r in results)
+    if json_out:
+        ui.emit_json(document("validate", ok, results=results))
+    for r in results:
+        where = "host" if r["arch"] == "host" else f"emulated {r['arm']['cpu']}"
+        ui.show(parity_table(r["parity"], f"parity: {Path(artifact).name} ({r['runtime']}, {where}) vs "
+                                          f"{Path(source).name}"))
+        if r["arch"] == "arm64":
+            ui.info(arm_summary(r))
+    _print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
+    failed = [r for r in results if not r["parity"]["passed"]]
+    if failed:
+        raise CheckFailed("parity failed: " + "; ".join(f"[{r['arch']}] {_failure_line(r['parity'])}"
+                                                        for r in failed) + ".")
+    gate_instructions(results, max_arm_instructions)
+    ui.info(f"[green]parity passed[/] on {', '.join(r['arch'] for r in results)}")
+
+
+def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout, verbose) -> list[dict]:
+    from pathlib import Path
+
+    from edgekit.cli import _run_stage
+
+    return [_run_stage("bench", "edgekit.validators.arm.stages:measure", str(a), cpu=arm_cpu, trust=trust,
+                       warmup=warmup, iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
+                       title=f"benchmarking {Path(a).name} on emulated arm64 ({arm_cpu})", crash_exit_code=2)
+            for a in artifacts]
+
+
+def convert_arm_check(model, staged, precision, *, arm_cpu, inputs, tolerance, trust, seed, timeout,
+                      verbose) -> dict:
+    """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
+    from pathlib import Path
+
+    from edgekit.cli import _run_stage
+
+    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(model), str(staged),
+                     arches=("arm64",), cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
+                     trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
+                     title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
+    return out["results"][0]
+
+
+def show_result(result: dict | None) -> None:
+    """The arm64 parity table and counts of one validation result (no-op for None)."""
+    from edgekit import ui
+    from edgekit.report import parity_table
+
+    if result:
+        ui.show(parity_table(result["parity"], f"parity (arm64, emulated {result['arm']['cpu']})"))
+        ui.info(arm_summary(result))

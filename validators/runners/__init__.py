@@ -12,6 +12,7 @@ RUNNERS = {
     "keras": "edgekit.validators.runners.keras:KerasRunner",
     "litert": "edgekit.validators.runners.litert:LiteRTRunner",
     "onnxruntime": "edgekit.validators.runners.onnxrt:OnnxRuntimeRunner",
+    "arm64": "edgekit.validators.arm.runner:ArmRunner",  # .tflite/.onnx on emulated aarch64
 }
 
 
