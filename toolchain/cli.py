@@ -214,7 +214,11 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
         out.parent.mkdir(parents=True, exist_ok=True)
     check_output_path(out)
 
-    staging = Path(tempfile.mkdtemp(prefix=".edgekit-", dir=out.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".edgekit-", dir=out.parent))
+    except OSError as exc:
+        raise BadInput(f"{out.parent}: cannot write in the output folder ({exc.strerror}).",
+                       hint="choose another -o path") from None
     try:
         staged = staging / out.name
         result = _run_stage("convert", "edgekit.pipeline:convert_stage", str(model), target, quantize, str(staged),

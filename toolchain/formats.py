@@ -143,6 +143,13 @@ def _looks_like_pickle(head: bytes, path: Path) -> bool:
     return False
 
 
+def _is_compressed(head: bytes) -> bool:
+    """zlib, gzip, bz2, xz/lzma or lz4 streams: what joblib writes with compress=…"""
+    zlib = len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0
+    return zlib or head[:3] in (b"\x1f\x8b\x08", b"BZh") or head[:6] == b"\xfd7zXZ\x00" \
+        or head[:4] == b"\x04\x22\x4d\x18" or head[:3] == b"\x5d\x00\x00"
+
+
 def _looks_like_onnx(path: Path, head: bytes) -> bool:
     # ModelProto starts with field 1 (ir_version, varint: tag 0x08) in every exporter we know
     if head[:1] != b"\x08":
@@ -219,8 +226,7 @@ def _detect(p: Path) -> Detected:
             return found("safetensors", "safetensors JSON header")
     if _looks_like_onnx(p, head):
         return found("onnx", "parses as an ONNX ModelProto")
-    if head[:2] in (b"x\x9c", b"x\x01", b"x\xda") or head[:3] == b"\x1f\x8b\x08" or head[:3] == b"BZh" \
-            or head[:6] == b"\xfd7zXZ\x00":
+    if _is_compressed(head):
         return found("pickle", "compressed stream (joblib-style)")
     if _looks_like_pickle(head, p):
         return found("pickle", "pickle opcodes")

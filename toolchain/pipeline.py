@@ -45,6 +45,8 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     if calibration:
         calib = load_dataset(calibration, reference.signature, "--calibration")
     request = ConvertRequest(target, quantize, calib, dict(options or {}))
+    if validate:  # read the parity data before the (slow) conversion: bad data fails fast
+        data, warnings = parity_data(reference, inputs, seed)
     t0 = time.perf_counter()
     result = conv.func(reference, request, Path(staged_path))
     convert_s = time.perf_counter() - t0
@@ -58,7 +60,6 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     if validate:
         candidate = open_model(staged_path, runtime=get_target(target).runtime)
         out["signature"] = candidate.signature.to_dict()
-        data, warnings = parity_data(reference, inputs, seed)
         report = check(reference, candidate, data, precision=result.precision,
                        tolerance=tolerance_for(result.precision, tolerance))
         report.notes = warnings + report.notes
