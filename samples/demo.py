@@ -39,6 +39,19 @@ def run(args: list[str]) -> tuple[int, dict | None, str]:
     return proc.returncode, doc, proc.stderr
 
 
+def arm_cells(arm: dict) -> list[str]:
+    """arm64 parity mark, emulated median ms, instructions per inference (or dashes)."""
+    from edgekit.report import parity_cells
+    from edgekit.validators.arm.cli import fmt_count
+
+    if not arm:
+        return ["-", "-", "-"]
+    info = arm.get("arm") or {}
+    ms = info.get("median_ms")
+    return [parity_cells(arm["parity"])[0], f"{ms:.3f}" if ms is not None else "-",
+            fmt_count(info.get("instructions_per_inference"))]
+
+
 def main() -> int:
     from rich.console import Console
     from rich.table import Table
@@ -51,6 +64,8 @@ def main() -> int:
     for sample, source, target, quantize in JOBS:
         src = src_dir / source
         args = ["convert", str(src), "--target", target, "--inputs", str(src_dir / f"{sample}_val.npz")]
+        if target in ("tflite", "onnx"):  # also parity + counted timing on emulated arm64 (QEMU)
+            args += ["--validate-arch", "arm64"]
         if quantize != "none":
             args += ["--quantize", quantize, "--calibration", str(src_dir / f"{sample}_calib.npz")]
         stem = source.split(".")[0]
@@ -79,16 +94,19 @@ def main() -> int:
     table = Table(title="edgekit demo: every sample × target, checked for parity and timed on this CPU",
                   title_justify="left")
     for col in ("sample", "target", "precision", "size", "convert s", "parity", "max abs", "cosine", "top-1",
-                "acc Δ pts", "host ms (median)", "p90 ms"):
+                "acc Δ pts", "host ms (median)", "p90 ms", "arm64 parity", "arm64 ms (emulated)", "arm64 instr/inf"):
         table.add_column(col)
     for sample, target, precision, result, parity, bench, code in rows:
+        arm = (result or {}).get("arm64") or {}
         table.add_row(sample, target, precision, human_bytes(result.get("size_bytes")),
                       f"{result['convert_seconds']:.1f}" if result else "-", *parity_cells(parity),
-                      f"{bench['median_ms']:.3f}" if bench else "-", f"{bench['p90_ms']:.3f}" if bench else "-")
+                      f"{bench['median_ms']:.3f}" if bench else "-", f"{bench['p90_ms']:.3f}" if bench else "-",
+                      *arm_cells(arm))
     console = Console(width=None if sys.stdout.isatty() else 180)
     console.print(table)
     console.print(f"{len(rows)} artifacts in {build}/ · {time.perf_counter() - t_start:.0f} s · "
-                  f"latency: batch 1, 2 threads, 200 iterations after 10 warm-up")
+                  f"latency: batch 1, 2 threads, 200 iterations after 10 warm-up · arm64: QEMU "
+                  f"neoverse-n1, 1 thread, 10 iterations (emulated ms are relative only, not device speed)")
     for f in failures:
         console.print(f"[bold red]✗[/] {f}")
     return 1 if failures else 0
