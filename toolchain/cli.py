@@ -308,7 +308,7 @@ def _failure_line(parity: dict) -> str:
 @timeout_option("validate")
 @common_output
 def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle, trust_code, arches, arm_cpu,
-             max_arm_instructions, timeout, json_out, quiet, verbose):
+             max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -322,12 +322,13 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle
     _source(source)
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
-    arches = arm.check_arch_args(arches, max_arm_instructions)
+    arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     if arches != ("host",):
         return arm.validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, inputs=inputs,
                                    precision=None if precision == "auto" else precision,
                                    tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code),
-                                   seed=seed, timeout=timeout, verbose=verbose, json_out=json_out)
+                                   seed=seed, timeout=timeout, verbose=verbose, json_out=json_out,
+                                   arm_baseline=arm_baseline, max_arm_increase=max_arm_increase)
     result = _run_stage("validate", "edgekit.pipeline:validate_stage", str(source), str(artifact), inputs=inputs,
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
                         trust=_trust(trust_pickle, trust_code), seed=seed, timeout=timeout, verbose=verbose,
@@ -356,7 +357,7 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle
 @timeout_option("bench")
 @common_output
 def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_code, arches, arm_cpu,
-          max_arm_instructions, timeout, json_out, quiet, verbose):
+          max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
     """Measure the latency of one or more artifacts on the host CPU (and/or emulated arm64).
 
     Each artifact runs in its own child process: load time, first inference, then
@@ -372,7 +373,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
     for a in artifacts:
         _source(a)
     inputs = _data_file(inputs, "--inputs")
-    arches = arm.check_arch_args(arches, max_arm_instructions)
+    arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     results = []
     for a in artifacts if "host" in arches else ():
         results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
@@ -382,8 +383,9 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
                                 trust=_trust(trust_pickle, trust_code), timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
+    gate = arm.Gate(arm_results, max_arm_instructions, arm_baseline, max_arm_increase)
     if json_out:
-        ui.emit_json(document("bench", True, results=results + arm_results))
+        ui.emit_json(document("bench", gate.ok, results=results + arm_results))
     rows = [[Path(r["artifact"]).name, r["runtime"], r["threads_requested"] or "default", f"{r['median_ms']:.3f}",
              f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['min_ms']:.3f}", f"{r['std_ms']:.3f}",
              f"{r['first_inference_ms']:.1f}", f"{r['load_ms']:.0f}", ui.human_bytes(r["size_bytes"]),
@@ -394,7 +396,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
                           "load ms", "size", "peak RSS MB"], rows))
     if arm_results:
         ui.show(arm.arm_bench_table(arm_results, iterations, warmup))
-        arm.gate_instructions(arm_results, max_arm_instructions)
+    gate.enforce()
 
 
 # ----------------------------------------------------------------------------- inspect

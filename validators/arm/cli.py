@@ -14,7 +14,12 @@ from edgekit.validators.arm import ARCHES, CPUS, DEFAULT_CPU, EMULATED_LABEL
 
 
 def arch_options(f):
-    """--arch (repeatable), --arm-cpu and --max-arm-instructions."""
+    """--arch (repeatable), --arm-cpu, and the instruction budgets (absolute, or against a baseline)."""
+    f = click.option("--arm-baseline", metavar="FILE",
+                     help="A previous 'bench/validate --arch arm64 --json' output: fail (exit 1) when an artifact "
+                          "now executes more than --max-arm-increase percent more instructions per inference.")(f)
+    f = click.option("--max-arm-increase", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                     metavar="PCT", help="Allowed rise in percent over --arm-baseline.")(f)
     f = click.option("--max-arm-instructions", type=click.IntRange(min=1), metavar="N",
                      help="Fail (exit 1) when an arm64 run executes more than N instructions per inference "
                           "(deterministic, counted under emulation).")(f)
@@ -39,29 +44,86 @@ def fmt_count(n) -> str:
     return f"{n:.0f}"
 
 
-def gate_instructions(results: list[dict], limit: int | None) -> None:
-    """--max-arm-instructions: exit 1 naming every artifact over the budget."""
+def _counts(results: list[dict]) -> dict[str, float | None]:
+    """artifact file name -> instructions per inference, for the arm64 entries of a result list."""
+    out = {}
+    for r in results:
+        if r.get("arch") == "arm64":
+            out[str(r.get("artifact", "?")).rsplit("/", 1)[-1]] = (r.get("arm") or r).get("instructions_per_inference")
+    return out
+
+
+def read_baseline(path: str | None) -> dict[str, float]:
+    import json
+
+    from edgekit.errors import BadInput
+
+    if not path:
+        return {}
+    try:
+        doc = json.loads(open(path).read())
+        results = doc.get("results") or ([doc["result"]] if isinstance(doc.get("result"), dict) else [])
+    except (OSError, ValueError, AttributeError, KeyError) as exc:
+        raise BadInput(f"--arm-baseline {path}: not a readable edgekit JSON report ({exc}).",
+                       hint="save one with: edgekit bench ARTIFACT --arch arm64 --json > baseline.json") from None
+    counts = {k: v for k, v in _counts(results).items() if v}
+    if not counts:
+        raise BadInput(f"--arm-baseline {path}: holds no arm64 instruction counts.",
+                       hint="save one with: edgekit bench ARTIFACT --arch arm64 --json > baseline.json")
+    return counts
+
+
+def raise_after_json(exc: Exception):
+    """Raise a user error after the JSON document was printed: as text on stderr only,
+    so stdout keeps exactly one document."""
+    from edgekit import ui
+
+    if ui.json_mode():
+        ui.configure(json_mode=False, quiet=False)
+    raise exc
+
+
+class Gate:
+    """--max-arm-instructions / --arm-baseline, judged before the JSON document is printed
+    (its "ok" must agree with the exit code) and enforced after the tables."""
+
+    def __init__(self, results: list[dict], limit: int | None, baseline: str | None = None,
+                 max_increase: float = 1.0):
+        self.error = gate_error(results, limit, baseline, max_increase)
+        self.ok = self.error is None
+
+    def enforce(self) -> None:
+        if self.error:
+            raise_after_json(self.error)
+
+
+def gate_error(results: list[dict], limit: int | None, baseline: str | None = None, max_increase: float = 1.0):
+    """The CheckFailed naming every artifact over its instruction budget, or None."""
+    from edgekit import ui
     from edgekit.errors import CheckFailed
 
-    if not limit:
-        return
+    base = read_baseline(baseline)
+    if not limit and not base:
+        return None
     over, unknown = [], []
-    for r in results:
-        arm = r.get("arm") or r
-        if r.get("arch") != "arm64":
-            continue
-        n = arm.get("instructions_per_inference")
-        name = r.get("artifact", "?")
+    for name, n in _counts(results).items():
         if n is None:
             unknown.append(name)
-        elif n > limit:
+            continue
+        if limit and n > limit:
             over.append(f"{name}: {fmt_count(n)} instructions/inference > {fmt_count(limit)}")
+        if base and name not in base:
+            ui.warn(f"--arm-baseline has no count for {name}; not compared")
+        elif base and n > base[name] * (1 + max_increase / 100):
+            over.append(f"{name}: {fmt_count(n)} instructions/inference, {(n / base[name] - 1) * 100:+.2f}% over "
+                        f"the baseline {fmt_count(base[name])} (allowed +{max_increase:g}%)")
     if over:
-        raise CheckFailed("arm64 instruction budget exceeded: " + "; ".join(over) + ".",
-                          hint="the count is deterministic: a rise means the model or runtime does more work")
+        return CheckFailed("arm64 instruction budget exceeded: " + "; ".join(over) + ".",
+                           hint="the count is deterministic: a rise means the model or runtime does more work")
     if unknown:
-        raise CheckFailed(f"instructions per inference could not be counted for {', '.join(unknown)}, so "
-                          "--max-arm-instructions cannot be checked.")
+        return CheckFailed(f"instructions per inference could not be counted for {', '.join(unknown)}, so "
+                           "the instruction budget cannot be checked.")
+    return None
 
 
 def arm_bench_table(results: list[dict], iterations: int, warmup: int):
@@ -161,24 +223,27 @@ def status_cmd(json_out):
         rows.append(["other folders", ", ".join(s["other_folders"])])
     ui.show(ui.table("edgekit arm status", ["", ""], rows, show_header=False))
     if s["missing_host_packages"]:
-        raise EnvironmentProblem(f"missing host packages: {' '.join(s['missing_host_packages'])}.",
-                                 hint=f"run edgekit arm setup as root, or: {install_command(s['missing_host_packages'])}")
+        raise_after_json(EnvironmentProblem(
+            f"missing host packages: {' '.join(s['missing_host_packages'])}.",
+            hint=f"run edgekit arm setup as root, or: {install_command(s['missing_host_packages'])}"))
     if not s["complete"]:
-        raise EnvironmentProblem("the arm64 runtime is not provisioned.", hint="run: edgekit arm setup")
+        raise_after_json(EnvironmentProblem("the arm64 runtime is not provisioned.", hint="run: edgekit arm setup"))
 
 
 # ----------------------------------------------------------------------------- command bodies
-def check_arch_args(arches, max_arm_instructions) -> tuple:
+def check_arch_args(arches, max_arm_instructions, arm_baseline=None) -> tuple:
     from edgekit.errors import BadInput
 
     arches = tuple(dict.fromkeys(arches or ("host",)))
-    if max_arm_instructions and "arm64" not in arches:
-        raise BadInput("--max-arm-instructions needs --arch arm64 (instructions are counted under emulation).")
+    for flag, value in (("--max-arm-instructions", max_arm_instructions), ("--arm-baseline", arm_baseline)):
+        if value and "arm64" not in arches:
+            raise BadInput(f"{flag} needs --arch arm64 (instructions are counted under emulation).")
+    read_baseline(arm_baseline)  # a bad baseline file is reported before any work
     return arches
 
 
 def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, inputs, precision, tolerance,
-                    trust, seed, timeout, verbose, json_out) -> None:
+                    trust, seed, timeout, verbose, json_out, arm_baseline=None, max_arm_increase=1.0) -> None:
     """`edgekit validate --arch ...`: one parity table per architecture, then the gate."""
     from pathlib import Path
 
@@ -192,7 +257,8 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
                      trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
                      title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
     results = out["results"]
-    ok = all(r["parity"]["passed"] for r in results)
+    gate = Gate(results, max_arm_instructions, arm_baseline, max_arm_increase)
+    ok = all(r["parity"]["passed"] for r in results) and gate.ok
     if json_out:
         ui.emit_json(document("validate", ok, results=results))
     for r in results:
@@ -204,9 +270,9 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
     _print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
     failed = [r for r in results if not r["parity"]["passed"]]
     if failed:
-        raise CheckFailed("parity failed: " + "; ".join(f"[{r['arch']}] {_failure_line(r['parity'])}"
-                                                        for r in failed) + ".")
-    gate_instructions(results, max_arm_instructions)
+        raise_after_json(CheckFailed("; ".join(f"parity failed on {r['arch']}: {_failure_line(r['parity'])}"
+                                               for r in failed) + "."))
+    gate.enforce()
     ui.info(f"[green]parity passed[/] on {', '.join(r['arch'] for r in results)}")
 
 

@@ -149,14 +149,16 @@ def ensure_host_tools(say: Say) -> list[str]:
     missing = missing_host_tools()
     if not missing:
         return []
-    if shutil.which("apt-get") is None:
-        raise EnvironmentProblem(f"the ARM emulation needs {', '.join(missing)}, and this machine has no apt-get.",
-                                 hint="install qemu-user (qemu-aarch64 with TCG plugin support) and gcc with "
-                                      "your system's package manager, then run: edgekit arm setup")
+    manual = ("install qemu-user (qemu-aarch64 7.2 with TCG plugin support) and gcc with your system's package "
+              "manager, then run: edgekit arm setup")
     if not _is_root():
-        raise EnvironmentProblem(f"the ARM emulation needs {' and '.join(missing)}, which are not installed, and "
+        raise EnvironmentProblem(f"the ARM emulation needs {' '.join(missing)}, which are not installed, and "
                                  "edgekit is not running as root, so it cannot install them.",
-                                 hint=f"run: {install_command(missing)}   then: edgekit arm setup")
+                                 hint=f"run: {install_command(missing)}   then: edgekit arm setup"
+                                 if shutil.which("apt-get") else manual)
+    if shutil.which("apt-get") is None:
+        raise EnvironmentProblem(f"the ARM emulation needs {' '.join(missing)}, and this machine has no apt-get.",
+                                 hint=manual)
     say(f"installing {' '.join(missing)} with apt-get (root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
