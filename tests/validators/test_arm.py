@@ -107,7 +107,7 @@ def test_convert_validate_arch_arm64(digits, arm_runtime, tmp_path):
 @pytest.mark.arm
 @pytest.mark.tf
 def test_instruction_counts_are_reproducible(digits, arm_runtime, tmp_path):
-    arts = [digits["tflite-fp32"], digits["tflite-int8"], digits["onnx-int8"]]
+    arts = [digits["tflite-fp32"], digits["tflite-int8"], digits["onnx-fp32"], digits["onnx-int8"]]
     runs = []
     baseline = tmp_path / "baseline.json"
     for i in range(2):  # the second run is also gated against the first (+0.5% allowed)

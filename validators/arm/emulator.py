@@ -30,6 +30,18 @@ from edgekit.validators.arm.provision import DEVICE_RUNNER, PYTHON, arm_root, re
 
 MARKER_FD = -7771  # the device runner's markers: lseek(MARKER_FD, tag, 0) fails with EBADF
 EXIT_MOUNT_FAILED = 97
+# Inside the mount namespace the run's folder and the artifact's folder are bind-mounted on
+# fixed paths of the sysroot, so the guest sees the same paths (and string sizes, hashes,
+# heap layout) on every run: instruction counts then do not depend on temp-folder names.
+# qemu -L redirects a path into the sysroot only when it already exists there, so a file the
+# guest writes must be created (empty) on the host side first: see `expect_outputs`.
+GUEST_WORK = "/tmp"
+GUEST_MODEL_DIR = "/mnt/model"
+
+
+def expect_outputs(work: Path, *names: str) -> None:
+    for name in names:
+        (work / name).write_bytes(b"")
 
 # MIDR fields of QEMU's models; the feature list is what both cores have (ARMv8.2 + dotprod)
 _CPU_IDS = {"neoverse-n1": ("0x4", "0xd0c"), "cortex-a76": ("0x4", "0xd0b")}
@@ -116,27 +128,38 @@ class Runtime:
                                      hint="run: edgekit arm setup   (about a minute, once; cached)")
         return cls(path, manifest)
 
-    def environment(self, home: Path) -> dict:
+    def environment(self) -> dict:
+        home = f"{GUEST_WORK}/home"
         return {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home),
-            "TMPDIR": str(home), "LANG": "C.UTF-8", "PYTHONPATH": str(self.site), "PYTHONHASHSEED": "0",
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": home,
+            "TMPDIR": home, "LANG": "C.UTF-8", "PYTHONPATH": str(self.site), "PYTHONHASHSEED": "0",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
         }
 
-    def command(self, args: list[str], *, cpu: str, cpuinfo: Path, counts: Path | None) -> list[str]:
+    def command(self, args: list[str], *, cpu: str, cpuinfo: Path, work: Path, model_dir: Path | None,
+                counts: Path | None) -> list[str]:
         qemu = shutil.which("qemu-aarch64")
         unshare = shutil.which("unshare") or "/usr/bin/unshare"
         mount = shutil.which("mount") or "/bin/mount"
-        plugin = ["-plugin", f"{self.plugin},out={counts}"] if counts else []
+        # mode=vcpu: each guest thread counts for itself; markers read the calling thread's count
+        plugin = ["-plugin", f"{self.plugin},out={counts},mode=vcpu"] if counts else []
         ns = ["-m"] if os.geteuid() == 0 else ["-rm"]  # -r: a user namespace when not root
-        script = f'{mount} --bind "$0" /proc/cpuinfo || exit {EXIT_MOUNT_FAILED}; exec "$@"'
-        return [unshare, *ns, "sh", "-c", script, str(cpuinfo), qemu, "-L", str(self.sysroot), "-cpu", cpu,
-                *plugin, str(self.sysroot / "usr/bin" / PYTHON), "-s", *args]
+        binds = [(cpuinfo, Path("/proc/cpuinfo")), (work, self.sysroot / GUEST_WORK.lstrip("/"))]
+        if model_dir is not None:
+            binds.append((model_dir, self.sysroot / GUEST_MODEL_DIR.lstrip("/")))
+        script = "".join(f'{mount} --bind "${i * 2 + 1}" "${i * 2 + 2}" || exit {EXIT_MOUNT_FAILED}; '
+                         for i in range(len(binds)))
+        script += f'cd "${len(binds) * 2}"; shift {len(binds) * 2}; exec "$@"'
+        return [unshare, *ns, "sh", "-c", script, "edgekit-arm", *[str(p) for b in binds for p in b],
+                qemu, "-L", str(self.sysroot), "-cpu", cpu, *plugin, str(self.sysroot / "usr/bin" / PYTHON), "-s",
+                *args]
 
     def run(self, args: list[str], *, cpu: str = DEFAULT_CPU, count: bool = True, timeout: float | None = None,
-            on_progress: Callable[[str], None] | None = None, workdir: Path | None = None) -> GuestRun:
-        """Run the guest Python with `args`; progress lines from the device runner are relayed."""
+            on_progress: Callable[[str], None] | None = None, workdir: Path | None = None,
+            model_dir: Path | None = None) -> GuestRun:
+        """Run the guest Python with `args` (paths as the guest sees them: GUEST_WORK for
+        `workdir`, GUEST_MODEL_DIR for `model_dir`); device-runner progress is relayed."""
         import time
 
         cpu = check_cpu(cpu)
@@ -146,13 +169,12 @@ class Runtime:
             cpuinfo = work / f"cpuinfo-{cpu}"
             cpuinfo.write_text(cpuinfo_text(cpu))
             counts_path = work / "counts.txt" if count else None
-            home = work / "home"
-            home.mkdir(exist_ok=True)
-            cmd = self.command(args, cpu=cpu, cpuinfo=cpuinfo, counts=counts_path)
+            (work / "home").mkdir(exist_ok=True)
+            cmd = self.command(args, cpu=cpu, cpuinfo=cpuinfo, work=work, model_dir=model_dir, counts=counts_path)
             t0 = time.monotonic()
             tail: deque[str] = deque(maxlen=60)
             with open(work / "stdout.txt", "wb") as out:
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env=self.environment(home),
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env=self.environment(),
                                         cwd=work, preexec_fn=_set_pdeathsig)
                 timer = threading.Timer(timeout, proc.kill) if timeout else None
                 if timer:
@@ -198,14 +220,18 @@ class Runtime:
     def probe(self) -> dict:
         """The device runner's self-test: versions of everything, and a counted loop."""
         with tempfile.TemporaryDirectory(prefix="edgekit-arm-probe-") as tmp:
+            shutil.copy(DEVICE_RUNNER, Path(tmp) / DEVICE_RUNNER.name)
+            expect_outputs(Path(tmp), "probe.json")
             report = Path(tmp) / "probe.json"
-            run = self.run([str(DEVICE_RUNNER), "--probe", "--report", str(report)], workdir=Path(tmp))
+            run = self.run([f"{GUEST_WORK}/{DEVICE_RUNNER.name}", "--probe", "--report", f"{GUEST_WORK}/probe.json"],
+                           workdir=Path(tmp))
             try:
                 info = json.loads(report.read_text())
             except (OSError, ValueError):
                 info = None
         if run.returncode != 0 or not info:
-            raise EnvironmentProblem("the emulated arm64 Python does not work (its self-test failed).",
+            raise EnvironmentProblem(f"the emulated arm64 Python does not work (its self-test failed with exit "
+                                     f"code {run.returncode}).",
                                      hint="run edgekit arm setup --force to rebuild the runtime",
                                      details=run.stderr_tail or None)
         m = run.counts.get("markers", {})

@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 PLUGIN_SOURCE = HERE / "insn_count.c"
 REQUIREMENTS = HERE / "requirements-arm64.txt"
 DEVICE_RUNNER = HERE / "device_runner.py"
-RECIPE = "1"  # bump on a change of the steps below that the hashed inputs do not show
+RECIPE = "2"  # bump on a change of the steps below that the hashed inputs do not show
 
 # Debian bookworm arm64 packages for a working python3.11 (+ ctypes, ssl, sqlite3, ...)
 # and the C/C++ runtime the wheels need. Listed explicitly: `apt-cache depends --recurse`
@@ -91,8 +91,8 @@ def runtime_dir() -> Path:
     return arm_root() / recipe_version()
 
 
-REQUIRED = ("manifest.json", f"sysroot/usr/bin/{PYTHON}", "site/numpy", "site/onnxruntime",
-            "site/ai_edge_litert", "libinsn.so")
+REQUIRED = ("manifest.json", f"sysroot/usr/bin/{PYTHON}", "sysroot/tmp", "sysroot/mnt/model", "site/numpy",
+            "site/onnxruntime", "site/ai_edge_litert", "libinsn.so")
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -290,6 +290,8 @@ def _build_sysroot(work: Path, say: Say) -> list[str]:
     say(f"unpacking {len(names)} packages into the sysroot (dpkg -x)")
     for name in names:
         _run(["dpkg", "-x", str(debs / name), str(sysroot)], f"dpkg -x {name}")
+    for mountpoint in ("tmp", "mnt/model"):  # where each run's folders are bind-mounted (emulator.py)
+        (sysroot / mountpoint).mkdir(parents=True, exist_ok=True)
     shutil.rmtree(apt)
     shutil.rmtree(debs)
     return names

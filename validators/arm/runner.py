@@ -86,22 +86,27 @@ class ArmRunner(Runner):
             max_batch: int = 256, timeout: float | None = None) -> dict:
         """One emulator launch: outputs for every sample and/or a counted timing loop."""
         from edgekit.isolation import progress
+        from edgekit.validators.arm.emulator import GUEST_MODEL_DIR, GUEST_WORK, expect_outputs
         from edgekit.validators.arm.provision import DEVICE_RUNNER
 
         work = Path(tempfile.mkdtemp(prefix="edgekit-arm-run-"))
         try:
-            inputs = work / "inputs.npz"
-            np.savez(inputs, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+            # The guest sees `work` as GUEST_WORK and the artifact's folder (with any ONNX external
+            # data) as GUEST_MODEL_DIR: fixed paths, so counts do not depend on temp names.
+            shutil.copy(DEVICE_RUNNER, work / DEVICE_RUNNER.name)
+            np.savez(work / "inputs.npz", **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+            expect_outputs(work, "report.json", "outputs.npz")
             report_path = work / "report.json"
             out_path = work / "outputs.npz"
-            args = [str(DEVICE_RUNNER), str(self.path.resolve()), "--inputs", str(inputs), "--report",
-                    str(report_path), "--threads", "1", "--max-batch", str(max_batch),
-                    "--warmup", str(warmup), "--iterations", str(iterations)]
+            args = [f"{GUEST_WORK}/{DEVICE_RUNNER.name}", f"{GUEST_MODEL_DIR}/{self.path.name}",
+                    "--inputs", f"{GUEST_WORK}/inputs.npz", "--report", f"{GUEST_WORK}/report.json",
+                    "--threads", "1", "--max-batch", str(max_batch), "--warmup", str(warmup),
+                    "--iterations", str(iterations)]
             if outputs:
-                args += ["--outputs", str(out_path)]
+                args += ["--outputs", f"{GUEST_WORK}/outputs.npz"]
             progress(f"starting {self.device_runtime} on emulated arm64 ({self.cpu})")
             run = self.env.run(args, cpu=self.cpu, count=True, timeout=timeout, workdir=work,
-                               on_progress=lambda m: progress(f"arm64: {m}"))
+                               model_dir=self.path.resolve().parent, on_progress=lambda m: progress(f"arm64: {m}"))
             report = None
             try:
                 report = json.loads(report_path.read_text())
