@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup venv demo test samples clean help
 
 help:
-	@echo "make demo   - set up (first run) and convert, validate and bench the bundled samples"
+	@echo "make demo   - set up (first run), build the samples, then edgekit build samples/edgekit.toml"
 	@echo "make test   - set up (first run) and run the whole test suite"
 	@echo "make venv   - create .venv with edgekit and all extras (re-runs when setup.cfg changes)"
 
@@ -27,7 +27,7 @@ samples: setup
 	$(BIN)/python samples/make_samples.py
 
 demo: samples
-	$(BIN)/python samples/demo.py
+	$(BIN)/edgekit build samples/edgekit.toml
 
 test: setup
 	$(BIN)/python -m pytest

@@ -29,7 +29,7 @@ def _ui():
 
 def common_output(f):
     f = click.option("--json", "json_out", is_flag=True, help="Print one JSON document on stdout (and nothing else there).")(f)
-    f = click.option("--quiet", "-q", is_flag=True, help="Print only errors (and the JSON document with --json).")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="Print only warnings and errors (and the JSON document with --json).")(f)
     f = click.option("--verbose", "-v", is_flag=True, help="Show the frameworks' own output instead of capturing it.")(f)
     return f
 
@@ -117,46 +117,6 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
     return Path("build") / f"{stem}{suffix}{target_ext}"
 
 
-def check_output_path(out: Path) -> None:
-    """Refuse outputs we could not publish atomically, before any work is done."""
-    parent = out.parent
-    if out.is_symlink():
-        raise BadInput(f"{out}: is a symbolic link; edgekit does not write through links.",
-                       hint="remove the link or choose another -o path")
-    if out.is_dir():
-        raise BadInput(f"{out}: is a folder.", hint="give a file name, e.g. -o build/model.tflite")
-    if not parent.exists():
-        raise BadInput(f"{parent}: the output folder does not exist.", hint=f"create it (mkdir -p {parent}) or choose another -o")
-    if not parent.is_dir():
-        raise BadInput(f"{parent}: is not a folder.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInput(f"{parent}: the output folder is not writable.", hint="choose another -o path")
-
-
-def publish(staged: Path, out: Path) -> None:
-    """fsync then rename into place: readers see the old file or the new one, never half."""
-    with open(staged, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(staged, out)
-    dfd = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def write_json_atomic(path: Path, doc: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2, default=str)
-        os.chmod(tmp, 0o644)
-        publish(Path(tmp), path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 @cli.command(epilog=EXIT_CODE_HELP)
 @click.argument("model", metavar="MODEL")
 @click.option("--target", "-t", required=True, help="Output format: tflite, onnx, torchscript, executorch.")
@@ -189,11 +149,16 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
     ui = _ui()
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.converters.registry import lookup
-    from edgekit.report import document, parity_cells, parity_table
+    from edgekit.fsutil import check_output_path, publish, write_text_atomic
+    from edgekit.report import document, failure_line, parity_cells, parity_table
     from edgekit.targets import get_target, precision_of
 
     tgt = get_target(target)
     found = _source(model)
+    if found.spec.pickle_based:  # refuse before anything else: the pickle's imports are read, never run
+        from edgekit.loading import check_policy
+
+        check_policy(found, _trust(trust_pickle, trust_code))
     conv = lookup(found.spec.framework, target, quantize)
     if input_shapes:
         raise BadInput(f"{model}: a {found.spec.description} carries its own input signature; --input-shape is "
@@ -239,7 +204,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
         doc = document("convert", passed, result=result)
         if written:
             publish(staged, out)
-            write_json_atomic(out.with_name(out.name + ".report.json"), doc)
+            write_text_atomic(out.with_name(out.name + ".report.json"), json.dumps(doc, indent=2, default=str))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -262,7 +227,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
             " The artifact was not written (pass --keep-failed to keep it for inspection)."
         failed = parity if not parity["passed"] else result["arm64"]["parity"]
         raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
-                          f"{_failure_line(failed)}.{kept}",
+                          f"{failure_line(failed)}.{kept}",
                           hint="try a higher precision (--quantize fp16/none), more calibration data, or "
                                "--atol/--rtol if the difference is acceptable")
     if not json_out:
@@ -278,20 +243,6 @@ def _print_notes(notes: list[str]) -> None:
             ui.warn(note)
         else:
             ui.info(f"  note: {note}")
-
-
-def _failure_line(parity: dict) -> str:
-    parts = []
-    for o in parity["outputs"]:
-        if not o["passed"]:
-            from edgekit.validators.parity import Check
-
-            bad = [Check(**c).describe() for c in o["checks"] if not c["ok"]]
-            parts.append(f"output '{o['name']}': " + ", ".join(bad))
-    acc = parity.get("accuracy")
-    if acc and not acc.get("ok", True):
-        parts.append(f"accuracy {acc['delta'] * 100:+.2f} points")
-    return "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------- validate
@@ -317,7 +268,7 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle
     """
     ui = _ui()
     ui.configure(json_mode=json_out, quiet=quiet)
-    from edgekit.report import document, parity_table
+    from edgekit.report import document, failure_line, parity_table
 
     _source(source)
     _source(artifact)
@@ -340,7 +291,7 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle
     ui.show(parity_table(parity, f"parity: {Path(artifact).name} ({result['runtime']}) vs {Path(source).name}"))
     _print_notes(parity["notes"])
     if not parity["passed"]:
-        raise CheckFailed(f"parity failed: {_failure_line(parity)}.")
+        raise CheckFailed(f"parity failed: {failure_line(parity)}.")
     ui.info("[green]parity passed[/]")
 
 
@@ -449,6 +400,151 @@ def doctor(json_out):
         ui.warn(hint)
     if not report["ok"]:
         raise EdgekitError("the core dependencies are incomplete.", hint=report["hints"][0] if report["hints"] else None)
+
+
+# ----------------------------------------------------------------------------- build
+class _JobProgress:
+    """Live progress for parallel build jobs: a line per job as it starts and finishes."""
+
+    def __init__(self, total: int):
+        import threading
+
+        self.total = total
+        self.done = 0
+        self.lock = threading.Lock()
+        self.t0: dict[str, float] = {}
+
+    def start(self, job):
+        import time
+
+        ui = _ui()
+        self.t0[job.id] = time.monotonic()
+        ui.info(f"  [dim]▶[/] {job.id}")
+        last = {"msg": None}
+
+        def cb(msg: str) -> None:
+            if msg != last["msg"] and (ui.err.is_terminal or not msg.startswith(("running", "loading"))):
+                last["msg"] = msg
+                ui.info(f"    [dim]{job.id}: {msg}[/]")
+
+        return cb
+
+    def _end(self, job, text: str) -> None:
+        import time
+
+        with self.lock:
+            self.done += 1
+            n = self.done
+        _ui().info(f"  {text} {job.id} [dim]({time.monotonic() - self.t0[job.id]:.1f} s) [{n}/{self.total}][/]")
+
+    def finish(self, job, entry, problems) -> None:
+        self._end(job, "[bold red]✗[/]" if problems else "[green]✓[/]")
+
+    def fail(self, job, exc) -> None:
+        self._end(job, f"[bold red]✗[/] ({type(exc).__name__}: {exc.message[:120]})")
+
+
+def _parse_shard(spec: str | None):
+    if not spec:
+        return None
+    import re
+
+    m = re.fullmatch(r"(\d+)/(\d+)", spec)
+    if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
+        raise BadInput(f"--shard {spec}: expected I/N with 1 <= I <= N, e.g. --shard 1/2.")
+    return int(m.group(1)), int(m.group(2))
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@click.argument("config", default="edgekit.toml", metavar="[CONFIG]")
+@click.option("--out", "out_dir", metavar="DIR", help="Output folder (default: [build] out in the config).")
+@click.option("--only", multiple=True, metavar="NAME", help="Build only these models (repeatable).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Jobs in parallel (default: [build] jobs, else cores).")
+@click.option("--shard", metavar="I/N", help="Build only shard I of N (deterministic split, for CI matrices).")
+@click.option("--check", "check_only", is_flag=True,
+              help="CI gate: rebuild nothing; verify every artifact's hash and cache key and re-run parity.")
+@click.option("--force", is_flag=True, help="Rebuild every job even if its cache key is unchanged.")
+@click.option("--reports", "reports_dir", metavar="DIR",
+              help="With --check: write junit.xml, summary.md, report.json and report.html here.")
+@common_output
+def build(config, out_dir, only, jobs, shard, check_only, force, reports_dir, json_out, quiet, verbose):
+    """Build every model x target in CONFIG (edgekit.toml): convert, check parity, time,
+    and publish the artifacts with a manifest.json for the app and reports for CI.
+
+    \b
+    Incremental: a job whose source, data, options and library versions are unchanged is
+    skipped. Atomic: the new output folder is assembled beside the old one and swapped in
+    one step, manifest last, so a killed build leaves the previous outputs intact.
+    Reports in the output folder: junit.xml, summary.md, report.json, report.html.
+    """
+    ui = _ui()
+    ui.configure(json_mode=json_out, quiet=quiet)
+    from edgekit import build as builder
+    from edgekit import config as cfgmod
+    from edgekit.report import build_table, document, summary_markdown, write_build_reports
+
+    cfg = cfgmod.load(config, out=out_dir)
+    plan = builder.plan(cfg, tuple(only), _parse_shard(shard))
+    workers = jobs or cfg.jobs or os.cpu_count() or 1
+    if not plan:
+        raise BadInput("nothing to build: the selection (--only/--shard) matches no job.")
+    progress = None if quiet else _JobProgress(len(plan))
+    if check_only:
+        ui.info(f"checking {len(plan)} artifacts in {cfg.out} against {cfg.path}")
+        result = builder.check(cfg, plan, workers=workers, verbose=verbose, ui_progress=progress)
+        if reports_dir:
+            Path(reports_dir).mkdir(parents=True, exist_ok=True)
+            write_build_reports(Path(reports_dir), result)
+        title = "edgekit build --check"
+    else:
+        ui.info(f"building {len(plan)} jobs from {cfg.path} into {cfg.out} ({workers} in parallel)")
+        result = builder.build(cfg, plan, workers=workers, force=force, verbose=verbose, ui_progress=progress)
+        title = "edgekit build"
+    if json_out:
+        from edgekit.report import build_row
+
+        ui.emit_json(document("build --check" if check_only else "build", result.ok, output=str(cfg.out),
+                              seconds=result.seconds,
+                              jobs=[{k: v for k, v in build_row(r).items() if k != "cells"} for r in result.rows]))
+    ui.show(build_table(result, title))
+    counts = {}
+    for r in result.rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+    if not check_only and set(counts) <= {"cached"}:
+        ui.info(f"up to date: {summary} in {result.seconds:.2f} s (nothing changed; --force rebuilds)")
+    else:
+        ui.info(f"{summary} in {result.seconds:.1f} s · manifest: {cfg.out / 'manifest.json'}")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
+            fh.write(summary_markdown(result, title))
+    if not result.ok:
+        bad = [r["id"] for r in result.rows if r["status"] == "failed"]
+        hint = ("stale or altered artifacts: run 'edgekit build' and commit/publish the result" if check_only
+                else "see the table above and the reports; failing artifacts are not published")
+        raise CheckFailed(f"{len(bad)} of {len(result.rows)} jobs failed: {', '.join(bad)}.", hint=hint)
+
+
+@cli.command("merge-reports", epilog=EXIT_CODE_HELP)
+@click.argument("shards", nargs=-1, required=True, metavar="SHARD_DIR...")
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="Where to publish the merged folder.")
+@common_output
+def merge_reports(shards, out_dir, json_out, quiet, verbose):
+    """Join the output folders of `edgekit build --shard I/N` runs into one folder with
+    one manifest.json and one set of reports."""
+    ui = _ui()
+    ui.configure(json_mode=json_out, quiet=quiet)
+    from edgekit import build as builder
+    from edgekit.report import document
+
+    manifest = builder.merge(Path(out_dir), [Path(s) for s in shards])
+    if json_out:
+        ui.emit_json(document("merge-reports", not manifest["failures"], output=out_dir,
+                              artifacts=len(manifest["artifacts"]), failures=len(manifest["failures"])))
+    ui.info(f"merged {len(shards)} shards: {len(manifest['artifacts'])} artifacts, "
+            f"{len(manifest['failures'])} failures → {out_dir}")
+    if manifest["failures"]:
+        raise CheckFailed(f"{len(manifest['failures'])} jobs failed in the shards.")
 
 
 # ----------------------------------------------------------------------------- arm

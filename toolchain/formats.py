@@ -67,9 +67,33 @@ class Detected:
         return self.spec.name
 
 
+# Pre-parse limits for zip-based formats (zip bombs): checked from the central directory,
+# before any member is decompressed.
+MAX_ZIP_MEMBERS = 100_000
+MAX_ZIP_UNCOMPRESSED = 16 * 1024 ** 3
+MAX_ZIP_RATIO = 200  # uncompressed / compressed, per member (weights compress ~1-3x)
+MAX_FILE_BYTES = 64 * 1024 ** 3
+
+
+def check_zip_limits(path: Path, zf: zipfile.ZipFile) -> None:
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise BadInput(f"{path}: the archive has {len(infos)} members, over the limit of {MAX_ZIP_MEMBERS}.")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ZIP_UNCOMPRESSED:
+        raise BadInput(f"{path}: the archive would unpack to {total / 1024 ** 3:.1f} GiB, over the limit of "
+                       f"{MAX_ZIP_UNCOMPRESSED / 1024 ** 3:.0f} GiB (a zip bomb?).")
+    for i in infos:
+        if i.file_size > 1024 ** 2 and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
+            raise BadInput(f"{path}: member '{i.filename}' expands {i.file_size // max(i.compress_size, 1)}x "
+                           f"({i.compress_size} -> {i.file_size} bytes); edgekit refuses archives that look "
+                           "like zip bombs.")
+
+
 def _zip_kind(path: Path) -> tuple[str, str]:
     try:
         with zipfile.ZipFile(path) as zf:
+            check_zip_limits(path, zf)
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadInput(f"{path}: looks like a zip file but cannot be read as one ({exc}).",
@@ -205,6 +229,9 @@ def _detect(p: Path) -> Detected:
         raise BadInput(f"{p}: cannot be read ({exc.strerror}).") from None
     if not head:
         raise BadInput(f"{p}: the file is empty.", hint="export or copy the model again")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise BadInput(f"{p}: {p.stat().st_size / 1024 ** 3:.1f} GiB is over edgekit's limit of "
+                       f"{MAX_FILE_BYTES / 1024 ** 3:.0f} GiB for one file.")
 
     def found(name: str, evidence: str) -> Detected:
         return Detected(FORMATS[name], p, evidence)

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +27,16 @@ from edgekit.errors import (EdgekitError, InternalError, StageTimeout, Conversio
 DEFAULT_MEMORY_MB = int(os.environ.get("EDGEKIT_MEMORY_MB", "0")) or None
 
 _conn = None  # the child's end of the pipe, set only inside a child
+_active: set = set()  # live child processes of this (parent) process
+_active_lock = threading.Lock()
+
+
+def kill_all() -> None:
+    """Stop every running stage (used when a build is interrupted)."""
+    with _active_lock:
+        procs = list(_active)
+    for proc in procs:
+        _kill(proc)
 
 
 def progress(message: str) -> None:
@@ -119,6 +130,8 @@ def run(stage: str, target: str, *args, timeout: float | None = None,
     peak = 0.0
     try:
         proc.start()
+        with _active_lock:
+            _active.add(proc)
         child_conn.close()
         message = None
         while True:
@@ -177,6 +190,8 @@ def run(stage: str, target: str, *args, timeout: float | None = None,
     finally:
         if proc.is_alive():
             _kill(proc)
+        with _active_lock:
+            _active.discard(proc)
         parent_conn.close()
         for f in Path(log_dir).glob("*"):
             f.unlink(missing_ok=True)

@@ -110,21 +110,69 @@ def scan_keras_config(found: Detected) -> None:
                                "the file's origin, pass --trust-code")
 
 
+MAX_ELEMENTS = 1 << 34  # 16 Gi elements in one tensor: beyond any edge model
+MAX_GRAPH_DEPTH = 16  # nested subgraphs (If/Loop/Scan bodies); real models nest 1-3 deep
+
+
+def _tensor_elements(t) -> int:
+    n = 1
+    for d in t.dims:
+        if d < 0:
+            raise ValueError(f"negative dimension {d}")
+        n *= d
+        if n > MAX_ELEMENTS:
+            raise ValueError(f"dims {list(t.dims)} declare more than {MAX_ELEMENTS} elements")
+    return n
+
+
+def _all_tensors(graph, depth: int = 0):
+    """Initializers and constant tensors of a graph and its subgraphs, depth-limited."""
+    if depth > MAX_GRAPH_DEPTH:
+        raise ValueError(f"subgraphs nested more than {MAX_GRAPH_DEPTH} deep")
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g, depth + 1)
+            for g in attr.graphs:
+                yield from _all_tensors(g, depth + 1)
+
+
 def check_onnx_file(path: str | os.PathLike) -> None:
-    """Check every external-data location of an ONNX model before anything reads it."""
+    """Check an ONNX model before any runtime reads it: every external-data location stays
+    in the model's folder (no absolute paths, '..', symlinks or hard links) and lies within
+    its file; declared tensor sizes are sane and match the bytes present."""
     import onnx
+    from onnx import TensorProto, helper
     from onnx.external_data_helper import uses_external_data
 
     p = Path(path)
-    model = onnx.load_model(str(p), load_external_data=False)
+    try:
+        model = onnx.load_model(str(p), load_external_data=False)
+    except Exception as exc:
+        raise BadInput(f"{p}: not a readable ONNX model ({str(exc).strip()[:200]}).") from None
     base = p.resolve().parent
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                tensors.append(attr.t)
+    try:
+        tensors = list(_all_tensors(model.graph))
+    except ValueError as exc:
+        raise BadInput(f"{p}: refused: {exc}.") from None
     for t in tensors:
+        try:
+            n = _tensor_elements(t)
+        except ValueError as exc:
+            raise BadInput(f"{p}: tensor '{t.name}': {exc}; edgekit refuses to allocate it.") from None
+        try:
+            itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        except Exception:
+            itemsize = None
         if not uses_external_data(t):
+            if t.HasField("raw_data") and itemsize and t.data_type != TensorProto.STRING \
+                    and len(t.raw_data) != n * itemsize:
+                raise BadInput(f"{p}: tensor '{t.name}' declares {n} elements ({n * itemsize} bytes) but holds "
+                               f"{len(t.raw_data)} bytes of data; the file is corrupt or crafted.")
             continue
         info = {e.key: e.value for e in t.external_data}
         loc = info.get("location", "")
@@ -135,7 +183,8 @@ def check_onnx_file(path: str | os.PathLike) -> None:
             bad = "a path that leaves the model's folder ('..')"
         else:
             target = base / loc
-            if target.is_symlink():
+            if target.is_symlink() or any(parent.is_symlink() for parent in target.parents
+                                          if parent != base and base in parent.parents):
                 bad = "a symbolic link"
             elif not target.resolve().is_relative_to(base):
                 bad = "a path that leaves the model's folder"
@@ -146,9 +195,11 @@ def check_onnx_file(path: str | os.PathLike) -> None:
             else:
                 size = target.stat().st_size
                 offset = int(info.get("offset", 0) or 0)
-                length = info.get("length")
-                if offset < 0 or offset > size or (length is not None and offset + int(length) > size):
-                    bad = f"a byte range past the end of the {size}-byte file"
+                length = int(info["length"]) if info.get("length") else size - offset
+                if offset < 0 or length < 0 or offset + length > size:
+                    bad = f"a byte range ({offset}+{length}) past the end of the {size}-byte file"
+                elif itemsize and length != n * itemsize:
+                    bad = f"{length} bytes where its shape {list(t.dims)} needs {n * itemsize}"
         if bad:
             raise UnsafeModel(f"{p}: tensor '{t.name}' keeps its data in '{loc}', {bad}; edgekit "
                               "refuses to read it.",

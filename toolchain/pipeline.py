@@ -23,6 +23,17 @@ def tolerance_for(precision: str, overrides: dict | None):
     return TOLERANCES.get(precision, TOLERANCES["fp32"]).override(**(overrides or {}))
 
 
+def inherit_layout(reference, candidate) -> None:
+    """A converted tensor of the same shape keeps the source's layout (NHWC/NCHW) unless
+    its converter already said otherwise."""
+    for ref_list, cand_list in ((reference.inputs, candidate.inputs), (reference.outputs, candidate.outputs)):
+        by_name = {t.name: t for t in ref_list}
+        for k, c in enumerate(cand_list):
+            r = by_name.get(c.name) or (ref_list[k] if k < len(ref_list) else None)
+            if r is not None and c.layout is None and r.layout and tuple(r.shape[1:]) == tuple(c.shape[1:]):
+                c.layout = r.layout
+
+
 def parity_data(reference, inputs: str | None, seed: int = 0) -> tuple[Dataset, list[str]]:
     if inputs:
         return load_dataset(inputs, reference.signature, "--inputs"), []
@@ -59,6 +70,7 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     }
     if validate:
         candidate = open_model(staged_path, runtime=get_target(target).runtime)
+        inherit_layout(reference.signature, candidate.signature)
         out["signature"] = candidate.signature.to_dict()
         report = check(reference, candidate, data, precision=result.precision,
                        tolerance=tolerance_for(result.precision, tolerance))

@@ -5,6 +5,7 @@ JSON documents carry `schema_version`; bump it when a field changes meaning.
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 
@@ -68,3 +69,181 @@ def signature_table(sig: dict, title: str):
 
 def bytes_cell(n) -> str:
     return human_bytes(n)
+
+
+def failure_line(parity: dict) -> str:
+    """Every failing output and criterion of a parity report, in one line."""
+    from edgekit.validators.parity import Check
+
+    parts = []
+    for o in parity["outputs"]:
+        if not o["passed"]:
+            bad = [Check(**c).describe() for c in o["checks"] if not c["ok"]]
+            parts.append(f"output '{o['name']}': " + ", ".join(bad))
+    acc = parity.get("accuracy")
+    if acc and not acc.get("ok", True):
+        parts.append(f"accuracy {acc['delta'] * 100:+.2f} points")
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- build reports
+BUILD_COLUMNS = ["model", "target", "precision", "status", "size", "parity", "max abs", "cosine", "top-1",
+                 "acc Δ pts", "host ms", "note"]
+
+
+def build_row(row: dict) -> dict:
+    """One flat record per job (shared by the table, Markdown, HTML and JUnit)."""
+    entry = row.get("manifest") or {}
+    extra = row.get("entry") or {}
+    parity = (entry.get("parity") or extra.get("parity") or {}).get("host")
+    lat = (entry.get("latency") or extra.get("latency") or {}).get("host")
+    ident = row["id"]
+    model, _, rest = ident.partition("/")
+    target, _, precision = rest.partition("-")
+    verdict, max_abs, cosine, top1, acc = parity_cells(parity)
+    err = row.get("error") or {}
+    return {
+        "id": ident, "model": model, "target": target, "precision": precision, "status": row["status"],
+        "file": entry.get("file"), "size_bytes": entry.get("size_bytes"), "parity": parity, "latency": lat,
+        "cells": [model, target, precision, row["status"], human_bytes(entry.get("size_bytes")), verdict, max_abs,
+                  cosine, top1, acc, f"{lat['median_ms']:.3f}" if lat else "-",
+                  (err.get("message") or "")[:160]],
+        "error": err or None,
+    }
+
+
+def build_table(result, title: str):
+    rows = [build_row(r)["cells"] for r in result.rows]
+    styled = []
+    for cells in rows:
+        status = cells[3]
+        colour = {"built": "green", "cached": "cyan", "checked": "green", "failed": "bold red"}.get(status, "")
+        styled.append(cells[:3] + [f"[{colour}]{status}[/]" if colour else status] + cells[4:])
+    return table(title, BUILD_COLUMNS, styled)
+
+
+def _plain(cell: str) -> str:
+    import re
+
+    return re.sub(r"\[/?[a-z ]*\]", "", str(cell)).replace("|", "\\|")
+
+
+def summary_markdown(result, title: str = "edgekit build") -> str:
+    recs = [build_row(r) for r in result.rows]
+    failed = [r for r in recs if r["status"] == "failed"]
+    head = f"## {title}: {'✅ passed' if not failed else f'❌ {len(failed)} of {len(recs)} failed'}\n\n"
+    lines = ["| " + " | ".join(BUILD_COLUMNS) + " |", "|" + "---|" * len(BUILD_COLUMNS)]
+    for r in recs:
+        lines.append("| " + " | ".join(_plain(c) for c in r["cells"]) + " |")
+    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: `{result.out}`\n"
+    return head + "\n".join(lines) + tail
+
+
+def junit_xml(result, suite: str = "edgekit") -> str:
+    """One test case per model x target x arch check; failures carry the metric that failed."""
+    from xml.etree import ElementTree as ET
+
+    recs = [build_row(r) for r in result.rows]
+    cases = []
+    for r in recs:
+        arches = list(((result_entry(result, r["id"]) or {}).get("parity") or {}).keys()) or ["host"]
+        for arch in arches:
+            cases.append((r, arch))
+    failures = sum(1 for r, _ in cases if r["status"] == "failed")
+    ts = ET.Element("testsuite", name=suite, tests=str(len(cases)), failures=str(failures), errors="0",
+                    time=f"{result.seconds:.3f}")
+    for r, arch in cases:
+        tc = ET.SubElement(ts, "testcase", classname=f"edgekit.{r['model']}",
+                           name=f"{r['target']}-{r['precision']} [{arch}]")
+        if r["status"] == "failed":
+            err = r["error"] or {}
+            f = ET.SubElement(tc, "failure", message=err.get("message", "failed"), type=err.get("type", "Failure"))
+            f.text = json.dumps(r["parity"] or err, indent=1, default=str)[:20000]
+        elif r["parity"]:
+            out = ET.SubElement(tc, "system-out")
+            out.text = " ".join(f"{k}={_plain(v)}" for k, v in zip(BUILD_COLUMNS[5:11], r["cells"][5:11]))
+    root = ET.Element("testsuites", tests=ts.get("tests"), failures=ts.get("failures"))
+    root.append(ts)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def result_entry(result, ident: str) -> dict | None:
+    for r in result.rows:
+        if r["id"] == ident:
+            return r.get("manifest") or r.get("entry")
+    return None
+
+
+def _svg_bars(title: str, items: list[tuple[str, float]], unit: str, colour: str) -> str:
+    import html
+
+    if not items:
+        return ""
+    width, bar_h, label_w = 760, 22, 260
+    top = 28
+    height = top + bar_h * len(items) + 10
+    vmax = max(v for _, v in items) or 1.0
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{html.escape(title)}">',
+             f'<text x="0" y="18" font-size="15" font-weight="bold">{html.escape(title)}</text>']
+    for k, (label, v) in enumerate(items):
+        y = top + k * bar_h
+        w = (width - label_w - 90) * (v / vmax)
+        parts.append(f'<text x="{label_w - 8}" y="{y + 15}" font-size="12" text-anchor="end">{html.escape(label)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" height="{bar_h - 6}" fill="{colour}"/>')
+        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="12">{v:.3g} {unit}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def report_html(result, title: str = "edgekit build report") -> str:
+    """A self-contained page: summary table plus latency and size charts (inline SVG, no scripts)."""
+    import html
+
+    recs = [build_row(r) for r in result.rows]
+    lat = [(r["id"], r["latency"]["median_ms"]) for r in recs if r["latency"]]
+    size = [(r["id"], r["size_bytes"] / 1024) for r in recs if r["size_bytes"]]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in BUILD_COLUMNS)
+    body = "\n".join("<tr class='{}'>{}</tr>".format(
+        html.escape(r["status"]), "".join(f"<td>{html.escape(_plain(c))}</td>" for c in r["cells"])) for r in recs)
+    failed = sum(r["status"] == "failed" for r in recs)
+    verdict = "all checks passed" if not failed else f"{failed} of {len(recs)} jobs failed"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+th {{ background: #f0f0f0; }}
+tr.failed td {{ background: #fde8e8; }}
+.verdict {{ font-size: 1.2em; font-weight: bold; color: {'#1a7f37' if not failed else '#b42318'}; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="verdict">{html.escape(verdict)}</p>
+<p>{len(recs)} jobs · {result.seconds:.1f} s · edgekit {__version__} · output <code>{html.escape(str(result.out))}</code></p>
+<table><thead><tr>{head}</tr></thead><tbody>
+{body}
+</tbody></table>
+{_svg_bars("Host latency, median (ms, batch 1)", lat, "ms", "#2f6fdf")}
+{_svg_bars("Size on disk (KB)", size, "KB", "#7a4fd6")}
+</body></html>
+"""
+
+
+def write_build_reports(folder, result) -> None:
+    """report.json, junit.xml, summary.md and report.html, written atomically into `folder`."""
+    import json as _json
+    from pathlib import Path
+
+    from edgekit.fsutil import write_text_atomic
+
+    folder = Path(folder)
+    recs = [build_row(r) for r in result.rows]
+    doc = document("build", all(r["status"] != "failed" for r in recs), seconds=result.seconds,
+                   output=str(result.out),
+                   jobs=[{k: v for k, v in r.items() if k != "cells"} for r in recs])
+    write_text_atomic(folder / "report.json", _json.dumps(doc, indent=2, default=str))
+    write_text_atomic(folder / "junit.xml", junit_xml(result))
+    write_text_atomic(folder / "summary.md", summary_markdown(result))
+    write_text_atomic(folder / "report.html", report_html(result))

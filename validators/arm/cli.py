@@ -248,7 +248,8 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
     from pathlib import Path
 
     from edgekit import ui
-    from edgekit.cli import _failure_line, _print_notes, _run_stage
+    from edgekit.cli import _print_notes, _run_stage
+    from edgekit.report import failure_line
     from edgekit.errors import CheckFailed
     from edgekit.report import document, parity_table
 
@@ -270,7 +271,7 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
     _print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
     failed = [r for r in results if not r["parity"]["passed"]]
     if failed:
-        raise_after_json(CheckFailed("; ".join(f"parity failed on {r['arch']}: {_failure_line(r['parity'])}"
+        raise_after_json(CheckFailed("; ".join(f"parity failed on {r['arch']}: {failure_line(r['parity'])}"
                                                for r in failed) + "."))
     gate.enforce()
     ui.info(f"[green]parity passed[/] on {', '.join(r['arch'] for r in results)}")

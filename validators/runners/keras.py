@@ -32,8 +32,10 @@ class KerasRunner(Runner):
         out_names = list(getattr(model, "output_names", None) or [])
         if len(out_names) != len(model.outputs):
             out_names = [f"output_{i}" for i in range(len(model.outputs))]
+        # Keras images are channels-last unless a layer was configured otherwise
         self.signature = Signature(
-            [TensorSpec(t.name, _dtype(t), tuple(t.shape)) for t in model.inputs],
+            [TensorSpec(t.name, _dtype(t), tuple(t.shape), layout="NHWC" if len(t.shape) == 4 else None)
+             for t in model.inputs],
             [TensorSpec(n, _dtype(t), tuple(t.shape)) for n, t in zip(out_names, model.outputs)],
         )
         return self

@@ -1,0 +1,504 @@
+"""`edgekit build`: config -> plan (model x target jobs) -> cached conversions ->
+validation -> staged outputs -> atomic publish -> manifest -> reports.
+
+The published output folder is the cache: `manifest.json` records each artifact's cache
+key (hash of source and data files, options, and the versions of edgekit and the libraries
+involved). A job whose key and file hash match is skipped. A build assembles the complete
+new folder beside the old one (unchanged artifacts hard-linked, manifest written last) and
+swaps the two in one atomic step, so a build killed at any moment leaves the previous
+artifacts and manifest intact and consistent. A lock file stops two builds writing one
+output folder at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from edgekit import __version__
+from edgekit.config import BuildConfig, ModelSpec, TargetSpec, key_line
+from edgekit.errors import BadInput, CheckFailed, EdgekitError, EnvironmentProblem
+from edgekit.fsutil import link_or_copy, replace_dir, write_text_atomic
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = 1
+
+# packages whose versions go into a job's cache key, per converter extra
+_EXTRA_PACKAGES = {
+    "core": ["numpy", "onnx", "onnxruntime", "onnxconverter-common"],
+    "tf": ["tensorflow-cpu", "keras", "tf2onnx", "ai-edge-litert"],
+    "torch": ["torch", "torchao", "executorch", "litert-torch", "onnxscript", "ai-edge-litert"],
+    "sklearn": ["scikit-learn", "skl2onnx", "onnxmltools", "skops", "xgboost", "lightgbm"],
+}
+
+
+@dataclass
+class Job:
+    model: ModelSpec
+    spec: TargetSpec
+    index: tuple[int, int]  # (model index, target index) in the config, for error lines
+    output: str  # file name inside the output folder
+    extra: str = "core"
+    key: str = ""
+    inputs_digest: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.name}/{self.spec.target}-{self.spec.precision}"
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (names and contents, in sorted order)."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+            h.update(file_digest(f).encode())
+        return h.hexdigest()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions(extra: str) -> dict[str, str]:
+    out = {"edgekit": __version__}
+    for name in _EXTRA_PACKAGES["core"] + _EXTRA_PACKAGES.get(extra, []):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+# ----------------------------------------------------------------------------- plan
+def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | None = None) -> list[Job]:
+    """Every model x target job, checked before anything runs (paths, paths' support, names)."""
+    from edgekit.converters.registry import lookup
+    from edgekit.formats import detect
+    from edgekit.targets import TARGETS
+
+    unknown = set(only) - {m.name for m in cfg.models}
+    if unknown:
+        raise BadInput(f"--only: no model named {', '.join(sorted(unknown))} in {cfg.path}.",
+                       hint=f"models: {', '.join(m.name for m in cfg.models)}")
+    jobs: list[Job] = []
+    outputs: dict[str, str] = {}
+    for i, model in enumerate(cfg.models):
+        where = key_line(cfg.path, f"models[{i}].source")
+        if not model.source.exists():
+            raise BadInput(f"{where}: model '{model.name}': source {model.source} does not exist.")
+        for key, p in (("inputs", model.inputs), ("calibration", model.calibration)):
+            if p is not None and not p.is_file():
+                raise BadInput(f"{key_line(cfg.path, f'models[{i}].{key}')}: model '{model.name}': "
+                               f"{key} file {p} does not exist.")
+        found = detect(model.source)
+        for j, spec in enumerate(model.targets):
+            twhere = key_line(cfg.path, f"models[{i}].targets[{j}].target")
+            try:
+                conv = lookup(found.spec.framework, spec.target, spec.quantize)
+            except BadInput as exc:
+                raise BadInput(f"{twhere}: model '{model.name}': {exc.message}", hint=exc.hint) from None
+            if spec.quantize in conv.needs_calibration and model.calibration is None:
+                raise BadInput(f"{twhere}: model '{model.name}': quantize = \"{spec.quantize}\" needs "
+                               "'calibration' (a .npz of representative inputs) on the model.")
+            if "arm64" in spec.arches:
+                _require_arm(twhere)
+            ext = TARGETS[spec.target].extension
+            name = spec.output or f"{model.name}{'' if spec.precision == 'fp32' else '.' + spec.precision}{ext}"
+            if "/" in name or name.startswith(".") or name in (MANIFEST,):
+                raise BadInput(f"{twhere}: output name '{name}' must be a plain file name.")
+            job = Job(model, spec, (i, j), name, conv.extra)
+            if name in outputs:
+                raise BadInput(f"{twhere}: duplicate output name '{name}' (also used by {outputs[name]}).",
+                               hint="set a distinct 'output' on one of the targets")
+            outputs[name] = job.id
+            jobs.append(job)
+    if only:
+        jobs = [j for j in jobs if j.model.name in only]
+    if shard:
+        index, count = shard
+        jobs = [j for k, j in enumerate(sorted(jobs, key=lambda j: j.id)) if k % count == index - 1]
+    return jobs
+
+
+def _require_arm(where: str) -> None:
+    try:
+        from edgekit.validators import arm  # noqa: F401
+    except ImportError:
+        raise EnvironmentProblem(f"{where}: arches = [\"arm64\"] needs the ARM emulation, which this edgekit "
+                                 "does not have yet.", hint="use arches = [\"host\"]") from None
+
+
+def cache_key(job: Job) -> str:
+    m, s = job.model, job.spec
+    doc = {
+        "source": file_digest(m.source),
+        "inputs": file_digest(m.inputs) if m.inputs else None,
+        "calibration": file_digest(m.calibration) if m.calibration else None,
+        "model_options": {"input_shape": m.input_shape, "model_class": m.model_class, "model_args": m.model_args,
+                          "signature": m.signature, "trust_pickle": m.trust_pickle, "trust_code": m.trust_code},
+        "target": {k: v for k, v in vars(s).items()},
+        "output": job.output,
+        "versions": library_versions(job.extra),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- lock
+class OutputLock:
+    """An flock beside the output folder: one build per output folder at a time."""
+
+    def __init__(self, out: Path):
+        self.path = out.parent / f".{out.name}.lock"
+        self.fh = None
+
+    def __enter__(self):
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise BadInput(f"{self.path.parent / self.path.name[1:-5]}: another edgekit build is writing this "
+                           f"output folder ({holder}).", hint="wait for it to finish, or use another --out") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"pid {os.getpid()}")
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: the output folder is a file.", hint="choose another --out")
+    parent = out.parent
+    if not parent.exists():
+        parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK | os.X_OK)):
+        raise BadInput(f"{out}: the output folder is not writable.", hint="choose another --out")
+
+
+def read_manifest(out: Path) -> dict:
+    p = out / MANIFEST
+    if not p.is_file():
+        return {"artifacts": [], "failures": []}
+    try:
+        doc = json.loads(p.read_text())
+    except ValueError:
+        raise BadInput(f"{p}: the manifest is not valid JSON; it was edited or damaged.",
+                       hint="delete the output folder and build again") from None
+    return doc
+
+
+# ----------------------------------------------------------------------------- run one job
+def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progress) -> dict:
+    """Convert, check parity, and time one job (each stage in its own child process)."""
+    from edgekit import isolation
+    from edgekit.loading import Trust
+
+    m, s = job.model, job.spec
+    trust = Trust(pickle=m.trust_pickle, code=m.trust_code)
+    staged = staging / job.output
+    t0 = time.perf_counter()
+    on_progress("converting")
+    conv = isolation.run("convert", "edgekit.pipeline:convert_stage", str(m.source), s.target, s.quantize,
+                         str(staged), calibration=str(m.calibration) if m.calibration else None,
+                         inputs=str(m.inputs) if m.inputs else None, validate=True,
+                         tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust,
+                         options={"int8_io": s.int8_io}, timeout=timeout, verbose=verbose, on_progress=on_progress)
+    entry = {"parity": {"host": conv["parity"]}, "latency": {}, "conversion": conv}
+    if conv["parity"]["passed"]:
+        on_progress("timing on the host")
+        entry["latency"]["host"] = isolation.run(
+            "bench", "edgekit.validators.latency:measure", str(staged), trust=trust, threads=None,
+            warmup=10, iterations=100, inputs=None, timeout=timeout, verbose=verbose, on_progress=on_progress)
+    entry["build_seconds"] = time.perf_counter() - t0
+    return entry
+
+
+def verdict(job: Job, entry: dict) -> list[str]:
+    """Every check that failed for a job, as readable lines (empty = passed)."""
+    problems = []
+    for arch, parity in entry.get("parity", {}).items():
+        if not parity["passed"]:
+            from edgekit.report import failure_line
+
+            problems.append(f"parity on {arch}: {failure_line(parity)}")
+    lat = entry.get("latency", {}).get("host")
+    if job.spec.max_latency_ms is not None and lat and lat["median_ms"] > job.spec.max_latency_ms:
+        problems.append(f"latency on host: median {lat['median_ms']:.3f} ms > budget {job.spec.max_latency_ms:g} ms")
+    return problems
+
+
+def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
+    conv = entry["conversion"]
+    sig = conv.get("signature") or conv["source_signature"]
+    return {
+        "id": job.id, "model": job.model.name, "file": job.output, "sha256": file_digest(out_file),
+        "size_bytes": out_file.stat().st_size, "target": job.spec.target, "precision": conv["precision"],
+        "quantize": job.spec.quantize, "inputs": sig["inputs"], "outputs": sig["outputs"],
+        "labels": job.model.labels, "parity": entry["parity"],
+        "latency": entry["latency"], "arm_instructions_per_inference": entry.get("arm_instructions"),
+        "notes": conv.get("notes", []),
+        "source": {"path": str(job.model.source), "sha256": file_digest(job.model.source),
+                   "format": conv["source_format"]},
+        "converter": conv["converter"], "versions": library_versions(job.extra),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": entry["build_seconds"], "cache_key": job.key,
+    }
+
+
+# ----------------------------------------------------------------------------- build
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict
+    rows: list[dict]  # one per planned job: {"job", "status": built|cached|failed, "entry"|"error"}
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r["status"] != "failed" for r in self.rows)
+
+
+def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = False, verbose: bool = False,
+          ui_progress=None) -> BuildResult:
+    """Run what changed, publish atomically, write manifest and reports."""
+    from edgekit import isolation
+
+    out = cfg.out
+    check_out_dir(out)
+    t0 = time.perf_counter()
+    with OutputLock(out):
+        for stale in out.parent.glob(f".{out.name}.staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build
+        old = read_manifest(out)
+        old_by_id = {a["id"]: a for a in old.get("artifacts", [])}
+        old_fail = {f["id"]: f for f in old.get("failures", [])}
+        rows: list[dict] = []
+        todo: list[Job] = []
+        for job in jobs:
+            job.key = cache_key(job)
+            prev = old_by_id.get(job.id)
+            if not force and prev and prev["cache_key"] == job.key and (out / prev["file"]).is_file() \
+                    and file_digest(out / prev["file"]) == prev["sha256"]:
+                rows.append({"job": job, "status": "cached", "manifest": prev})
+            elif not force and job.id in old_fail and old_fail[job.id]["cache_key"] == job.key:
+                rows.append({"job": job, "status": "failed", "error": old_fail[job.id]["error"], "cached": True})
+            else:
+                todo.append(job)
+        if not todo:
+            for r in rows:
+                r["id"] = r["job"].id
+            return BuildResult(out, old, rows, time.perf_counter() - t0)
+
+        staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+        staging.mkdir()
+        work = staging / ".work"
+        work.mkdir()
+        try:
+            results = _run_all(todo, work, cfg.timeout, workers, verbose, ui_progress)
+            tree = staging / "tree"
+            tree.mkdir()
+            artifacts, failures = [], []
+            planned_ids = {j.id for j in jobs}
+            for row in rows:
+                if row["status"] == "cached":
+                    link_or_copy(out / row["manifest"]["file"], tree / row["manifest"]["file"])
+                    artifacts.append(row["manifest"])
+                else:
+                    failures.append(old_fail[row["job"].id])
+            # artifacts of jobs not planned this time (--only, --shard) stay as they were
+            for a in old.get("artifacts", []):
+                if a["id"] not in planned_ids and (out / a["file"]).is_file():
+                    link_or_copy(out / a["file"], tree / a["file"])
+                    artifacts.append(a)
+            for job, res in zip(todo, results):
+                if isinstance(res, EdgekitError):
+                    err = {**res.to_dict(), "stage": "convert"}
+                    failures.append({"id": job.id, "cache_key": job.key, "error": err})
+                    rows.append({"job": job, "status": "failed", "error": err})
+                    continue
+                problems = verdict(job, res)
+                if problems:
+                    err = {"type": "CheckFailed", "message": "; ".join(problems), "exit_code": 1, "stage": "check"}
+                    failures.append({"id": job.id, "cache_key": job.key, "error": err, "parity": res["parity"],
+                                     "latency": res["latency"]})
+                    rows.append({"job": job, "status": "failed", "error": err, "entry": res})
+                    continue
+                os.replace(work / job.output, tree / job.output)
+                entry = manifest_entry(job, res, tree / job.output)
+                artifacts.append(entry)
+                rows.append({"job": job, "status": "built", "manifest": entry})
+            order = {j.id: k for k, j in enumerate(jobs)}
+            rows.sort(key=lambda r: order[r["job"].id])
+            for r in rows:
+                r["id"] = r["job"].id
+            artifacts.sort(key=lambda a: (order.get(a["id"], 1 << 30), a["id"]))
+            manifest = {
+                "schema_version": MANIFEST_SCHEMA, "tool": "edgekit", "edgekit_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "config": str(cfg.path),
+                "artifacts": artifacts, "failures": failures,
+            }
+            result = BuildResult(out, manifest, rows, time.perf_counter() - t0)
+            from edgekit.report import write_build_reports
+
+            write_build_reports(tree, result)
+            write_text_atomic(tree / MANIFEST, json.dumps(manifest, indent=2, default=str))  # last
+            replace_dir(tree, out)
+            return result
+        except BaseException:
+            isolation.kill_all()
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run_all(todo: list[Job], work: Path, timeout: float, workers: int, verbose: bool, ui_progress) -> list:
+    def one(job: Job):
+        cb = ui_progress.start(job) if ui_progress else (lambda msg: None)
+        try:
+            res = run_job(job, work, timeout=timeout, verbose=verbose, on_progress=cb)
+            if ui_progress:
+                ui_progress.finish(job, res, verdict(job, res))
+            return res
+        except EdgekitError as exc:
+            if ui_progress:
+                ui_progress.fail(job, exc)
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(one, j) for j in todo]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            from edgekit import isolation
+
+            isolation.kill_all()
+            raise
+
+
+# ----------------------------------------------------------------------------- check
+def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = False, ui_progress=None) -> BuildResult:
+    """CI gate: rebuild nothing; every artifact must exist, match the manifest's hash and the
+    current cache key, and pass its parity checks again."""
+    from edgekit import isolation
+    from edgekit.loading import Trust
+
+    t0 = time.perf_counter()
+    out = cfg.out
+    manifest = read_manifest(out)
+    by_id = {a["id"]: a for a in manifest.get("artifacts", [])}
+    rows, to_validate = [], []
+    for job in jobs:
+        job.key = cache_key(job)
+        entry = by_id.get(job.id)
+        problem = None
+        if entry is None:
+            problem = "not built (no entry in the manifest)"
+        elif not (out / entry["file"]).is_file():
+            problem = f"{entry['file']} is missing"
+        elif file_digest(out / entry["file"]) != entry["sha256"]:
+            problem = f"{entry['file']} does not match the sha256 in the manifest (altered after the build)"
+        elif entry["cache_key"] != job.key:
+            problem = "stale: the source, data, options or library versions changed since the build"
+        if problem:
+            rows.append({"job": job, "status": "failed", "error": {"type": "CheckFailed", "message": problem,
+                                                                   "stage": "check", "exit_code": 1}})
+        else:
+            to_validate.append((job, entry))
+
+    def one(item):
+        job, entry = item
+        cb = ui_progress.start(job) if ui_progress else (lambda msg: None)
+        m = job.model
+        try:
+            res = isolation.run("validate", "edgekit.pipeline:validate_stage", str(m.source), str(out / entry["file"]),
+                                inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
+                                tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol},
+                                trust=Trust(pickle=m.trust_pickle, code=m.trust_code), timeout=cfg.timeout,
+                                verbose=verbose, on_progress=cb, crash_exit_code=2)
+            checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {})}
+            if ui_progress:
+                ui_progress.finish(job, checked, verdict(job, checked))
+            return checked
+        except EdgekitError as exc:
+            if ui_progress:
+                ui_progress.fail(job, exc)
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(pool.map(one, to_validate))
+    for (job, entry), res in zip(to_validate, results):
+        if isinstance(res, EdgekitError):
+            rows.append({"job": job, "status": "failed", "error": {**res.to_dict(), "stage": "validate"}})
+            continue
+        problems = verdict(job, res)
+        merged = {**entry, "parity": res["parity"]}
+        if problems:
+            rows.append({"job": job, "status": "failed", "manifest": merged,
+                         "error": {"type": "CheckFailed", "message": "; ".join(problems), "stage": "check",
+                                   "exit_code": 1}, "entry": res})
+        else:
+            rows.append({"job": job, "status": "checked", "manifest": merged})
+    order = {j.id: k for k, j in enumerate(jobs)}
+    rows.sort(key=lambda r: order[r["job"].id])
+    for r in rows:
+        r["id"] = r["job"].id
+    return BuildResult(out, manifest, rows, time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- merge
+def merge(out: Path, shard_dirs: list[Path]) -> dict:
+    """Join the outputs of `--shard` builds into one folder with one manifest and reports."""
+    check_out_dir(out)
+    with OutputLock(out):
+        staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+        tree = staging / "tree"
+        tree.mkdir(parents=True)
+        try:
+            artifacts, failures, seen = [], [], {}
+            for d in shard_dirs:
+                man = read_manifest(d)
+                if not (d / MANIFEST).is_file():
+                    raise BadInput(f"{d}: no {MANIFEST}: not the output folder of an edgekit build.")
+                for a in man["artifacts"]:
+                    if a["id"] in seen:
+                        raise BadInput(f"{a['id']} is in both {seen[a['id']]} and {d}: the shards overlap.")
+                    seen[a["id"]] = d
+                    src = d / a["file"]
+                    if file_digest(src) != a["sha256"]:
+                        raise CheckFailed(f"{src} does not match the sha256 in {d / MANIFEST}.")
+                    link_or_copy(src, tree / a["file"])
+                    artifacts.append(a)
+                failures += man.get("failures", [])
+            manifest = {"schema_version": MANIFEST_SCHEMA, "tool": "edgekit", "edgekit_version": __version__,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "merged_from": [str(d) for d in shard_dirs],
+                        "artifacts": sorted(artifacts, key=lambda a: a["id"]), "failures": failures}
+            from edgekit.report import write_build_reports
+
+            rows = [{"id": a["id"], "status": "built", "manifest": a} for a in manifest["artifacts"]] + \
+                   [{"id": f["id"], "status": "failed", "error": f["error"]} for f in failures]
+            write_build_reports(tree, BuildResult(out, manifest, rows, 0.0))
+            write_text_atomic(tree / MANIFEST, json.dumps(manifest, indent=2, default=str))
+            replace_dir(tree, out)
+            return manifest
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
