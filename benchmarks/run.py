@@ -427,12 +427,8 @@ def arm_available() -> tuple[bool, str]:
         from edgekit.validators.arm import provision
     except ImportError:
         return False, "edgekit has no ARM support on this branch (validators/arm missing)"
-    try:
-        status = provision.status() if hasattr(provision, "status") else None
-    except Exception as exc:  # noqa: BLE001 - reported, not fatal
-        return False, f"ARM runtime not usable: {exc}"
-    if isinstance(status, dict) and not status.get("ready", status.get("ok", True)):
-        return False, f"ARM runtime not provisioned (run 'edgekit arm setup'): {status}"
+    if not provision.is_complete():
+        return False, "the ARM runtime is not provisioned: run 'edgekit arm setup' (make setup does)"
     return True, ""
 
 
