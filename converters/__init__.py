@@ -7,4 +7,5 @@ function in its family's module (or a new module listed in `MODULES`).
 
 MODULES = (
     "edgekit.converters.keras",
+    "edgekit.converters.torch",
 )

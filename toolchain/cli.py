@@ -41,6 +41,19 @@ def trust_options(f):
     return f
 
 
+def source_model_options(f):
+    f = click.option("--model-args", metavar="JSON",
+                     help="Keyword arguments for --model-class as a JSON object, e.g. '{\"num_classes\": 10}'.")(f)
+    f = click.option("--model-class", metavar="PKG.MOD:CLASS",
+                     help="With a state_dict/.safetensors source: the model's class or factory, imported from "
+                          "your Python path (current folder first).")(f)
+    f = click.option("--input-shape", "input_shapes", multiple=True, metavar="SPEC",
+                     help="Input shape for sources without a signature (TorchScript, model class + weights): "
+                          "[NAME=]DIMS[:DTYPE], e.g. 1x3x224x224, x=1x16:int64, Nx3x224x224 (dynamic batch). "
+                          "Repeat per input.")(f)
+    return f
+
+
 def timeout_option(stage: str):
     return click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUTS[stage], show_default=True,
                         help="Seconds before the stage is stopped (exit 124).")
@@ -163,8 +176,8 @@ def write_json_atomic(path: Path, doc: dict) -> None:
               help="fp16 weights, dynamic-range int8 weights, or full int8 (needs --calibration).")
 @click.option("--calibration", metavar="FILE", help=".npz of representative inputs for --quantize int8.")
 @click.option("--inputs", metavar="FILE", help=".npz of real inputs for the parity check (keyed by input name).")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="SPEC",
-              help="Input shape for sources without a signature, e.g. 1x3x224x224 or x=1x16:int64.")
+@source_model_options
+@click.option("--script", is_flag=True, help="TorchScript target: torch.jit.script instead of trace.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
@@ -174,8 +187,9 @@ def write_json_atomic(path: Path, doc: dict) -> None:
 @trust_options
 @timeout_option("convert")
 @common_output
-def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io, output, no_validate, keep_failed,
-            seed, atol, rtol, trust_pickle, trust_code, timeout, json_out, quiet, verbose):
+def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, script, int8_io,
+            output, no_validate, keep_failed, seed, atol, rtol, trust_pickle, trust_code, timeout, json_out, quiet,
+            verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
     The artifact is written only after the check passes (use --keep-failed to keep a
@@ -190,9 +204,11 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
     tgt = get_target(target)
     found = _source(model)
     conv = lookup(found.spec.framework, target, quantize)
-    if input_shapes:
-        raise BadInput(f"{model}: a {found.spec.description} carries its own input signature; --input-shape is "
-                       "only for sources without one (TorchScript, model class + weights).")
+    from edgekit.sources import source_options
+
+    src_options = source_options(found, input_shapes, model_class, model_args)
+    if script and "script" not in conv.options:
+        raise BadInput(f"--script applies only to --target torchscript from PyTorch sources, not {target}.")
     if quantize in conv.needs_calibration and not calibration:
         raise BadInput(f"--quantize {quantize} needs --calibration: a .npz of a few hundred representative inputs.",
                        hint="e.g. --calibration calib.npz (keyed by input name; a single-input model may use any key)")
@@ -215,7 +231,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
         result = _run_stage("convert", "edgekit.pipeline:convert_stage", str(model), target, quantize, str(staged),
                             calibration=calibration, inputs=inputs, validate=not no_validate,
                             tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code),
-                            options={"int8_io": int8_io}, seed=seed, timeout=timeout, verbose=verbose,
+                            options={"int8_io": int8_io, "script": script}, source_options=src_options,
+                            seed=seed, timeout=timeout, verbose=verbose,
                             title=f"converting {Path(model).name} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
@@ -285,12 +302,13 @@ def _failure_line(parity: dict) -> str:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "dynamic", "int8"]), default="auto",
               show_default=True, help="Tolerance preset; auto reads it from the artifact.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
+@source_model_options
 @tolerance_options
 @trust_options
 @timeout_option("validate")
 @common_output
-def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle, trust_code, timeout,
-             json_out, quiet, verbose):
+def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, atol, rtol,
+             trust_pickle, trust_code, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -301,10 +319,13 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, trust_pickle
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document, parity_table
 
-    _source(source)
+    from edgekit.sources import source_options
+
+    src_options = source_options(_source(source), input_shapes, model_class, model_args)
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
     result = _run_stage("validate", "edgekit.pipeline:validate_stage", str(source), str(artifact), inputs=inputs,
+                        source_options=src_options,
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
                         trust=_trust(trust_pickle, trust_code), seed=seed, timeout=timeout, verbose=verbose,
                         title=f"validating {Path(artifact).name} against {Path(source).name}",

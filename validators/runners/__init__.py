@@ -12,6 +12,10 @@ RUNNERS = {
     "keras": "edgekit.validators.runners.keras:KerasRunner",
     "litert": "edgekit.validators.runners.litert:LiteRTRunner",
     "onnxruntime": "edgekit.validators.runners.onnxrt:OnnxRuntimeRunner",
+    "torch_export": "edgekit.validators.runners.torch:TorchExportRunner",
+    "torch_eager": "edgekit.validators.runners.torch:TorchEagerRunner",
+    "torchscript": "edgekit.validators.runners.torch:TorchScriptRunner",
+    "executorch": "edgekit.validators.runners.executorch:ExecuTorchRunner",
 }
 
 
