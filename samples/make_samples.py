@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import out_dir  # noqa: E402
 
-SAMPLES = ["digits_keras"]
+SAMPLES = ["digits_keras", "digits_torch", "mobilenet_torch", "lstm_torch"]
 
 
 def _hash(script: Path) -> str:

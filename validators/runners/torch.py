@@ -47,17 +47,25 @@ def flatten_outputs(out) -> list:
     return [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
 
 
+_OP_PATTERNS = (
+    r"OpOverload\(op='(aten\.[A-Za-z0-9_]+)'",              # torch.onnx: no ONNX function found
+    r"Lowering not found: (aten\.[A-Za-z0-9_]+)",            # litert-torch
+    r"Operator torch\._ops\.(aten\.[A-Za-z0-9_]+)\.\w+ is not in Core ATen",  # executorch
+    r"target=torch\.ops\.(aten\.[A-Za-z0-9_]+)",            # the failing FX node
+    r"\baten[.:]{1,2}([A-Za-z0-9_]+)",                        # anything else quoted
+)
+
+
 def op_name_in(text: str) -> list[str]:
-    """Operator names (aten.xxx / aten::xxx) quoted in a converter's error message."""
+    """Operator names quoted in a converter's error message, most specific patterns first."""
     import re
 
-    found = re.findall(r"\baten[.:]{1,2}([A-Za-z0-9_]+)(?:\.[A-Za-z0-9_]+)?", text)
-    seen: list[str] = []
-    for f in found:
-        name = f"aten.{f}"
-        if name not in seen:
-            seen.append(name)
-    return seen
+    for pattern in _OP_PATTERNS:
+        found = re.findall(pattern, text)
+        if found:
+            names = [f if f.startswith("aten.") else f"aten.{f}" for f in found]
+            return list(dict.fromkeys(names))
+    return []
 
 
 class TorchRunner(Runner):
@@ -190,6 +198,10 @@ class TorchExportRunner(TorchRunner):
         if shapes:
             check_shapes_against(shapes, self.signature, str(self.path))
         return self
+
+    def eager_module(self):
+        # guards stay a pre-hook instead of graph code, so tracing records only the model
+        return self.program.module(check_guards=False)
 
     def exported_program(self, *, static: bool = False):
         torch = _torch()
@@ -421,9 +433,11 @@ REEXPORT_HINT = ("re-export from the Python model instead: ep = torch.export.exp
 
 def export_failure(exc: Exception, what: str, target: str | None = None) -> ConversionFailed:
     """A ConversionFailed naming the operator(s) quoted in a torch/exporter error."""
-    text = f"{type(exc).__name__}: {exc}"
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}")
     ops = op_name_in(text)
-    head = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+    head = text.split(": ", 1)[-1].strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
     where = f" to {target}" if target else ""
     named = f" Unsupported operator(s){where}: {', '.join(ops[:5])}." if ops else ""
     return ConversionFailed(f"{what} could not convert the model{where}.{named} ({head})",
