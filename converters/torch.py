@@ -108,7 +108,9 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
             raise ConversionFailed(err.message, hint=hint, details=err.details) from None
     trace_warnings = sorted({str(w.message).splitlines()[0][:160] for w in caught
                              if issubclass(w.category, torch.jit.TracerWarning)})
-    if trace_warnings:
+    # An ExportedProgram's graph is straight-line code: its only tracer warnings come from
+    # the input guards torch.export adds, not from data-dependent control flow.
+    if trace_warnings and getattr(model, "runtime", "") != "torch_export":
         notes.append("tracer warnings (parts of forward() may be frozen to the example input): "
                      + " | ".join(trace_warnings[:2]))
     meta = {"inputs": [s.to_dict() for s in model.signature.inputs],

@@ -199,10 +199,6 @@ class TorchExportRunner(TorchRunner):
             check_shapes_against(shapes, self.signature, str(self.path))
         return self
 
-    def eager_module(self):
-        # guards stay a pre-hook instead of graph code, so tracing records only the model
-        return self.program.module(check_guards=False)
-
     def exported_program(self, *, static: bool = False):
         torch = _torch()
         if static and self.dynamic_batch():
