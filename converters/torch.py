@@ -96,10 +96,17 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
                     ts = torch.jit.script(module)
                 else:
                     progress("tracing the model (torch.jit.trace)")
+                    module = model.traceable_module()
                     example = model.example_inputs(batch=2 if model.dynamic_batch() else None)
                     ts = torch.jit.trace(module, example)
                 progress("freezing (torch.jit.freeze)")
                 frozen = torch.jit.freeze(ts.eval())
+                fixed_batch = model.dynamic_batch() and not _batch_generalises(frozen, model)
+                if fixed_batch:  # the trace baked the example's batch in: record batch 1 honestly
+                    progress("re-tracing at batch 1 (the trace does not generalise over the batch)")
+                    ts = module if script or isinstance(module, torch.jit.ScriptModule) else \
+                        torch.jit.trace(module, model.example_inputs(batch=1))
+                    frozen = torch.jit.freeze(ts.eval())
         except Exception as exc:
             how = "torch.jit.script" if script else "torch.jit.trace"
             hint = ("scripting needs TorchScript-compatible Python; try tracing (drop --script)" if script
@@ -118,10 +125,33 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
             "source": str(model.path), "method": "script" if script else "trace"}
     for t in meta["inputs"] + meta["outputs"]:
         t.pop("quantization", None)
+        if fixed_batch and t["shape"] and t["shape"][0] is None:
+            t["shape"][0] = 1
+    if fixed_batch:
+        notes.append("the source has a dynamic batch but the TorchScript trace does not generalise over it; "
+                     "the artifact takes a batch of 1")
+    elif model.dynamic_batch():
+        notes.append("dynamic batch kept (checked at batch 3 against the source)")
     torch.jit.save(frozen, str(out_path), _extra_files={rt.TS_METADATA: json.dumps(meta)})
     notes.append(f"{'scripted' if script else 'traced'} and frozen; input signature stored in the archive")
     return ConvertResult(out_path, "fp32", notes, {"converter": "torch.jit", "torch": torch.__version__,
                                                    "method": meta["method"]})
+
+
+def _batch_generalises(frozen, model) -> bool:
+    """Does the frozen module give the source's result at another batch size?"""
+    torch = _torch()
+    from edgekit.validators.runners.torch import flatten_outputs
+
+    probe = model.example_inputs(batch=3, seed=1)
+    try:
+        with torch.no_grad():
+            got = flatten_outputs(frozen(*probe))
+            want = flatten_outputs(model._call(*probe))
+    except Exception:
+        return False
+    return len(got) == len(want) and all(
+        g.shape == w.shape and torch.allclose(g, w, atol=1e-4, rtol=1e-3) for g, w in zip(got, want))
 
 
 # ----------------------------------------------------------------------------- executorch

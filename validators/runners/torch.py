@@ -83,6 +83,10 @@ class TorchRunner(Runner):
     def eager_module(self):
         return self.native
 
+    def traceable_module(self):
+        """The module torch.jit.trace should record (the eager module itself, here)."""
+        return self.eager_module()
+
     def dynamic_batch(self) -> bool:
         return any(s.shape and s.shape[0] is None for s in self.signature.inputs)
 
@@ -199,6 +203,18 @@ class TorchExportRunner(TorchRunner):
             check_shapes_against(shapes, self.signature, str(self.path))
         return self
 
+    def traceable_module(self):
+        # Tracing + freezing a program's recurrent node (aten.lstm/gru/rnn) corrupts memory in
+        # torch 2.13 (the frozen module crashes when run): decompose those programs to core
+        # ATen first. Others keep their graph (decomposition would bake the batch into views).
+        recurrent = any(n.op == "call_function" and any(k in str(n.target) for k in ("lstm", "gru", "rnn_"))
+                        for n in self.program.graph.nodes)
+        if not recurrent:
+            return self.native
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch_export_load(self.path).run_decompositions().module()
+
     def exported_program(self, *, static: bool = False):
         torch = _torch()
         if static and self.dynamic_batch():
@@ -206,6 +222,10 @@ class TorchExportRunner(TorchRunner):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return torch.export.load(str(self.path))
+
+
+def torch_export_load(path):
+    return _torch().export.load(str(path))
 
 
 def _forward_arg_names(module) -> list[str]:
@@ -308,6 +328,9 @@ class TorchEagerRunner(TorchRunner):
             trust = self.options.get("trust")
             if not (trust and trust.pickle):  # check_policy refuses first; this is a second lock
                 raise BadInput(f"{self.path}: a whole-module pickle needs --trust-pickle.")
+            cwd = os.getcwd()  # the pickle names the module's class: import it from the project folder
+            if cwd not in sys.path:
+                sys.path.insert(0, cwd)
             try:
                 model = torch.load(str(self.path), map_location="cpu", weights_only=False)
             except Exception as exc:
