@@ -292,6 +292,7 @@ def latency_all(spec: dict, conversions: list[dict], hand: list[dict], threads_l
             h = next((h for h in hand if h["kind"] == kind), None)
             if h and h["ok"]:
                 jobs.append(("baseline", label, {"kind": runtime, "path": h["path"]}))
+            if h and h["ok"] and runtime != "torchscript":  # a plain TorchScript file records no input shapes
                 # the same hand-made file through edgekit's runner: separates the file from the harness
                 jobs.append(("harness", f"{label} — file timed by edgekit's runner",
                              {"path": h["path"], "target": runtime, "quantize": "none", "threads": (1,)}))

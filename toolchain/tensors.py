@@ -131,14 +131,18 @@ def match_inputs(arrays: dict[str, np.ndarray], signature: Signature, source: st
         arr = data[s.name]
         if arr.ndim == 1 and len(s.shape) == 2 and s.shape[1] == 1:
             arr = arr.reshape(-1, 1)  # a column of values for a [N, 1] input (one input per column)
-        if not _kind_compatible(arr.dtype, s.dtype):
+        # float data for a quantized integer input: the runner quantizes it with the file's own
+        # scale and zero point (int8 TFLite files from litert-torch have int8 inputs)
+        quantized = bool(s.quantization) and arr.dtype.kind == "f" and s.dtype not in ("str", "string") \
+            and np.dtype(s.dtype).kind in "iu"
+        if not quantized and not _kind_compatible(arr.dtype, s.dtype):
             problems.append(f"'{s.name}' dtype: expected {s.dtype}, given {arr.dtype}")
             continue
         if s.shape and not _sample_shape_ok(arr.shape, tuple(s.shape)):
             problems.append(f"'{s.name}' shape: expected [N, {', '.join('?' if d is None else str(d) for d in s.shape[1:])}]"
                             f" (model {s.shape_str()}), given {list(arr.shape)}")
             continue
-        out[s.name] = arr.astype(s.dtype, copy=False) if s.dtype not in ("str", "string") else arr
+        out[s.name] = arr if quantized or s.dtype in ("str", "string") else arr.astype(s.dtype, copy=False)
     if problems:
         raise BadInput(f"{source}: the data does not fit the model: " + "; ".join(problems) + ".",
                        hint="expected inputs: " + "; ".join(s.describe() for s in specs))
