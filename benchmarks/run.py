@@ -443,7 +443,15 @@ def main(argv=None) -> int:
     ap.add_argument("--samples-dir", default=os.environ.get("EDGEKIT_SAMPLES_DIR", str(ROOT / "samples" / "build")))
     ap.add_argument("--only", nargs="*", help="model names to run (default: all)")
     ap.add_argument("--no-arm", action="store_true")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the Markdown (and the analysis) from an existing --json, measuring nothing")
     args = ap.parse_args(argv)
+    if args.render_only:
+        results = json.loads(Path(args.json).read_text())
+        results["analysis"] = report.analyse(results)
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
+        Path(args.md).write_text(report.markdown(results))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     t_start = time.perf_counter()
     out, samples = Path(args.out_dir), Path(args.samples_dir)
