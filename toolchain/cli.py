@@ -93,9 +93,15 @@ def _data_file(path: str | None, option: str) -> str | None:
 
 
 def _source(path: str) -> "object":
+    """Detect a MODEL/ARTIFACT argument; data files (csv, npz, npy) are not models."""
     from edgekit.formats import detect
 
-    return detect(path)
+    found = detect(path)
+    if found.spec.framework == "data":
+        kind = "a text file (a CSV table)" if found.name == "csv" else f"a {found.spec.description}"
+        raise BadInput(f"{path}: is {kind}, not a model.",
+                       hint="data files go to --inputs/--calibration; pass the model file here")
+    return found
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
