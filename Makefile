@@ -21,6 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 setup: venv
+	$(BIN)/edgekit arm setup
 
 samples: setup
 	$(BIN)/python samples/make_samples.py

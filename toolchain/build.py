@@ -131,11 +131,11 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
 
 
 def _require_arm(where: str) -> None:
-    try:
-        from edgekit.validators import arm  # noqa: F401
-    except ImportError:
-        raise EnvironmentProblem(f"{where}: arches = [\"arm64\"] needs the ARM emulation, which this edgekit "
-                                 "does not have yet.", hint="use arches = [\"host\"]") from None
+    from edgekit.validators.arm import provision
+
+    if not provision.is_complete():
+        raise EnvironmentProblem(f"{where}: arches = [\"arm64\"] needs the emulated ARM runtime, which is not "
+                                 "provisioned.", hint="run 'edgekit arm setup' (make setup does it)")
 
 
 def cache_key(job: Job) -> str:
@@ -233,8 +233,30 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
         entry["latency"]["host"] = isolation.run(
             "bench", "edgekit.validators.latency:measure", str(staged), trust=trust, threads=None,
             warmup=10, iterations=100, inputs=None, timeout=timeout, verbose=verbose, on_progress=on_progress)
+        if "arm64" in s.arches:
+            entry.update(arm_check(job, staged, conv["precision"], timeout=timeout, verbose=verbose,
+                                   on_progress=on_progress))
+    if "parity_arm64" in entry:
+        entry["parity"]["arm64"] = entry.pop("parity_arm64")
+        entry["latency"]["arm64"] = entry.pop("latency_arm64")
     entry["build_seconds"] = time.perf_counter() - t0
     return entry
+
+
+def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbose: bool, on_progress) -> dict:
+    """Parity, emulated latency and instructions per inference on arm64 (QEMU)."""
+    from edgekit import isolation
+
+    m, s = job.model, job.spec
+    on_progress("checking on emulated arm64")
+    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", str(m.source), str(artifact),
+                        arches=("arm64",), inputs=str(m.inputs) if m.inputs else None, precision=precision,
+                        tolerance={"atol": s.atol, "rtol": s.rtol}, trust=model_trust(m), label_column=m.label_column,
+                        signature=m.signature, timeout=timeout, verbose=verbose, on_progress=on_progress,
+                        crash_exit_code=2)
+    res = out["results"][0]
+    return {"parity_arm64": res["parity"], "latency_arm64": res.get("arm"),
+            "arm_instructions": (res.get("arm") or {}).get("instructions_per_inference")}
 
 
 def verdict(job: Job, entry: dict) -> list[str]:
@@ -248,6 +270,9 @@ def verdict(job: Job, entry: dict) -> list[str]:
     lat = entry.get("latency", {}).get("host")
     if job.spec.max_latency_ms is not None and lat and lat["median_ms"] > job.spec.max_latency_ms:
         problems.append(f"latency on host: median {lat['median_ms']:.3f} ms > budget {job.spec.max_latency_ms:g} ms")
+    insns = entry.get("arm_instructions")
+    if job.spec.max_arm_instructions is not None and insns and insns > job.spec.max_arm_instructions:
+        problems.append(f"arm64: {insns:,.0f} instructions/inference > budget {job.spec.max_arm_instructions:,.0f}")
     return problems
 
 
@@ -440,7 +465,13 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
                                 tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
                                 label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
                                 verbose=verbose, on_progress=cb, crash_exit_code=2)
-            checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {})}
+            checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
+                       "arm_instructions": entry.get("arm_instructions_per_inference")}
+            if "arm64" in job.spec.arches:
+                arm = arm_check(job, out / entry["file"], entry["precision"], timeout=cfg.timeout, verbose=verbose,
+                                on_progress=cb)
+                checked["parity"]["arm64"] = arm["parity_arm64"]
+                checked["arm_instructions"] = arm["arm_instructions"]
             if ui_progress:
                 ui_progress.finish(job, checked, verdict(job, checked))
             return checked
@@ -456,7 +487,7 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
             rows.append({"job": job, "status": "failed", "error": {**res.to_dict(), "stage": "validate"}})
             continue
         problems = verdict(job, res)
-        merged = {**entry, "parity": res["parity"]}
+        merged = {**entry, "parity": res["parity"], "arm_instructions_per_inference": res.get("arm_instructions")}
         if problems:
             rows.append({"job": job, "status": "failed", "manifest": merged,
                          "error": {"type": "CheckFailed", "message": "; ".join(problems), "stage": "check",

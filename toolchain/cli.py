@@ -14,6 +14,7 @@ import click
 
 from edgekit import __version__
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
+from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
@@ -149,14 +150,18 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random parity inputs.")
+@click.option("--validate-arch", type=click.Choice(arm.ARCHES), multiple=True,
+              help="Also check parity on arm64 (emulated; needs 'edgekit arm setup'). Host parity always runs.")
+@click.option("--arm-cpu", type=click.Choice(arm.CPUS), default=arm.DEFAULT_CPU, show_default=True,
+              help="Emulated ARM core for --validate-arch arm64.")
 @tolerance_options
 @tabular_options
 @trust_options
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io, output, no_validate, keep_failed,
-            seed, atol, rtol, label_column, signature_name, trust_pickle, trust_code, trust_types, timeout,
-            json_out, quiet, verbose):
+            seed, validate_arch, arm_cpu, atol, rtol, label_column, signature_name, trust_pickle, trust_code,
+            trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
     The artifact is written only after the check passes (use --keep-failed to keep a
@@ -174,7 +179,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
     if found.spec.pickle_based:  # refuse before anything else: the pickle's imports are read, never run
         from edgekit.loading import check_policy
 
-        check_policy(found, _trust(trust_pickle, trust_code))
+        check_policy(found, _trust(trust_pickle, trust_code, trust_types))
     conv = lookup(found.spec.framework, target, quantize)
     if input_shapes:
         raise BadInput(f"{model}: a {found.spec.description} carries its own input signature; --input-shape is "
@@ -211,6 +216,13 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
                             title=f"converting {Path(model).name} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
+        if passed and parity is not None and "arm64" in validate_arch:
+            result["arm64"] = arm.convert_arm_check(model, staged, result["precision"], arm_cpu=arm_cpu, inputs=inputs,
+                                                    tolerance={"atol": atol, "rtol": rtol}, seed=seed,
+                                                    trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
+                                                    verbose=verbose, label_column=label_column,
+                                                    signature=signature_name)
+            passed = result["arm64"]["parity"]["passed"]
         written = passed or keep_failed
         result["output"] = str(out) if written else None
         doc = document("convert", passed, result=result)
@@ -229,6 +241,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
                          *parity_cells(parity)[:4]]])
     if parity:
         ui.show(parity_table(parity, "parity (host)"))
+    arm.show_result(result.get("arm64"))
     ui.show(summary)
     from edgekit.report import quantization_tables
 
@@ -242,8 +255,9 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
     if not passed:
         kept = f" It was kept at {out} (--keep-failed)." if keep_failed else \
             " The artifact was not written (pass --keep-failed to keep it for inspection)."
-        raise CheckFailed(f"parity failed for {target} ({result['precision']}): "
-                          f"{failure_line(parity)}.{kept}",
+        failed = parity if not parity["passed"] else result["arm64"]["parity"]
+        raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
+                          f"{failure_line(failed)}.{kept}",
                           hint="try a higher precision (--quantize fp16/none), more calibration data, or "
                                "--atol/--rtol if the difference is acceptable")
     if not json_out:
@@ -273,10 +287,12 @@ def _print_notes(notes: list[str]) -> None:
 @tolerance_options
 @tabular_options
 @trust_options
+@arm.arch_options
 @timeout_option("validate")
 @common_output
 def validate(source, artifact, inputs, precision, seed, atol, rtol, label_column, signature_name, trust_pickle,
-             trust_code, trust_types, timeout, json_out, quiet, verbose):
+             trust_code, trust_types, arches, arm_cpu, max_arm_instructions, max_arm_increase, arm_baseline, timeout,
+             json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -290,6 +306,14 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, label_column
     _source(source)
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
+    arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
+    if arches != ("host",):
+        return arm.validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, inputs=inputs,
+                                   precision=None if precision == "auto" else precision,
+                                   tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code, trust_types),
+                                   seed=seed, timeout=timeout, verbose=verbose, json_out=json_out,
+                                   arm_baseline=arm_baseline, max_arm_increase=max_arm_increase,
+                                   label_column=label_column, signature=signature_name)
     result = _run_stage("validate", "edgekit.pipeline:validate_stage", str(source), str(artifact), inputs=inputs,
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
                         trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
@@ -315,14 +339,18 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, label_column
               help="Threads for the runtime (default: the runtime's own choice).")
 @click.option("--inputs", metavar="FILE", help=".npz of inputs (default: seeded random inputs).")
 @trust_options
+@arm.arch_options
 @timeout_option("bench")
 @common_output
-def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_code, trust_types, timeout, json_out,
-          quiet, verbose):
-    """Measure the latency of one or more artifacts on the host CPU.
+def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_code, trust_types, arches, arm_cpu,
+          max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
+    """Measure the latency of one or more artifacts on the host CPU (and/or emulated arm64).
 
     Each artifact runs in its own child process: load time, first inference, then
-    --warmup untimed and --iterations timed single-batch inferences.
+    --warmup untimed and --iterations timed single-batch inferences. With --arch arm64 it
+    runs under QEMU: the latency there is emulated (relative only, not device speed), and
+    the executed ARM instructions per inference are counted (deterministic; gate on them
+    with --max-arm-instructions).
     """
     ui = _ui()
     ui.configure(json_mode=json_out, quiet=quiet)
@@ -331,21 +359,30 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
     for a in artifacts:
         _source(a)
     inputs = _data_file(inputs, "--inputs")
+    arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     results = []
-    for a in artifacts:
+    for a in artifacts if "host" in arches else ():
         results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
                                   trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
                                   title=f"benchmarking {Path(a).name}", crash_exit_code=2))
+    arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
+                                trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
+                                verbose=verbose) if "arm64" in arches else []
+    gate = arm.Gate(arm_results, max_arm_instructions, arm_baseline, max_arm_increase)
     if json_out:
-        ui.emit_json(document("bench", True, results=results))
+        ui.emit_json(document("bench", gate.ok, results=results + arm_results))
     rows = [[Path(r["artifact"]).name, r["runtime"], r["threads_requested"] or "default", f"{r['median_ms']:.3f}",
              f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['min_ms']:.3f}", f"{r['std_ms']:.3f}",
              f"{r['first_inference_ms']:.1f}", f"{r['load_ms']:.0f}", ui.human_bytes(r["size_bytes"]),
              f"{r['peak_rss_mb']:.0f}"] for r in results]
-    ui.show(ui.table(f"latency on the host CPU (batch 1, {iterations} iterations after {warmup} warm-up)",
-                     ["artifact", "runtime", "threads", "median ms", "p90", "p99", "min", "std", "first ms",
-                      "load ms", "size", "peak RSS MB"], rows))
+    if results:
+        ui.show(ui.table(f"latency on the host CPU (batch 1, {iterations} iterations after {warmup} warm-up)",
+                         ["artifact", "runtime", "threads", "median ms", "p90", "p99", "min", "std", "first ms",
+                          "load ms", "size", "peak RSS MB"], rows))
+    if arm_results:
+        ui.show(arm.arm_bench_table(arm_results, iterations, warmup))
+    gate.enforce()
 
 
 # ----------------------------------------------------------------------------- inspect
@@ -564,6 +601,10 @@ def merge_reports(shards, out_dir, json_out, quiet, verbose):
         raise CheckFailed(f"{len(manifest['failures'])} jobs failed in the shards.")
 
 
+# ----------------------------------------------------------------------------- arm
+cli.add_command(arm.arm_group)
+
+
 # ----------------------------------------------------------------------------- entry
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: user errors as one paragraph and their exit code, bugs with a traceback."""
@@ -597,10 +638,12 @@ def _print_error(exc: EdgekitError) -> None:
         from edgekit.report import document
 
         ui.emit_json(document("error", False, error=exc.to_dict()))
+    from rich.markup import escape
+
     label = "check failed" if isinstance(exc, CheckFailed) else "error"
-    ui.err.print(f"[bold red]{label}:[/] {exc.message}", soft_wrap=False)
+    ui.err.print(f"[bold red]{label}:[/] {escape(exc.message)}", soft_wrap=False)
     if exc.hint:
-        ui.err.print(f"  [cyan]what to do:[/] {exc.hint}")
+        ui.err.print(f"  [cyan]what to do:[/] {escape(exc.hint)}")
     if exc.details:
         ui.err.print("  [dim]details (last lines of the stage's output):[/]")
         for line in exc.details.splitlines()[-15:]:

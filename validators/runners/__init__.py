@@ -14,6 +14,7 @@ RUNNERS = {
     "onnxruntime": "edgekit.validators.runners.onnxrt:OnnxRuntimeRunner",
     "sklearn": "edgekit.validators.runners.sklearn:SklearnRunner",
     "tensorflow": "edgekit.validators.runners.tfsaved:SavedModelRunner",
+    "arm64": "edgekit.validators.arm.runner:ArmRunner",  # .tflite/.onnx on emulated aarch64
 }
 
 

@@ -1,0 +1,116 @@
+"""Stages (run in a child process by `edgekit.isolation`) for `--arch arm64`.
+
+`validate_stage` computes the reference once on the host with the source framework, then
+compares every requested architecture's candidate with `edgekit.validators.parity.check`
+(the same metrics and presets as the host path). On arm64 the same emulator launch also
+runs a short counted timing loop, so a validation reports instructions per inference.
+`measure` is `edgekit.validators.latency.measure` for emulated arm64.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+from edgekit.errors import BadInput
+from edgekit.isolation import progress
+from edgekit.loading import Trust, open_model
+from edgekit.validators.arm import DEFAULT_CPU, EMULATED_LABEL
+
+VALIDATE_WARMUP = 2
+VALIDATE_ITERATIONS = 10
+
+
+class _Once:
+    """The reference runner, predicting once for every architecture compared with it."""
+
+    def __init__(self, runner):
+        self._runner = runner
+        self._out = None
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+    def predict(self, arrays, *args, **kwargs):
+        if self._out is None:
+            self._out = self._runner.predict(arrays, *args, **kwargs)
+        return self._out
+
+
+def open_arm(path: str | Path, *, cpu: str | None, trust: Trust = Trust(), **options):
+    return open_model(path, trust=trust, runtime="arm64", threads=1, options={"cpu": cpu or DEFAULT_CPU, **options})
+
+
+def arm_summary(runner) -> dict:
+    """What an emulated run adds to a result: core, counts, emulated timings."""
+    from edgekit.validators.latency import stats_ms
+
+    run = runner.last_run or {}
+    report = run.get("report") or {}
+    bench = report.get("bench") or {}
+    out = {"arch": "arm64", "cpu": runner.cpu, "emulated": True, "latency_label": EMULATED_LABEL,
+           "instructions_per_inference": run.get("instructions_per_inference"),
+           "guest_threads": run.get("counts", {}).get("vcpus"), "emulator_seconds": run.get("seconds"),
+           "load_ms": report.get("load_s", 0.0) * 1000.0, "qemu": runner.env.manifest.get("qemu"),
+           "runtime_version": runner.version(), "runner_version": report.get("runner_version")}
+    if bench.get("samples_s"):
+        out.update(stats_ms(bench["samples_s"]))
+        out["first_inference_ms"] = bench["first_inference_s"] * 1000.0
+        out["warmup"] = bench["warmup"]
+        out["batch"] = bench["batch"]
+    return out
+
+
+def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu: str | None = None,
+                   inputs: str | None = None, precision: str | None = None, tolerance: dict | None = None,
+                   trust: Trust = Trust(), seed: int = 0, iterations: int = VALIDATE_ITERATIONS,
+                   label_column: str | None = None, signature: str | None = None) -> dict:
+    """Parity of `artifact` against `source` on each architecture; returns {"results": [...]}."""
+    from edgekit.pipeline import parity_data, tolerance_for
+    from edgekit.validators.parity import check
+
+    progress(f"loading {Path(source).name}")
+    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature})
+    if Path(source).resolve() == Path(artifact).resolve():
+        raise BadInput("the source and the artifact are the same file.")
+    data, warnings = parity_data(reference, inputs, seed, label_column)
+    once = _Once(reference)
+    results = []
+    for arch in arches:
+        progress(f"loading {Path(artifact).name} ({arch})")
+        if arch == "arm64":
+            candidate = open_arm(artifact, cpu=cpu, trust=trust, warmup=VALIDATE_WARMUP, iterations=iterations)
+        else:
+            candidate = open_model(artifact, trust=trust)
+        prec = precision or candidate.precision()
+        report = check(once, candidate, data, precision=prec,
+                       tolerance=tolerance_for(prec, tolerance, reference.runtime))
+        report.arch = arch
+        report.notes = warnings + report.notes
+        result = {"arch": arch, "source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
+                  "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
+        if arch == "arm64":
+            result["arm"] = arm_summary(candidate)
+        results.append(result)
+    return {"results": results}
+
+
+def measure(path: str, *, cpu: str | None = None, trust: Trust | None = None, warmup: int = 10,
+            iterations: int = 100, inputs: str | None = None, seed: int = 0, threads: int | None = None) -> dict:
+    """Emulated arm64 latency and instructions per inference of one artifact (in a child)."""
+    from edgekit.tensors import load_dataset, random_dataset
+    from edgekit.validators.latency import file_size
+
+    p = Path(path)
+    progress(f"loading {p.name} (signature on the host)")
+    runner = open_arm(p, cpu=cpu, trust=trust or Trust())
+    batch = runner.batch_size() or 1
+    data = load_dataset(inputs, runner.signature) if inputs else random_dataset(runner.signature, n=batch, seed=seed)
+    runner.run(data.arrays, warmup=warmup, iterations=iterations, outputs=False)
+    result = arm_summary(runner)
+    result.update({"artifact": str(p), "runtime": runner.runtime, "size_bytes": file_size(p),
+                   "threads_requested": 1, "inputs": data.source,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0})
+    if threads not in (None, 1):
+        result["notes"] = ["arm64 runs use one thread (instruction counts are exact only with one)"]
+    return result
