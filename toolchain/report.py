@@ -88,7 +88,8 @@ def failure_line(parity: dict) -> str:
 
 # ----------------------------------------------------------------------------- build reports
 BUILD_COLUMNS = ["model", "target", "precision", "status", "size", "parity", "max abs", "cosine", "top-1",
-                 "acc Δ pts", "host ms", "arm64 parity", "arm64 ms (emulated)", "arm64 instr/inf", "note"]
+                 "acc Δ pts", "host ms", "arm64", "arm64 ms†", "arm64 instr/inf", "note"]
+EMULATED_NOTE = "† arm64 latency is emulated under QEMU: relative only, not device speed"
 
 
 def build_row(row: dict) -> dict:
@@ -125,7 +126,7 @@ def build_table(result, title: str):
         status = cells[3]
         colour = {"built": "green", "cached": "cyan", "checked": "green", "failed": "bold red"}.get(status, "")
         styled.append(cells[:3] + [f"[{colour}]{status}[/]" if colour else status] + cells[4:])
-    return table(title, BUILD_COLUMNS, styled)
+    return table(title, BUILD_COLUMNS, styled, caption=EMULATED_NOTE, caption_justify="left")
 
 
 def _plain(cell: str) -> str:
@@ -141,7 +142,7 @@ def summary_markdown(result, title: str = "edgekit build") -> str:
     lines = ["| " + " | ".join(BUILD_COLUMNS) + " |", "|" + "---|" * len(BUILD_COLUMNS)]
     for r in recs:
         lines.append("| " + " | ".join(_plain(c) for c in r["cells"]) + " |")
-    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: `{result.out}`\n"
+    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: `{result.out}` · {EMULATED_NOTE}\n"
     return head + "\n".join(lines) + tail
 
 
