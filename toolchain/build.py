@@ -343,7 +343,8 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
         work = staging / ".work"
         work.mkdir()
         try:
-            results = _run_all(todo, work, cfg.timeout, workers, verbose, ui_progress)
+            results = _parallel(todo, lambda job, cb: run_job(job, work, timeout=cfg.timeout, verbose=verbose,
+                                                                on_progress=cb), workers, ui_progress)
             tree = staging / "tree"
             tree.mkdir()
             artifacts, failures = [], []
@@ -400,21 +401,25 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run_all(todo: list[Job], work: Path, timeout: float, workers: int, verbose: bool, ui_progress) -> list:
-    def one(job: Job):
+def _parallel(items: list, work, workers: int, ui_progress) -> list:
+    """Run `work(item, on_progress)` for every item on a thread pool (each stage it starts is
+    its own child process). An EdgekitError becomes that item's result; an interrupt stops
+    every running stage and propagates."""
+    def one(item):
+        job = item[0] if isinstance(item, tuple) else item
         cb = ui_progress.start(job) if ui_progress else (lambda msg: None)
         try:
-            res = run_job(job, work, timeout=timeout, verbose=verbose, on_progress=cb)
-            if ui_progress:
-                ui_progress.finish(job, res, verdict(job, res))
-            return res
+            res = work(item, cb)
         except EdgekitError as exc:
             if ui_progress:
                 ui_progress.fail(job, exc)
             return exc
+        if ui_progress:
+            ui_progress.finish(job, res, verdict(job, res))
+        return res
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(one, j) for j in todo]
+        futures = [pool.submit(one, item) for item in items]
         try:
             return [f.result() for f in futures]
         except BaseException:
@@ -455,33 +460,24 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
         else:
             to_validate.append((job, entry))
 
-    def one(item):
+    def revalidate(item, cb):
         job, entry = item
-        cb = ui_progress.start(job) if ui_progress else (lambda msg: None)
         m = job.model
-        try:
-            res = isolation.run("validate", "edgekit.pipeline:validate_stage", str(m.source), str(out / entry["file"]),
-                                inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
-                                tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
-                                label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
-                                verbose=verbose, on_progress=cb, crash_exit_code=2)
-            checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
-                       "arm_instructions": entry.get("arm_instructions_per_inference")}
-            if "arm64" in job.spec.arches:
-                arm = arm_check(job, out / entry["file"], entry["precision"], timeout=cfg.timeout, verbose=verbose,
-                                on_progress=cb)
-                checked["parity"]["arm64"] = arm["parity_arm64"]
-                checked["arm_instructions"] = arm["arm_instructions"]
-            if ui_progress:
-                ui_progress.finish(job, checked, verdict(job, checked))
-            return checked
-        except EdgekitError as exc:
-            if ui_progress:
-                ui_progress.fail(job, exc)
-            return exc
+        res = isolation.run("validate", "edgekit.pipeline:validate_stage", str(m.source), str(out / entry["file"]),
+                            inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
+                            tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
+                            label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
+                            verbose=verbose, on_progress=cb, crash_exit_code=2)
+        checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
+                   "arm_instructions": entry.get("arm_instructions_per_inference")}
+        if "arm64" in job.spec.arches:
+            arm = arm_check(job, out / entry["file"], entry["precision"], timeout=cfg.timeout, verbose=verbose,
+                            on_progress=cb)
+            checked["parity"]["arm64"] = arm["parity_arm64"]
+            checked["arm_instructions"] = arm["arm_instructions"]
+        return checked
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(one, to_validate))
+    results = _parallel(to_validate, revalidate, workers, ui_progress)
     for (job, entry), res in zip(to_validate, results):
         if isinstance(res, EdgekitError):
             rows.append({"job": job, "status": "failed", "error": {**res.to_dict(), "stage": "validate"}})
