@@ -10,4 +10,5 @@ MODULES = (
     "edgekit.converters.tensorflow",
     "edgekit.converters.sklearn",
     "edgekit.converters.onnx_source",
+    "edgekit.converters.torch",
 )

@@ -104,7 +104,10 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
         float16 = require("onnxconverter_common.float16", "core")
         progress("converting weights to float16 (onnxconverter-common)")
         model = onnx.load_model(str(float_path))
-        model16 = float16.convert_float_to_float16(model, keep_io_types=True)
+        # Transpose stays float32: onnxruntime 1.31's graph optimizer segfaults on some fp16
+        # Transpose patterns (seen on torch's LSTM export); the casts around it cost little.
+        model16 = float16.convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ["Transpose"])
         onnx.save_model(model16, str(out_path))
         notes.append("float16 weights and compute; inputs and outputs stay float32")
         return notes

@@ -52,6 +52,19 @@ def tabular_options(f):
     return f
 
 
+def source_model_options(f):
+    f = click.option("--model-args", metavar="JSON",
+                     help="Keyword arguments for --model-class as a JSON object, e.g. '{\"num_classes\": 10}'.")(f)
+    f = click.option("--model-class", metavar="PKG.MOD:CLASS",
+                     help="With a state_dict/.safetensors source: the model's class or factory, imported from "
+                          "your Python path (current folder first).")(f)
+    f = click.option("--input-shape", "input_shapes", multiple=True, metavar="SPEC",
+                     help="Input shape for sources without a signature (TorchScript, model class + weights): "
+                          "[NAME=]DIMS[:DTYPE], e.g. 1x3x224x224, x=1x16:int64, Nx3x224x224 (dynamic batch). "
+                          "Repeat per input.")(f)
+    return f
+
+
 def timeout_option(stage: str):
     return click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUTS[stage], show_default=True,
                         help="Seconds before the stage is stopped (exit 124).")
@@ -143,8 +156,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--calibration", metavar="FILE", help=".npz of representative inputs for --quantize int8.")
 @click.option("--inputs", metavar="FILE",
               help=".npz (keyed by input name) or .csv (header = column names) of real inputs for the parity check.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="SPEC",
-              help="Input shape for sources without a signature, e.g. 1x3x224x224 or x=1x16:int64.")
+@source_model_options
+@click.option("--script", is_flag=True, help="TorchScript target: torch.jit.script instead of trace.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
@@ -159,9 +172,9 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @trust_options
 @timeout_option("convert")
 @common_output
-def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io, output, no_validate, keep_failed,
-            seed, validate_arch, arm_cpu, atol, rtol, label_column, signature_name, trust_pickle, trust_code,
-            trust_types, timeout, json_out, quiet, verbose):
+def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, script, int8_io,
+            output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, label_column, signature_name,
+            trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
     The artifact is written only after the check passes (use --keep-failed to keep a
@@ -181,9 +194,11 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
 
         check_policy(found, _trust(trust_pickle, trust_code, trust_types))
     conv = lookup(found.spec.framework, target, quantize)
-    if input_shapes:
-        raise BadInput(f"{model}: a {found.spec.description} carries its own input signature; --input-shape is "
-                       "only for sources without one (TorchScript, model class + weights).")
+    from edgekit.sources import source_options
+
+    src_options = source_options(found, input_shapes, model_class, model_args)
+    if script and "script" not in conv.options:
+        raise BadInput(f"--script applies only to --target torchscript from PyTorch sources, not {target}.")
     if quantize in conv.needs_calibration and not calibration:
         raise BadInput(f"--quantize {quantize} needs --calibration: a .npz of a few hundred representative inputs.",
                        hint="e.g. --calibration calib.npz (keyed by input name; a single-input model may use any key)")
@@ -211,8 +226,9 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
                             calibration=calibration, inputs=inputs, validate=not no_validate,
                             tolerance={"atol": atol, "rtol": rtol},
                             trust=_trust(trust_pickle, trust_code, trust_types),
-                            options={"int8_io": int8_io, "signature": signature_name}, seed=seed,
-                            label_column=label_column, timeout=timeout, verbose=verbose,
+                            options={"int8_io": int8_io, "signature": signature_name, "script": script},
+                            source_options=src_options, seed=seed, label_column=label_column, timeout=timeout,
+                            verbose=verbose,
                             title=f"converting {Path(model).name} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
@@ -221,7 +237,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, int8_io,
                                                     tolerance={"atol": atol, "rtol": rtol}, seed=seed,
                                                     trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
                                                     verbose=verbose, label_column=label_column,
-                                                    signature=signature_name)
+                                                    signature=signature_name, source_options=src_options)
             passed = result["arm64"]["parity"]["passed"]
         written = passed or keep_failed
         result["output"] = str(out) if written else None
@@ -284,15 +300,16 @@ def _print_notes(notes: list[str]) -> None:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "dynamic", "int8"]), default="auto",
               show_default=True, help="Tolerance preset; auto reads it from the artifact.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
+@source_model_options
 @tolerance_options
 @tabular_options
 @trust_options
 @arm.arch_options
 @timeout_option("validate")
 @common_output
-def validate(source, artifact, inputs, precision, seed, atol, rtol, label_column, signature_name, trust_pickle,
-             trust_code, trust_types, arches, arm_cpu, max_arm_instructions, max_arm_increase, arm_baseline, timeout,
-             json_out, quiet, verbose):
+def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, atol, rtol,
+             label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
+             max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -303,7 +320,9 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, label_column
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document, failure_line, parity_table
 
-    _source(source)
+    from edgekit.sources import source_options
+
+    src_options = source_options(_source(source), input_shapes, model_class, model_args)
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
@@ -313,8 +332,10 @@ def validate(source, artifact, inputs, precision, seed, atol, rtol, label_column
                                    tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code, trust_types),
                                    seed=seed, timeout=timeout, verbose=verbose, json_out=json_out,
                                    arm_baseline=arm_baseline, max_arm_increase=max_arm_increase,
-                                   label_column=label_column, signature=signature_name)
+                                   label_column=label_column, signature=signature_name,
+                                   source_options=src_options)
     result = _run_stage("validate", "edgekit.pipeline:validate_stage", str(source), str(artifact), inputs=inputs,
+                        source_options=src_options,
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
                         trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
                         signature=signature_name, timeout=timeout, verbose=verbose,

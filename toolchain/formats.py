@@ -39,7 +39,7 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("onnx", "ONNX model", "onnx", "onnxruntime", (".onnx",)),
     FormatSpec("torch_export", "torch.export ExportedProgram (.pt2)", "torch", "torch_export", (".pt2",)),
     FormatSpec("torchscript", "TorchScript archive", "torchscript", "torchscript", (".pt", ".ptl", ".pth")),
-    FormatSpec("torch_pickle", "torch.save pickle archive", "torch", None, (".pt", ".pth", ".bin"),
+    FormatSpec("torch_pickle", "torch.save pickle archive", "torch", "torch_eager", (".pt", ".pth", ".bin"),
                pickle_based=True),
     FormatSpec("torch_state_dict", "torch.save state_dict (weights only)", "torch", None,
                (".pt", ".pth", ".bin")),

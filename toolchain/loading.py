@@ -270,6 +270,8 @@ def open_model(path: str | os.PathLike, *, trust: Trust = Trust(), threads: int 
     from edgekit.validators.runners import runner_class
 
     found = detect(path)
+    if runtime is None and found.spec.framework == "torch" and (options or {}).get("model_class"):
+        runtime = "torch_eager"  # weights (state_dict / safetensors) + the model's class
     if found.spec.runtime is None and runtime is None:
         raise BadInput(f"{found.path}: is a {found.spec.description}, which holds no runnable model.",
                        hint="pass a model file")

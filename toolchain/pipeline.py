@@ -48,15 +48,18 @@ def parity_data(reference, inputs: str | None, seed: int = 0,
 def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
                   calibration: str | None = None, inputs: str | None = None, validate: bool = True,
                   tolerance: dict | None = None, trust: Trust = Trust(), options: dict | None = None,
-                  seed: int = 0, label_column: str | None = None) -> dict:
-    """Load the source, convert it into `staged_path`, and (by default) check parity."""
+                  seed: int = 0, label_column: str | None = None, source_options: dict | None = None) -> dict:
+    """Load the source, convert it into `staged_path`, and (by default) check parity.
+
+    `source_options` describe sources without their own signature or code (--input-shape,
+    --model-class, --model-args); the source's runner interprets them."""
     from edgekit.converters.registry import ConvertRequest, lookup
     from edgekit.validators.parity import check
 
     t_start = time.perf_counter()
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust,
-                                                         "signature": (options or {}).get("signature")})
+    reference = open_model(source, trust=trust, options={"trust": trust, "signature": (options or {}).get("signature"),
+                                                         **(source_options or {})})
     conv = lookup(reference.detected.spec.framework, target, quantize)
     calib = None
     if calibration:
@@ -92,12 +95,14 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
 
 def validate_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
                    tolerance: dict | None = None, trust: Trust = Trust(), seed: int = 0,
-                   label_column: str | None = None, signature: str | None = None) -> dict:
+                   label_column: str | None = None, signature: str | None = None,
+                   source_options: dict | None = None) -> dict:
     """Parity of an existing artifact against its source model."""
     from edgekit.validators.parity import check
 
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature})
+    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
+                                                         **(source_options or {})})
     progress(f"loading {Path(artifact).name}")
     candidate = open_model(artifact, trust=trust)
     if candidate.detected.spec.framework == reference.detected.spec.framework and \

@@ -296,3 +296,118 @@ def random_dataset(signature: Signature, n: int = 16, seed: int = 0) -> Dataset:
         else:
             arrays[s.name] = rng.integers(0, 10, shape).astype(dt)
     return Dataset(arrays, None, f"random (seed {seed})")
+
+
+# ----------------------------------------------------------------------------- --input-shape
+DYNAMIC_DIM_MARKERS = ("N", "?", "-1")  # a dynamic batch axis in --input-shape
+SHAPE_DTYPES = ("float32", "float16", "float64", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+INPUT_SHAPE_HELP = ("--input-shape [NAME=]DIMS[:DTYPE], e.g. 1x3x224x224, x=1x16:int64, or Nx3x224x224 for a "
+                    "dynamic batch; repeat it once per input")
+
+
+@dataclass(frozen=True)
+class ShapeArg:
+    """One parsed --input-shape: an optional input name, dims (None = dynamic batch), dtype."""
+
+    name: str | None
+    shape: tuple
+    dtype: str
+    text: str
+
+    def spec(self, name: str) -> TensorSpec:
+        return TensorSpec(name, self.dtype, self.shape, layout="NCHW" if len(self.shape) == 4 else None)
+
+
+def parse_input_shape(text: str) -> ShapeArg:
+    """Parse one --input-shape value; BadInput (exit 2) says what is wrong and shows the syntax."""
+    raw = text.strip()
+    name, _, rest = raw.rpartition("=")
+    name = name.strip() or None
+    dims_text, _, dtype = rest.partition(":")
+    dtype = (dtype.strip() or "float32").lower()
+    dtype = {"float": "float32", "half": "float16", "double": "float64", "long": "int64", "int": "int32"}.get(dtype, dtype)
+    if dtype not in SHAPE_DTYPES:
+        raise BadInput(f"--input-shape {text!r}: unknown dtype '{dtype}'.",
+                       hint=f"use one of {', '.join(SHAPE_DTYPES)}; syntax: {INPUT_SHAPE_HELP}")
+    if name is not None and not name.replace("_", "a").replace(".", "a").isalnum():
+        raise BadInput(f"--input-shape {text!r}: '{name}' is not a valid input name.", hint=INPUT_SHAPE_HELP)
+    parts = [p.strip() for p in dims_text.lower().replace("*", "x").split("x")]
+    dims: list = []
+    for i, p in enumerate(parts):
+        if p.upper() in DYNAMIC_DIM_MARKERS or p == "n":
+            if i != 0:
+                raise BadInput(f"--input-shape {text!r}: only the first (batch) dimension can be dynamic.",
+                               hint=INPUT_SHAPE_HELP)
+            dims.append(None)
+        elif p.isdigit() and int(p) > 0:
+            dims.append(int(p))
+        else:
+            raise BadInput(f"--input-shape {text!r}: '{p or '(empty)'}' is not a dimension (a positive integer, "
+                           "or N for a dynamic batch).", hint=INPUT_SHAPE_HELP)
+    return ShapeArg(name, tuple(dims), dtype, raw)
+
+
+def parse_input_shapes(texts) -> list[ShapeArg]:
+    """Parse every --input-shape; names are all given or all left out (then matched by position)."""
+    shapes = [parse_input_shape(t) for t in texts or ()]
+    named = [s.name is not None for s in shapes]
+    if shapes and any(named) and not all(named):
+        raise BadInput("--input-shape: name every input (x=1x3x8x8) or none of them, not a mix.",
+                       hint=INPUT_SHAPE_HELP)
+    names = [s.name for s in shapes if s.name]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise BadInput(f"--input-shape given twice for {', '.join(dup)}.", hint=INPUT_SHAPE_HELP)
+    return shapes
+
+
+def specs_from_shapes(shapes: list[ShapeArg], input_names: list[str], source: str) -> list[TensorSpec]:
+    """Attach parsed --input-shape values to a model's input names (from its forward signature).
+
+    Missing shapes are an exit-2 error that lists exactly what is needed.
+    """
+    needed = " ".join(f"--input-shape {n}=..." for n in input_names)
+    if not shapes:
+        raise BadInput(f"{source}: the model does not record its input shapes, so edgekit needs "
+                       f"--input-shape for each input of forward({', '.join(input_names)}).",
+                       hint=f"pass {needed} ({INPUT_SHAPE_HELP})")
+    if shapes[0].name is None:
+        if len(shapes) != len(input_names):
+            raise BadInput(f"{source}: forward() takes {len(input_names)} input(s) ({', '.join(input_names)}) but "
+                           f"{len(shapes)} --input-shape value(s) were given.", hint=f"pass {needed}")
+        return [s.spec(n) for s, n in zip(shapes, input_names)]
+    by_name = {s.name: s for s in shapes}
+    unknown = [n for n in by_name if n not in input_names]
+    missing = [n for n in input_names if n not in by_name]
+    if unknown or missing:
+        what = []
+        if unknown:
+            what.append(f"no input named {', '.join(unknown)}")
+        if missing:
+            what.append(f"no shape for {', '.join(missing)}")
+        raise BadInput(f"{source}: --input-shape does not match forward({', '.join(input_names)}): "
+                       f"{'; '.join(what)}.", hint=f"pass {needed}")
+    return [by_name[n].spec(n) for n in input_names]
+
+
+def check_shapes_against(shapes: list[ShapeArg], signature: Signature, source: str) -> None:
+    """For a source that carries its own signature: given --input-shape must agree with it."""
+    specs = signature.inputs
+    pairs = list(zip(shapes, specs)) if shapes and shapes[0].name is None else \
+        [(s, next((t for t in specs if t.name == s.name), None)) for s in shapes]
+    problems = []
+    if shapes and shapes[0].name is None and len(shapes) != len(specs):
+        problems.append(f"{len(shapes)} shape(s) given for {len(specs)} input(s)")
+    for given, spec in pairs:
+        if spec is None:
+            problems.append(f"no input named '{given.name}'")
+            continue
+        ok = len(given.shape) == len(spec.shape) and all(
+            e is None or g is None or g == e for g, e in zip(given.shape, spec.shape)) and given.dtype == spec.dtype
+        if not ok:
+            gs = "x".join("N" if d is None else str(d) for d in given.shape)
+            problems.append(f"'{spec.name}': expected {spec.dtype}[{spec.shape_str()}], given {given.dtype}[{gs}]")
+    if problems:
+        raise BadInput(f"{source}: --input-shape does not match the model's own signature: {'; '.join(problems)}.",
+                       hint="this source records its input signature; drop --input-shape (expected: "
+                            + "; ".join(s.describe() for s in specs) + ")")

@@ -234,7 +234,7 @@ def check_arch_args(arches, max_arm_instructions, arm_baseline=None) -> tuple:
 
 def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, inputs, precision, tolerance,
                     trust, seed, timeout, verbose, json_out, arm_baseline=None, max_arm_increase=1.0,
-                    label_column=None, signature=None) -> None:
+                    label_column=None, signature=None, source_options=None) -> None:
     """`edgekit validate --arch ...`: one parity table per architecture, then the gate."""
     from pathlib import Path
 
@@ -247,7 +247,7 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
     out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(source), str(artifact),
                      arches=arches, cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
                      trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
-                     label_column=label_column, signature=signature,
+                     label_column=label_column, signature=signature, source_options=source_options,
                      title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
     results = out["results"]
     gate = Gate(results, max_arm_instructions, arm_baseline, max_arm_increase)
@@ -281,7 +281,7 @@ def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout,
 
 
 def convert_arm_check(model, staged, precision, *, arm_cpu, inputs, tolerance, trust, seed, timeout,
-                      verbose, label_column=None, signature=None) -> dict:
+                      verbose, label_column=None, signature=None, source_options=None) -> dict:
     """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
     from pathlib import Path
 
@@ -290,7 +290,7 @@ def convert_arm_check(model, staged, precision, *, arm_cpu, inputs, tolerance, t
     out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(model), str(staged),
                      arches=("arm64",), cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
                      trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
-                     label_column=label_column, signature=signature,
+                     label_column=label_column, signature=signature, source_options=source_options,
                      title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
     return out["results"][0]
 

@@ -15,6 +15,10 @@ RUNNERS = {
     "sklearn": "edgekit.validators.runners.sklearn:SklearnRunner",
     "tensorflow": "edgekit.validators.runners.tfsaved:SavedModelRunner",
     "arm64": "edgekit.validators.arm.runner:ArmRunner",  # .tflite/.onnx on emulated aarch64
+    "torch_export": "edgekit.validators.runners.torch:TorchExportRunner",
+    "torch_eager": "edgekit.validators.runners.torch:TorchEagerRunner",
+    "torchscript": "edgekit.validators.runners.torch:TorchScriptRunner",
+    "executorch": "edgekit.validators.runners.executorch:ExecuTorchRunner",
 }
 
 

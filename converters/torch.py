@@ -1,0 +1,349 @@
+"""PyTorch sources -> TorchScript, ExecuTorch, ONNX and TFLite.
+
+Sources are .pt2 programs, model class + weights, trusted whole-module pickles (framework
+"torch") and TorchScript archives (framework "torchscript"). Every target but TorchScript
+starts from a torch.export ExportedProgram; TorchScript archives get one through torch's
+TS2EPConverter, checked against the archive (if that fails: exit 3 with the re-export recipe).
+
+  torchscript  torch.jit.trace (or script with --script) -> freeze -> save (+ signature metadata)
+  executorch   to_edge_transform_and_lower(XNNPACK partitioner) -> .pte; int8 through PT2E
+               (XNNPACKQuantizer, symmetric per-channel; torchao prepare_pt2e/convert_pt2e)
+  onnx         torch.onnx.export(dynamo=True, opset 18), then the shared onnx_quant step
+  tflite       litert_torch.convert; fp16 / dynamic-range recipes, full int8 via PT2E (calibrated)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from edgekit.converters.registry import ConvertRequest, ConvertResult, register
+from edgekit.errors import ConversionFailed, require
+from edgekit.isolation import progress
+
+CALIBRATION_LIMIT = 200  # samples used by int8 calibration
+ONNX_OPSET = 18
+SOURCES = ("torch", "torchscript")
+
+
+def _torch():
+    return require("torch", "torch")
+
+
+def _helpers():
+    from edgekit.validators.runners import torch as rt
+
+    return rt
+
+
+def _calibration(request: ConvertRequest, model) -> list[tuple]:
+    """Calibration samples as batch-1 tuples of tensors, in the model's input order."""
+    torch = _torch()
+    data = request.calibration
+    n = min(data.n, CALIBRATION_LIMIT)
+    return [tuple(torch.from_numpy(data.arrays[s.name][i:i + 1].copy()).to(getattr(torch, s.dtype))
+                  for s in model.signature.inputs) for i in range(n)]
+
+
+def _layout_note(model, target: str) -> list[str]:
+    four_d = [s.name for s in model.signature.inputs if len(s.shape) == 4]
+    if not four_d:
+        return []
+    if target == "tflite":
+        return [f"layout: input(s) {', '.join(four_d)} keep PyTorch's NCHW layout in the .tflite "
+                "(litert-torch converts to NHWC inside the graph); feed NCHW data"]
+    return []
+
+
+def _batch_note(model, target: str) -> list[str]:
+    if model.dynamic_batch():
+        return [f"the source has a dynamic batch; the {target} artifact has a fixed batch of 1 "
+                f"({'litert-torch cannot export a dynamic batch' if target == 'tflite' else 'static memory plan'})"]
+    return []
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep converters' Python warnings out of the way (the stage's log keeps C++ output)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+# ----------------------------------------------------------------------------- torchscript
+@register("torch", "torchscript", options=("script",), extra="torch", library="torch.jit (trace/script + freeze)")
+@register("torchscript", "torchscript", options=("script",), extra="torch", library="torch.jit.freeze")
+def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
+    """trace (or script with --script), freeze, save; the signature is stored in the archive."""
+    torch = _torch()
+    rt = _helpers()
+    notes: list[str] = []
+    module = model.eager_module()
+    script = bool(request.options.get("script"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.no_grad():
+                if isinstance(module, torch.jit.ScriptModule):
+                    progress("freezing the TorchScript module")
+                    ts = module
+                elif script:
+                    progress("scripting the model (torch.jit.script)")
+                    ts = torch.jit.script(module)
+                else:
+                    progress("tracing the model (torch.jit.trace)")
+                    module = model.traceable_module()
+                    example = model.example_inputs(batch=2 if model.dynamic_batch() else None)
+                    ts = torch.jit.trace(module, example)
+                progress("freezing (torch.jit.freeze)")
+                frozen = torch.jit.freeze(ts.eval())
+                fixed_batch = model.dynamic_batch() and not _batch_generalises(frozen, model)
+                if fixed_batch:  # the trace baked the example's batch in: record batch 1 honestly
+                    progress("re-tracing at batch 1 (the trace does not generalise over the batch)")
+                    ts = module if script or isinstance(module, torch.jit.ScriptModule) else \
+                        torch.jit.trace(module, model.example_inputs(batch=1))
+                    frozen = torch.jit.freeze(ts.eval())
+        except Exception as exc:
+            how = "torch.jit.script" if script else "torch.jit.trace"
+            hint = ("scripting needs TorchScript-compatible Python; try tracing (drop --script)" if script
+                    else "data-dependent control flow needs --script")
+            err = rt.export_failure(exc, how, "torchscript")
+            raise ConversionFailed(err.message, hint=hint, details=err.details) from None
+    trace_warnings = sorted({str(w.message).splitlines()[0][:160] for w in caught
+                             if issubclass(w.category, torch.jit.TracerWarning)})
+    # An ExportedProgram's graph is straight-line code: its only tracer warnings come from
+    # the input guards torch.export adds, not from data-dependent control flow.
+    if trace_warnings and getattr(model, "runtime", "") != "torch_export":
+        notes.append("tracer warnings (parts of forward() may be frozen to the example input): "
+                     + " | ".join(trace_warnings[:2]))
+    meta = {"inputs": [s.to_dict() for s in model.signature.inputs],
+            "outputs": [s.to_dict() for s in model.signature.outputs],
+            "source": str(model.path), "method": "script" if script else "trace"}
+    for t in meta["inputs"] + meta["outputs"]:
+        t.pop("quantization", None)
+        if fixed_batch and t["shape"] and t["shape"][0] is None:
+            t["shape"][0] = 1
+    if fixed_batch:
+        notes.append("the source has a dynamic batch but the TorchScript trace does not generalise over it; "
+                     "the artifact takes a batch of 1")
+    elif model.dynamic_batch():
+        notes.append("dynamic batch kept (checked at batch 3 against the source)")
+    torch.jit.save(frozen, str(out_path), _extra_files={rt.TS_METADATA: json.dumps(meta)})
+    notes.append(f"{'scripted' if script else 'traced'} and frozen; input signature stored in the archive")
+    return ConvertResult(out_path, "fp32", notes, {"converter": "torch.jit", "torch": torch.__version__,
+                                                   "method": meta["method"]})
+
+
+def _batch_generalises(frozen, model) -> bool:
+    """Does the frozen module give the source's result at another batch size?"""
+    torch = _torch()
+    from edgekit.validators.runners.torch import flatten_outputs
+
+    probe = model.example_inputs(batch=3, seed=1)
+    try:
+        with torch.no_grad():
+            got = flatten_outputs(frozen(*probe))
+            want = flatten_outputs(model._call(*probe))
+    except Exception:
+        return False
+    return len(got) == len(want) and all(
+        g.shape == w.shape and torch.allclose(g, w, atol=1e-4, rtol=1e-3) for g, w in zip(got, want))
+
+
+# ----------------------------------------------------------------------------- executorch
+def _pt2e_quantize(ep, model, request: ConvertRequest, quantizer):
+    """prepare_pt2e -> calibrate -> convert_pt2e on the program's module (torchao PT2E)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    torch = _torch()
+    prepared = prepare_pt2e(ep.module(), quantizer)
+    samples = _calibration(request, model)
+    progress(f"calibrating on {len(samples)} samples")
+    with torch.no_grad():
+        for args in samples:
+            prepared(*args)
+    return convert_pt2e(prepared), len(samples)
+
+
+def _delegation_summary(gm) -> tuple[list[str], dict]:
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(gm)
+    by_op = {k: (v.delegated, v.non_delegated) for k, v in info.delegation_by_operator.items()}
+    not_delegated = {k: nd for k, (d, nd) in sorted(by_op.items()) if nd and k not in ("getitem",)}
+    delegated = sum(d for k, (d, nd) in by_op.items() if k != "getitem")
+    total = delegated + sum(not_delegated.values())
+    note = (f"XNNPACK: {delegated} of {total} operators delegated in {info.num_delegated_subgraphs} subgraph(s)"
+            + (f"; not delegated (portable kernels): "
+               + ", ".join(f"{k}×{v}" for k, v in not_delegated.items()) if not_delegated else "; all delegated"))
+    return [note], {"delegated_operators": delegated, "non_delegated_operators": not_delegated,
+                    "delegated_subgraphs": info.num_delegated_subgraphs}
+
+
+@register("torch", "executorch", quantize=("none", "int8"), extra="torch",
+          library="executorch (to_edge_transform_and_lower + XNNPACK)")
+@register("torchscript", "executorch", quantize=("none", "int8"), extra="torch",
+          library="torch TS2EPConverter + executorch (XNNPACK)")
+def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
+    """torch.export -> (PT2E int8) -> to_edge_transform_and_lower(XNNPACK) -> .pte."""
+    torch = _torch()
+    rt = _helpers()
+    require("executorch.exir", "torch")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    notes = _route_note(model) + _batch_note(model, "executorch")
+    details: dict = {"converter": "executorch", "torch": torch.__version__}
+    progress("exporting with torch.export")
+    ep = model.exported_program(static=True)
+    with _quiet():
+        try:
+            if request.quantize == "int8":
+                from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                    XNNPACKQuantizer, get_symmetric_quantization_config)
+
+                quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+                converted, n = _pt2e_quantize(ep, model, request, quantizer)
+                ep = torch.export.export(converted, model.example_inputs(batch=1))
+                notes.append(f"int8 PT2E (XNNPACKQuantizer, symmetric per-channel weights), calibrated on {n} "
+                             f"samples from {request.calibration.source}; inputs and outputs stay float32")
+            progress("lowering to the XNNPACK delegate")
+            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+            more_notes, deleg = _delegation_summary(edge.exported_program().graph_module)
+            progress("serializing the ExecuTorch program")
+            buffer = edge.to_executorch().buffer
+        except ConversionFailed:
+            raise
+        except Exception as exc:
+            raise rt.export_failure(exc, "ExecuTorch", "executorch") from None
+    out_path.write_bytes(buffer)
+    details.update(deleg)
+    precision = "int8" if request.quantize == "int8" else "fp32"
+    return ConvertResult(out_path, precision, notes + more_notes, details)
+
+
+def _route_note(model) -> list[str]:
+    if getattr(model, "runtime", "") == "torchscript":
+        return ["TorchScript turned into a torch.export program with torch._export.converter.TS2EPConverter "
+                "(checked against the archive on example inputs)"]
+    return []
+
+
+# ----------------------------------------------------------------------------- onnx
+@register("torch", "onnx", quantize=("none", "fp16", "dynamic", "int8"), extra="torch",
+          library="torch.onnx.export (dynamo=True, onnxscript)")
+@register("torchscript", "onnx", quantize=("none", "fp16", "dynamic", "int8"), extra="torch",
+          library="torch TS2EPConverter + torch.onnx.export (dynamo=True)")
+def torch_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
+    """torch.onnx.export(dynamo=True, opset 18, one self-contained file), then onnx_quant."""
+    import logging
+
+    from edgekit.converters import onnx_quant
+
+    torch = _torch()
+    rt = _helpers()
+    require("onnxscript", "torch")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    notes = _route_note(model)
+    progress("exporting with torch.export")
+    ep = model.exported_program()
+    progress(f"converting to ONNX (torch.onnx dynamo exporter, opset {ONNX_OPSET})")
+    with tempfile.TemporaryDirectory(prefix="edgekit-torch-onnx-", dir=out_path.parent) as tmp:
+        float_path = out_path if request.quantize == "none" else Path(tmp) / "float.onnx"
+        with _quiet():
+            try:
+                torch.onnx.export(ep, (), str(float_path), dynamo=True, opset_version=ONNX_OPSET,
+                                  input_names=model.signature.input_names,
+                                  output_names=[s.name for s in model.signature.outputs],
+                                  external_data=False, verbose=False, optimize=True)
+            except Exception as exc:
+                raise rt.export_failure(exc, "torch.onnx.export", "onnx") from None
+        if request.quantize != "none":
+            notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration)
+    if model.dynamic_batch() and getattr(model, "runtime", "") != "torchscript":
+        notes.append("dynamic batch kept (ONNX dim 'batch')")
+    precision = "fp32" if request.quantize == "none" else request.quantize
+    return ConvertResult(out_path, precision, notes, {"converter": "torch.onnx.export(dynamo=True)",
+                                                      "torch": torch.__version__, "opset": ONNX_OPSET})
+
+
+# ----------------------------------------------------------------------------- tflite
+@register("torch", "tflite", quantize=("none", "fp16", "dynamic", "int8"), extra="torch",
+          library="litert_torch.convert")
+@register("torchscript", "tflite", quantize=("none", "fp16", "dynamic", "int8"), extra="torch",
+          library="torch TS2EPConverter + litert_torch.convert")
+def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
+    """litert-torch: fp32; fp16 and dynamic-range int8 recipes; full int8 through PT2E (calibrated)."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    torch = _torch()
+    rt = _helpers()
+    litert_torch = require("litert_torch", "torch")
+    mode = request.quantize
+    notes = _route_note(model) + _batch_note(model, "tflite") + _layout_note(model, "tflite")
+    progress("exporting with torch.export")
+    ep = model.exported_program(static=True)
+    args = model.example_inputs(batch=1)
+    with _quiet():
+        try:
+            module = ep.module()
+            kwargs = {}
+            if mode == "fp16":
+                from litert_torch.generative.quantize import quant_recipes
+
+                kwargs["quant_config"] = quant_recipes.full_fp16_recipe()
+                notes.append("fp16 weights (litert-torch full_fp16_recipe); inputs and outputs stay float32")
+            elif mode in ("dynamic", "int8"):
+                from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+                from litert_torch.quantize.quant_config import QuantConfig
+                from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+                quantizer = PT2EQuantizer().set_global(
+                    get_symmetric_quantization_config(is_per_channel=True, is_dynamic=mode == "dynamic"))
+                prepared = prepare_pt2e(module, quantizer)
+                with torch.no_grad():
+                    if mode == "dynamic":
+                        prepared(*args)
+                        notes.append("dynamic-range int8: int8 per-channel weights, activations quantized at run time")
+                    else:
+                        samples = _calibration(request, model)
+                        progress(f"calibrating on {len(samples)} samples")
+                        for a in samples:
+                            prepared(*a)
+                        notes.append(f"full int8 (PT2E, symmetric per-channel weights), calibrated on "
+                                     f"{len(samples)} samples from {request.calibration.source}")
+                module = convert_pt2e(prepared, fold_quantize=False)
+                kwargs["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
+            progress(f"converting with litert-torch ({'fp32' if mode == 'none' else mode})")
+            edge_model = litert_torch.convert(module, args, **kwargs)
+            with tempfile.TemporaryDirectory(prefix="edgekit-litert-", dir=out_path.parent) as tmp:
+                tmp_file = Path(tmp) / "model.tflite"
+                edge_model.export(str(tmp_file))
+                blob = tmp_file.read_bytes()
+        except ConversionFailed:
+            raise
+        except Exception as exc:
+            raise rt.export_failure(exc, "litert-torch", "tflite") from None
+    out_path.write_bytes(blob)
+    if mode == "int8":
+        notes += _int8_io_note(out_path)
+    precision = "fp32" if mode == "none" else mode
+    return ConvertResult(out_path, precision, notes, {"converter": "litert_torch.convert", "torch": torch.__version__})
+
+
+def _int8_io_note(path: Path) -> list[str]:
+    """litert-torch decides per tensor whether int8 I/O stays int8: say which did."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    ints = [f"{d['name']} ({'input' if k == 'in' else 'output'})" for k, ds in
+            (("in", it.get_input_details()), ("out", it.get_output_details())) for d in ds
+            if d["dtype"].__name__ in ("int8", "uint8")]
+    if ints:
+        return ["int8 tensors at the model's edge: " + ", ".join(ints) +
+                " — quantize/dequantize them with the scale and zero point in the file (edgekit's runner does)"]
+    return []
+

@@ -1,0 +1,102 @@
+"""ExecuTorch runner: runs a .pte with `executorch.runtime` (the XNNPACK delegate included).
+
+A .pte records input/output sizes and dtypes but no names, so tensors are called
+input_N/output_N and parity pairs them with the source by position. Shapes are the planned
+(upper-bound) sizes. The precision is not visible in the program (XNNPACK keeps quantized
+weights inside its delegate blob), so it is read from edgekit's conversion report next to
+the file when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+
+from edgekit.errors import BadInput, require
+from edgekit.tensors import Signature, TensorSpec
+from edgekit.validators.runners.base import Runner
+
+# executorch ScalarType codes (TensorInfo.dtype() returns the int)
+SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
+                7: "float64", 11: "bool", 15: "bfloat16"}
+
+
+def _names(prefix: str, n: int) -> list[str]:
+    return [prefix] if n == 1 else [f"{prefix}_{i}" for i in range(n)]
+
+
+class ExecuTorchRunner(Runner):
+    runtime = "executorch"
+    extra = "torch"
+
+    def load(self) -> "ExecuTorchRunner":
+        rt_mod = require("executorch.runtime", "torch")
+        if self.threads:
+            try:
+                from executorch.extension.pybindings import portable_lib
+
+                portable_lib._unsafe_reset_threadpool(int(self.threads))
+            except (ImportError, AttributeError):
+                self.notes.append("this executorch build cannot set the thread count; it used its default")
+        try:
+            program = rt_mod.Runtime.get().load_program(str(self.path))
+            method = program.load_method("forward")
+        except Exception as exc:
+            raise BadInput(f"{self.path}: the ExecuTorch runtime cannot load this program: {str(exc).strip()[:300]}",
+                           hint="the file is probably truncated, corrupt, or needs a backend this build lacks") from None
+        self.native = method
+        meta = method.metadata
+
+        def spec(name, info):
+            return TensorSpec(name, SCALAR_TYPES.get(int(info.dtype()), str(info.dtype())),
+                              tuple(int(d) for d in info.sizes()))
+
+        self.signature = Signature(
+            [spec(n, meta.input_tensor_meta(i)) for i, n in enumerate(_names("input", meta.num_inputs()))],
+            [spec(n, meta.output_tensor_meta(i)) for i, n in enumerate(_names("output", meta.num_outputs()))])
+        return self
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name].astype(s.dtype, copy=False)))
+                for s in self.signature.inputs]
+        outs = self.native.execute(args)
+        return {s.name: (o.detach().numpy().copy() if isinstance(o, torch.Tensor) else np.asarray(o))
+                for s, o in zip(self.signature.outputs, outs)}
+
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return version("executorch")
+
+    def _program(self):
+        from executorch.exir._serialize._program import deserialize_pte_binary
+
+        pte = deserialize_pte_binary(self.path.read_bytes())
+        return getattr(pte, "program", pte)
+
+    def op_counts(self) -> dict[str, int]:
+        """Kernel calls outside delegates, plus one entry per delegate backend call."""
+        counts: Counter = Counter()
+        plan = self._program().execution_plan[0]
+        ops = [o.name for o in plan.operators]
+        delegates = [d.id for d in plan.delegates]
+        for chain in plan.chains:
+            for ins in chain.instructions:
+                args = ins.instr_args
+                kind = type(args).__name__
+                if kind == "KernelCall":
+                    counts[ops[args.op_index]] += 1
+                elif kind == "DelegateCall":
+                    counts[f"delegate:{delegates[args.delegate_index]}"] += 1
+        return dict(counts)
+
+    def precision(self) -> str:
+        report = self.path.with_name(self.path.name + ".report.json")
+        try:
+            return json.loads(report.read_text())["result"]["precision"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return "fp32"
