@@ -69,6 +69,26 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def semantic_digest(path: Path) -> str:
+    """A hash of what a model computes, not of how its archive was written: for zip-based
+    artifacts (TorchScript) the members' names and contents minus per-save noise (torch writes
+    a random serialization id into every archive). Equal to the sha256 for other formats,
+    whose converters are byte-deterministic (tested)."""
+    import zipfile
+
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        return file_digest(path)
+    h = hashlib.sha256()
+    with zipfile.ZipFile(path) as zf:
+        for name in sorted(zf.namelist()):
+            inner = name.split("/", 1)[-1]  # the top folder is the file's own name
+            if inner.endswith(".data/serialization_id"):
+                continue
+            h.update(inner.encode() + b"\0")
+            h.update(hashlib.sha256(zf.read(name)).digest())
+    return h.hexdigest()
+
+
 def library_versions(extra: str) -> dict[str, str]:
     out = {"edgekit": __version__}
     for name in _EXTRA_PACKAGES["core"] + _EXTRA_PACKAGES.get(extra, []):
@@ -281,6 +301,7 @@ def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
     sig = conv.get("signature") or conv["source_signature"]
     return {
         "id": job.id, "model": job.model.name, "file": job.output, "sha256": file_digest(out_file),
+        "semantic_sha256": semantic_digest(out_file),
         "size_bytes": out_file.stat().st_size, "target": job.spec.target, "precision": conv["precision"],
         "quantize": job.spec.quantize, "inputs": sig["inputs"], "outputs": sig["outputs"],
         "labels": job.model.labels, "parity": entry["parity"],
