@@ -69,6 +69,26 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def semantic_digest(path: Path) -> str:
+    """A hash of what a model computes, not of how its archive was written: for zip-based
+    artifacts (TorchScript) the members' names and contents minus per-save noise (torch writes
+    a random serialization id into every archive). Equal to the sha256 for other formats,
+    whose converters are byte-deterministic (tested)."""
+    import zipfile
+
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        return file_digest(path)
+    h = hashlib.sha256()
+    with zipfile.ZipFile(path) as zf:
+        for name in sorted(zf.namelist()):
+            inner = name.split("/", 1)[-1]  # the top folder is the file's own name
+            if inner.endswith(".data/serialization_id"):
+                continue
+            h.update(inner.encode() + b"\0")
+            h.update(hashlib.sha256(zf.read(name)).digest())
+    return h.hexdigest()
+
+
 def library_versions(extra: str) -> dict[str, str]:
     out = {"edgekit": __version__}
     for name in _EXTRA_PACKAGES["core"] + _EXTRA_PACKAGES.get(extra, []):
@@ -131,11 +151,11 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
 
 
 def _require_arm(where: str) -> None:
-    try:
-        from edgekit.validators import arm  # noqa: F401
-    except ImportError:
-        raise EnvironmentProblem(f"{where}: arches = [\"arm64\"] needs the ARM emulation, which this edgekit "
-                                 "does not have yet.", hint="use arches = [\"host\"]") from None
+    from edgekit.validators.arm import provision
+
+    if not provision.is_complete():
+        raise EnvironmentProblem(f"{where}: arches = [\"arm64\"] needs the emulated ARM runtime, which is not "
+                                 "provisioned.", hint="run 'edgekit arm setup' (make setup does it)")
 
 
 def cache_key(job: Job) -> str:
@@ -233,8 +253,30 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
         entry["latency"]["host"] = isolation.run(
             "bench", "edgekit.validators.latency:measure", str(staged), trust=trust, threads=None,
             warmup=10, iterations=100, inputs=None, timeout=timeout, verbose=verbose, on_progress=on_progress)
+        if "arm64" in s.arches:
+            entry.update(arm_check(job, staged, conv["precision"], timeout=timeout, verbose=verbose,
+                                   on_progress=on_progress))
+    if "parity_arm64" in entry:
+        entry["parity"]["arm64"] = entry.pop("parity_arm64")
+        entry["latency"]["arm64"] = entry.pop("latency_arm64")
     entry["build_seconds"] = time.perf_counter() - t0
     return entry
+
+
+def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbose: bool, on_progress) -> dict:
+    """Parity, emulated latency and instructions per inference on arm64 (QEMU)."""
+    from edgekit import isolation
+
+    m, s = job.model, job.spec
+    on_progress("checking on emulated arm64")
+    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", str(m.source), str(artifact),
+                        arches=("arm64",), inputs=str(m.inputs) if m.inputs else None, precision=precision,
+                        tolerance={"atol": s.atol, "rtol": s.rtol}, trust=model_trust(m), label_column=m.label_column,
+                        signature=m.signature, timeout=timeout, verbose=verbose, on_progress=on_progress,
+                        crash_exit_code=2)
+    res = out["results"][0]
+    return {"parity_arm64": res["parity"], "latency_arm64": res.get("arm"),
+            "arm_instructions": (res.get("arm") or {}).get("instructions_per_inference")}
 
 
 def verdict(job: Job, entry: dict) -> list[str]:
@@ -248,6 +290,9 @@ def verdict(job: Job, entry: dict) -> list[str]:
     lat = entry.get("latency", {}).get("host")
     if job.spec.max_latency_ms is not None and lat and lat["median_ms"] > job.spec.max_latency_ms:
         problems.append(f"latency on host: median {lat['median_ms']:.3f} ms > budget {job.spec.max_latency_ms:g} ms")
+    insns = entry.get("arm_instructions")
+    if job.spec.max_arm_instructions is not None and insns and insns > job.spec.max_arm_instructions:
+        problems.append(f"arm64: {insns:,.0f} instructions/inference > budget {job.spec.max_arm_instructions:,.0f}")
     return problems
 
 
@@ -256,6 +301,7 @@ def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
     sig = conv.get("signature") or conv["source_signature"]
     return {
         "id": job.id, "model": job.model.name, "file": job.output, "sha256": file_digest(out_file),
+        "semantic_sha256": semantic_digest(out_file),
         "size_bytes": out_file.stat().st_size, "target": job.spec.target, "precision": conv["precision"],
         "quantize": job.spec.quantize, "inputs": sig["inputs"], "outputs": sig["outputs"],
         "labels": job.model.labels, "parity": entry["parity"],
@@ -318,7 +364,8 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
         work = staging / ".work"
         work.mkdir()
         try:
-            results = _run_all(todo, work, cfg.timeout, workers, verbose, ui_progress)
+            results = _parallel(todo, lambda job, cb: run_job(job, work, timeout=cfg.timeout, verbose=verbose,
+                                                                on_progress=cb), workers, ui_progress)
             tree = staging / "tree"
             tree.mkdir()
             artifacts, failures = [], []
@@ -375,21 +422,25 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run_all(todo: list[Job], work: Path, timeout: float, workers: int, verbose: bool, ui_progress) -> list:
-    def one(job: Job):
+def _parallel(items: list, work, workers: int, ui_progress) -> list:
+    """Run `work(item, on_progress)` for every item on a thread pool (each stage it starts is
+    its own child process). An EdgekitError becomes that item's result; an interrupt stops
+    every running stage and propagates."""
+    def one(item):
+        job = item[0] if isinstance(item, tuple) else item
         cb = ui_progress.start(job) if ui_progress else (lambda msg: None)
         try:
-            res = run_job(job, work, timeout=timeout, verbose=verbose, on_progress=cb)
-            if ui_progress:
-                ui_progress.finish(job, res, verdict(job, res))
-            return res
+            res = work(item, cb)
         except EdgekitError as exc:
             if ui_progress:
                 ui_progress.fail(job, exc)
             return exc
+        if ui_progress:
+            ui_progress.finish(job, res, verdict(job, res))
+        return res
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(one, j) for j in todo]
+        futures = [pool.submit(one, item) for item in items]
         try:
             return [f.result() for f in futures]
         except BaseException:
@@ -430,33 +481,30 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
         else:
             to_validate.append((job, entry))
 
-    def one(item):
+    def revalidate(item, cb):
         job, entry = item
-        cb = ui_progress.start(job) if ui_progress else (lambda msg: None)
         m = job.model
-        try:
-            res = isolation.run("validate", "edgekit.pipeline:validate_stage", str(m.source), str(out / entry["file"]),
-                                inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
-                                tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
-                                label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
-                                verbose=verbose, on_progress=cb, crash_exit_code=2)
-            checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {})}
-            if ui_progress:
-                ui_progress.finish(job, checked, verdict(job, checked))
-            return checked
-        except EdgekitError as exc:
-            if ui_progress:
-                ui_progress.fail(job, exc)
-            return exc
+        res = isolation.run("validate", "edgekit.pipeline:validate_stage", str(m.source), str(out / entry["file"]),
+                            inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
+                            tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
+                            label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
+                            verbose=verbose, on_progress=cb, crash_exit_code=2)
+        checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
+                   "arm_instructions": entry.get("arm_instructions_per_inference")}
+        if "arm64" in job.spec.arches:
+            arm = arm_check(job, out / entry["file"], entry["precision"], timeout=cfg.timeout, verbose=verbose,
+                            on_progress=cb)
+            checked["parity"]["arm64"] = arm["parity_arm64"]
+            checked["arm_instructions"] = arm["arm_instructions"]
+        return checked
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(one, to_validate))
+    results = _parallel(to_validate, revalidate, workers, ui_progress)
     for (job, entry), res in zip(to_validate, results):
         if isinstance(res, EdgekitError):
             rows.append({"job": job, "status": "failed", "error": {**res.to_dict(), "stage": "validate"}})
             continue
         problems = verdict(job, res)
-        merged = {**entry, "parity": res["parity"]}
+        merged = {**entry, "parity": res["parity"], "arm_instructions_per_inference": res.get("arm_instructions")}
         if problems:
             rows.append({"job": job, "status": "failed", "manifest": merged,
                          "error": {"type": "CheckFailed", "message": "; ".join(problems), "stage": "check",

@@ -107,9 +107,15 @@ def _data_file(path: str | None, option: str) -> str | None:
 
 
 def _source(path: str) -> "object":
+    """Detect a MODEL/ARTIFACT argument; data files (csv, npz, npy) are not models."""
     from edgekit.formats import detect
 
-    return detect(path)
+    found = detect(path)
+    if found.spec.framework == "data":
+        kind = "a text file (a CSV table)" if found.name == "csv" else f"a {found.spec.description}"
+        raise BadInput(f"{path}: is {kind}, not a model.",
+                       hint="data files go to --inputs/--calibration; pass the model file here")
+    return found
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -186,7 +192,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if found.spec.pickle_based:  # refuse before anything else: the pickle's imports are read, never run
         from edgekit.loading import check_policy
 
-        check_policy(found, _trust(trust_pickle, trust_code))
+        check_policy(found, _trust(trust_pickle, trust_code, trust_types))
     conv = lookup(found.spec.framework, target, quantize)
     from edgekit.sources import source_options
 
@@ -229,8 +235,9 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         if passed and parity is not None and "arm64" in validate_arch:
             result["arm64"] = arm.convert_arm_check(model, staged, result["precision"], arm_cpu=arm_cpu, inputs=inputs,
                                                     tolerance={"atol": atol, "rtol": rtol}, seed=seed,
-                                                    trust=_trust(trust_pickle, trust_code), timeout=timeout,
-                                                    verbose=verbose)
+                                                    trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
+                                                    verbose=verbose, label_column=label_column,
+                                                    signature=signature_name, source_options=src_options)
             passed = result["arm64"]["parity"]["passed"]
         written = passed or keep_failed
         result["output"] = str(out) if written else None
@@ -322,9 +329,11 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     if arches != ("host",):
         return arm.validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, inputs=inputs,
                                    precision=None if precision == "auto" else precision,
-                                   tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code),
+                                   tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code, trust_types),
                                    seed=seed, timeout=timeout, verbose=verbose, json_out=json_out,
-                                   arm_baseline=arm_baseline, max_arm_increase=max_arm_increase)
+                                   arm_baseline=arm_baseline, max_arm_increase=max_arm_increase,
+                                   label_column=label_column, signature=signature_name,
+                                   source_options=src_options)
     result = _run_stage("validate", "edgekit.pipeline:validate_stage", str(source), str(artifact), inputs=inputs,
                         source_options=src_options,
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
@@ -379,7 +388,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
                                   title=f"benchmarking {Path(a).name}", crash_exit_code=2))
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
-                                trust=_trust(trust_pickle, trust_code), timeout=timeout,
+                                trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
     gate = arm.Gate(arm_results, max_arm_instructions, arm_baseline, max_arm_increase)
     if json_out:
@@ -650,10 +659,12 @@ def _print_error(exc: EdgekitError) -> None:
         from edgekit.report import document
 
         ui.emit_json(document("error", False, error=exc.to_dict()))
+    from rich.markup import escape
+
     label = "check failed" if isinstance(exc, CheckFailed) else "error"
-    ui.err.print(f"[bold red]{label}:[/] {exc.message}", soft_wrap=False)
+    ui.err.print(f"[bold red]{label}:[/] {escape(exc.message)}", soft_wrap=False)
     if exc.hint:
-        ui.err.print(f"  [cyan]what to do:[/] {exc.hint}")
+        ui.err.print(f"  [cyan]what to do:[/] {escape(exc.hint)}")
     if exc.details:
         ui.err.print("  [dim]details (last lines of the stage's output):[/]")
         for line in exc.details.splitlines()[-15:]:

@@ -24,7 +24,21 @@ from pathlib import Path
 from edgekit.errors import (EdgekitError, InternalError, StageTimeout, ConversionFailed,
                             BadInput, EXIT_CONVERSION, from_dict)
 
-DEFAULT_MEMORY_MB = int(os.environ.get("EDGEKIT_MEMORY_MB", "0")) or None
+def _default_memory_mb() -> int | None:
+    """EDGEKIT_MEMORY_MB, else 80% of physical memory: a runaway stage is stopped before the
+    kernel's OOM killer picks a victim (perhaps the CLI, or another build job)."""
+    env = os.environ.get("EDGEKIT_MEMORY_MB")
+    if env:
+        return int(env) or None
+    try:
+        with open("/proc/meminfo") as fh:
+            total_kb = int(fh.readline().split()[1])
+        return int(total_kb / 1024 * 0.8)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+DEFAULT_MEMORY_MB = _default_memory_mb()
 
 _conn = None  # the child's end of the pipe, set only inside a child
 _active: set = set()  # live child processes of this (parent) process

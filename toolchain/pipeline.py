@@ -58,8 +58,7 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
 
     t_start = time.perf_counter()
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust,
-                                                         "signature": (options or {}).get("signature"),
+    reference = open_model(source, trust=trust, options={"trust": trust, "signature": (options or {}).get("signature"),
                                                          **(source_options or {})})
     conv = lookup(reference.detected.spec.framework, target, quantize)
     calib = None

@@ -88,7 +88,8 @@ def failure_line(parity: dict) -> str:
 
 # ----------------------------------------------------------------------------- build reports
 BUILD_COLUMNS = ["model", "target", "precision", "status", "size", "parity", "max abs", "cosine", "top-1",
-                 "acc Δ pts", "host ms", "note"]
+                 "acc Δ pts", "host ms", "arm64", "arm64 ms†", "arm64 instr/inf", "note"]
+EMULATED_NOTE = "† arm64 latency is emulated under QEMU: relative only, not device speed"
 
 
 def build_row(row: dict) -> dict:
@@ -102,11 +103,17 @@ def build_row(row: dict) -> dict:
     target, _, precision = rest.partition("-")
     verdict, max_abs, cosine, top1, acc = parity_cells(parity)
     err = row.get("error") or {}
+    arm_parity = (entry.get("parity") or extra.get("parity") or {}).get("arm64")
+    arm_lat = (entry.get("latency") or extra.get("latency") or {}).get("arm64") or {}
+    insns = entry.get("arm_instructions_per_inference") or extra.get("arm_instructions")
     return {
         "id": ident, "model": model, "target": target, "precision": precision, "status": row["status"],
         "file": entry.get("file"), "size_bytes": entry.get("size_bytes"), "parity": parity, "latency": lat,
         "cells": [model, target, precision, row["status"], human_bytes(entry.get("size_bytes")), verdict, max_abs,
                   cosine, top1, acc, f"{lat['median_ms']:.3f}" if lat else "-",
+                  mark(arm_parity["passed"]) if arm_parity else "-",
+                  f"{arm_lat['median_ms']:.3f}" if arm_lat.get("median_ms") else "-",
+                  f"{insns:,.0f}" if insns else "-",
                   (err.get("message") or "")[:160]],
         "error": err or None,
     }
@@ -119,7 +126,7 @@ def build_table(result, title: str):
         status = cells[3]
         colour = {"built": "green", "cached": "cyan", "checked": "green", "failed": "bold red"}.get(status, "")
         styled.append(cells[:3] + [f"[{colour}]{status}[/]" if colour else status] + cells[4:])
-    return table(title, BUILD_COLUMNS, styled)
+    return table(title, BUILD_COLUMNS, styled, caption=EMULATED_NOTE, caption_justify="left")
 
 
 def _plain(cell: str) -> str:
@@ -135,33 +142,43 @@ def summary_markdown(result, title: str = "edgekit build") -> str:
     lines = ["| " + " | ".join(BUILD_COLUMNS) + " |", "|" + "---|" * len(BUILD_COLUMNS)]
     for r in recs:
         lines.append("| " + " | ".join(_plain(c) for c in r["cells"]) + " |")
-    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: `{result.out}`\n"
+    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: `{result.out}` · {EMULATED_NOTE}\n"
     return head + "\n".join(lines) + tail
 
 
 def junit_xml(result, suite: str = "edgekit") -> str:
-    """One test case per model x target x arch check; failures carry the metric that failed."""
+    """One test case per model x target x arch check; failures carry the metric that failed.
+
+    A parity failure fails its own arch's case; any other failure (conversion error, stale
+    artifact, budget) fails the job's first case.
+    """
     from xml.etree import ElementTree as ET
 
-    recs = [build_row(r) for r in result.rows]
-    cases = []
-    for r in recs:
-        arches = list(((result_entry(result, r["id"]) or {}).get("parity") or {}).keys()) or ["host"]
-        for arch in arches:
-            cases.append((r, arch))
-    failures = sum(1 for r, _ in cases if r["status"] == "failed")
+    cases = []  # (record, arch, failure message or None, failure detail)
+    for r in (build_row(row) for row in result.rows):
+        parities = ((result_entry(result, r["id"]) or {}).get("parity") or {})
+        arches = list(parities) or ["host"]
+        for k, arch in enumerate(arches):
+            par = parities.get(arch)
+            if par is not None and not par["passed"]:
+                cases.append((r, arch, f"parity failed on {arch}: {failure_line(par)}", par))
+            elif r["status"] == "failed" and k == 0 and all(p["passed"] for p in parities.values()):
+                err = r["error"] or {}
+                cases.append((r, arch, err.get("message", "failed"), err))
+            else:
+                cases.append((r, arch, None, None))
+    failures = sum(1 for c in cases if c[2])
     ts = ET.Element("testsuite", name=suite, tests=str(len(cases)), failures=str(failures), errors="0",
                     time=f"{result.seconds:.3f}")
-    for r, arch in cases:
+    for r, arch, message, detail in cases:
         tc = ET.SubElement(ts, "testcase", classname=f"edgekit.{r['model']}",
                            name=f"{r['target']}-{r['precision']} [{arch}]")
-        if r["status"] == "failed":
-            err = r["error"] or {}
-            f = ET.SubElement(tc, "failure", message=err.get("message", "failed"), type=err.get("type", "Failure"))
-            f.text = json.dumps(r["parity"] or err, indent=1, default=str)[:20000]
+        if message:
+            f = ET.SubElement(tc, "failure", message=message, type="CheckFailed")
+            f.text = json.dumps(detail, indent=1, default=str)[:20000]
         elif r["parity"]:
             out = ET.SubElement(tc, "system-out")
-            out.text = " ".join(f"{k}={_plain(v)}" for k, v in zip(BUILD_COLUMNS[5:11], r["cells"][5:11]))
+            out.text = " ".join(f"{k}={_plain(v)}" for k, v in zip(BUILD_COLUMNS[5:14], r["cells"][5:14]))
     root = ET.Element("testsuites", tests=ts.get("tests"), failures=ts.get("failures"))
     root.append(ts)
     ET.indent(root)

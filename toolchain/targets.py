@@ -71,7 +71,9 @@ class Tolerance:
 
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_top1=0.99),
-    "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.999, min_top1=0.98),
+    # fp16 keeps ~3 significant digits of the tensor's scale, not of each element: an element
+    # near 0 next to logits of 15 may move by 1e-2. So fp16 is judged on the whole output.
+    "fp16": Tolerance(min_cosine=0.9995, min_snr_db=40.0, min_top1=0.98),
     "dynamic": Tolerance(min_cosine=0.99, min_snr_db=15.0, min_top1=0.95, max_accuracy_drop=0.01),
     "int8": Tolerance(min_cosine=0.98, min_snr_db=12.0, min_top1=0.90, max_accuracy_drop=0.01),
 }

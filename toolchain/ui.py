@@ -22,7 +22,7 @@ _WIDTH = None if sys.stderr.isatty() or "COLUMNS" in _os.environ else 160
 err = Console(stderr=True, highlight=False, width=_WIDTH)
 out = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in _os.environ else 160)
 
-_state = {"json": False, "quiet": False}
+_state = {"json": False, "quiet": False, "emitted": False}
 
 
 def configure(*, json_mode: bool = False, quiet: bool = False) -> None:
@@ -57,6 +57,10 @@ def warn(message: str) -> None:
 
 
 def emit_json(doc: dict) -> None:
+    """Print THE JSON document of this command (at most one per run)."""
+    if _state["emitted"]:
+        return
+    _state["emitted"] = True
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
     sys.stdout.flush()
 

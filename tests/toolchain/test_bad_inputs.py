@@ -35,6 +35,16 @@ m2.set_weights([w * float("nan") for w in m2.get_weights()])
 m2.save(sys.argv[1] + "/nan.keras")
 """
 
+TORCH_MORE = r"""
+import sys, torch
+class Cummax(torch.nn.Module):
+    def forward(self, x):
+        return torch.cummax(x, dim=1).values
+x = torch.randn(1, 6)
+torch.export.save(torch.export.export(Cummax(), (x,)), sys.argv[1] + "/cummax.pt2")
+torch.jit.save(torch.jit.trace(torch.nn.Linear(6, 2), x), sys.argv[1] + "/foreign.ts.pt")
+"""
+
 TORCH_EVIL = r"""
 import os, sys, torch
 class Evil:
@@ -78,6 +88,12 @@ def corpus(tmp_path_factory, samples_dir):
     d = tmp_path_factory.mktemp("corpus")
     subprocess.run([sys.executable, "-c", KERAS_LAMBDA, str(d)], check=True, capture_output=True)
     subprocess.run([sys.executable, "-c", TORCH_EVIL, str(d)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", TORCH_MORE, str(d)], check=True, capture_output=True)
+    import skops.io as sio
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    sio.dump(make_pipeline(FunctionTransformer(print)).fit(np.ones((4, 2))), d / "untrusted.skops")
     assert not (d / SENTINEL).exists()
     for ext in ("onnx", "tflite", "keras", "pt2", "pte", "skops", "h5"):
         (d / f"empty.{ext}").write_bytes(b"")
@@ -162,6 +178,13 @@ CASES = {
     "protocol-0 pickle as .bin": _case(["inspect", "proto0.bin"], 2, "proto0.bin", "pickle", "--trust-pickle"),
     "joblib sklearn model": _case(["convert", "model.joblib", "--target", "onnx", "-o", "o.onnx"], 2,
                                   "model.joblib", "skops", out="o.onnx"),
+    "skops with an untrusted type": _case(["convert", "untrusted.skops", "--target", "onnx", "-o", "o.onnx"], 2,
+                                          "untrusted.skops", "not trusted", "builtins.print", out="o.onnx"),
+    "unsupported operator": _case(["convert", "cummax.pt2", "--target", "tflite", "-o", "o.tflite"], 3,
+                                  "cummax", "tflite", out="o.tflite"),
+    "no --input-shape for a source without one": _case(["convert", "foreign.ts.pt", "--target", "onnx",
+                                                        "-o", "o.onnx"], 2, "foreign.ts.pt", "--input-shape",
+                                                       out="o.onnx"),
     "keras lambda": _case(["convert", "lambda.keras", "--target", "tflite", "-o", "o.tflite"], 2,
                           "lambda.keras", "Lambda layer 'doubler'", "--trust-code", out="o.tflite"),
     "h5 lambda": _case(["inspect", "lambda.h5"], 2, "lambda.h5", "Lambda layer 'doubler'"),

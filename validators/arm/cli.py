@@ -73,16 +73,6 @@ def read_baseline(path: str | None) -> dict[str, float]:
     return counts
 
 
-def raise_after_json(exc: Exception):
-    """Raise a user error after the JSON document was printed: as text on stderr only,
-    so stdout keeps exactly one document."""
-    from edgekit import ui
-
-    if ui.json_mode():
-        ui.configure(json_mode=False, quiet=False)
-    raise exc
-
-
 class Gate:
     """--max-arm-instructions / --arm-baseline, judged before the JSON document is printed
     (its "ok" must agree with the exit code) and enforced after the tables."""
@@ -94,7 +84,7 @@ class Gate:
 
     def enforce(self) -> None:
         if self.error:
-            raise_after_json(self.error)
+            raise self.error
 
 
 def gate_error(results: list[dict], limit: int | None, baseline: str | None = None, max_increase: float = 1.0):
@@ -223,11 +213,11 @@ def status_cmd(json_out):
         rows.append(["other folders", ", ".join(s["other_folders"])])
     ui.show(ui.table("edgekit arm status", ["", ""], rows, show_header=False))
     if s["missing_host_packages"]:
-        raise_after_json(EnvironmentProblem(
+        raise (EnvironmentProblem(
             f"missing host packages: {' '.join(s['missing_host_packages'])}.",
             hint=f"run edgekit arm setup as root, or: {install_command(s['missing_host_packages'])}"))
     if not s["complete"]:
-        raise_after_json(EnvironmentProblem("the arm64 runtime is not provisioned.", hint="run: edgekit arm setup"))
+        raise (EnvironmentProblem("the arm64 runtime is not provisioned.", hint="run: edgekit arm setup"))
 
 
 # ----------------------------------------------------------------------------- command bodies
@@ -243,7 +233,8 @@ def check_arch_args(arches, max_arm_instructions, arm_baseline=None) -> tuple:
 
 
 def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, inputs, precision, tolerance,
-                    trust, seed, timeout, verbose, json_out, arm_baseline=None, max_arm_increase=1.0) -> None:
+                    trust, seed, timeout, verbose, json_out, arm_baseline=None, max_arm_increase=1.0,
+                    label_column=None, signature=None, source_options=None) -> None:
     """`edgekit validate --arch ...`: one parity table per architecture, then the gate."""
     from pathlib import Path
 
@@ -256,6 +247,7 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
     out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(source), str(artifact),
                      arches=arches, cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
                      trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
+                     label_column=label_column, signature=signature, source_options=source_options,
                      title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
     results = out["results"]
     gate = Gate(results, max_arm_instructions, arm_baseline, max_arm_increase)
@@ -271,7 +263,7 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
     _print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
     failed = [r for r in results if not r["parity"]["passed"]]
     if failed:
-        raise_after_json(CheckFailed("; ".join(f"parity failed on {r['arch']}: {failure_line(r['parity'])}"
+        raise (CheckFailed("; ".join(f"parity failed on {r['arch']}: {failure_line(r['parity'])}"
                                                for r in failed) + "."))
     gate.enforce()
     ui.info(f"[green]parity passed[/] on {', '.join(r['arch'] for r in results)}")
@@ -289,7 +281,7 @@ def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout,
 
 
 def convert_arm_check(model, staged, precision, *, arm_cpu, inputs, tolerance, trust, seed, timeout,
-                      verbose) -> dict:
+                      verbose, label_column=None, signature=None, source_options=None) -> dict:
     """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
     from pathlib import Path
 
@@ -298,6 +290,7 @@ def convert_arm_check(model, staged, precision, *, arm_cpu, inputs, tolerance, t
     out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(model), str(staged),
                      arches=("arm64",), cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
                      trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
+                     label_column=label_column, signature=signature, source_options=source_options,
                      title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
     return out["results"][0]
 

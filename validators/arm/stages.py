@@ -63,16 +63,19 @@ def arm_summary(runner) -> dict:
 
 def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu: str | None = None,
                    inputs: str | None = None, precision: str | None = None, tolerance: dict | None = None,
-                   trust: Trust = Trust(), seed: int = 0, iterations: int = VALIDATE_ITERATIONS) -> dict:
+                   trust: Trust = Trust(), seed: int = 0, iterations: int = VALIDATE_ITERATIONS,
+                   label_column: str | None = None, signature: str | None = None,
+                   source_options: dict | None = None) -> dict:
     """Parity of `artifact` against `source` on each architecture; returns {"results": [...]}."""
     from edgekit.pipeline import parity_data, tolerance_for
     from edgekit.validators.parity import check
 
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust})
+    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
+                                                         **(source_options or {})})
     if Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
-    data, warnings = parity_data(reference, inputs, seed)
+    data, warnings = parity_data(reference, inputs, seed, label_column)
     once = _Once(reference)
     results = []
     for arch in arches:
@@ -82,7 +85,8 @@ def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu:
         else:
             candidate = open_model(artifact, trust=trust)
         prec = precision or candidate.precision()
-        report = check(once, candidate, data, precision=prec, tolerance=tolerance_for(prec, tolerance))
+        report = check(once, candidate, data, precision=prec,
+                       tolerance=tolerance_for(prec, tolerance, reference.runtime))
         report.arch = arch
         report.notes = warnings + report.notes
         result = {"arch": arch, "source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
