@@ -67,10 +67,6 @@ def signature_table(sig: dict, title: str):
     return table(title, ["", "name", "dtype", "shape", "quantization"], rows)
 
 
-def bytes_cell(n) -> str:
-    return human_bytes(n)
-
-
 def failure_line(parity: dict) -> str:
     """Every failing output and criterion of a parity report, in one line."""
     from edgekit.validators.parity import Check

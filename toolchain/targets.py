@@ -102,6 +102,3 @@ def get_target(name: str) -> Target:
         raise BadInput(f"unknown target '{name}'.",
                        hint=f"choose one of: {', '.join(TARGETS)}") from None
 
-
-def target_for_format(fmt: str) -> Target | None:
-    return next((t for t in TARGETS.values() if t.format == fmt), None)
