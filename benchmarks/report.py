@@ -197,7 +197,9 @@ def markdown(res: dict) -> str:
          "(the machine is shared: figures from a busy machine are noisier; every comparison below is a "
          "ratio of two figures taken minutes apart in the same run).",
          f"- Run: {res['started']}, {res['wall_s'] / 60:.1f} min wall clock for the whole `make bench`"
-         + (" (quick mode)" if res.get("quick") else "") + ".", ""]
+         + (" (quick mode)" if res.get("quick") else "") + "."
+         + (" Where it went: " + ", ".join(f"{n} {sec / 60:.1f} min" for n, sec in res["phases"]) + "."
+            if res.get("phases") else ""), ""]
     L += ["## Method", "",
           "- Batch 1. Each figure is the **median** of N timed single-batch inferences after warm-up "
           "(MobileNetV2: 5 warm-up + 40 timed; small models 20 + 200), each artifact or baseline in its own "
@@ -332,7 +334,9 @@ def markdown(res: dict) -> str:
                  f"min {h['min']:.3f}, max {h['max']:.3f}); `python -c pass` alone takes {tc['python_startup_s']:.3f} s.")
     if "build" in tc:
         b = tc["build"]
-        L.append(f"- `edgekit build` ({b['config']}): cold {b['cold_s']:.1f} s, no-op median {b['noop_s']:.3f} s "
+        jobs1 = (f"cold with --jobs 1 {b['cold_jobs1_s']:.1f} s (jobs 2 ÷ jobs 1 = {b['cold_s'] / b['cold_jobs1_s']:.2f}), "
+                 if b.get("cold_jobs1_ok") else "")
+        L.append(f"- `edgekit build` ({b['config']}): cold {b['cold_s']:.1f} s, {jobs1}no-op median {b['noop_s']:.3f} s "
                  f"[{b['noop_min_s']:.3f} – {b['noop_max_s']:.3f}]" + ("" if b["cold_ok"] else f" — FAILED: {b.get('error', '')[-200:]}"))
     L.append("")
     if an.get("overhead"):

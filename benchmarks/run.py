@@ -16,6 +16,7 @@ comparison is a ratio of two numbers taken in this run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -104,6 +105,16 @@ class Log:
 
 
 log = Log()
+PHASES: list[list] = []  # [name, seconds]: where the wall clock of `make bench` goes
+
+
+@contextlib.contextmanager
+def phase(name: str):
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        PHASES.append([name, time.perf_counter() - t0])
 
 
 def run_process(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, timeout: float = 1200) -> dict:
@@ -382,9 +393,13 @@ calibration = "{samples / 'digits_keras_calib.npz'}"
   [[models.targets]]
   target = "onnx"
 """)
+    # cold with one job first (the same work serially), then cold and no-op with jobs 2
+    cold1 = run_process([*EDGEKIT, "build", "edgekit.toml", "--quiet", "--jobs", "1"], cwd=cfg_dir)
+    shutil.rmtree(cfg_dir / "published", ignore_errors=True)
     cold = run_process([*EDGEKIT, "build", "edgekit.toml", "--quiet"], cwd=cfg_dir)
     noop = [run_process([*EDGEKIT, "build", "edgekit.toml", "--quiet"], cwd=cfg_dir) for _ in range(5)]
     res["build"] = {"config": "digits_keras -> tflite fp32 + onnx fp32 (parity-checked), jobs 2",
+                    "cold_jobs1_s": cold1["wall_s"], "cold_jobs1_ok": cold1["code"] == 0,
                     "cold_s": cold["wall_s"], "cold_ok": cold["code"] == 0,
                     "noop_s": statistics.median(r["wall_s"] for r in noop),
                     "noop_min_s": min(r["wall_s"] for r in noop), "noop_max_s": max(r["wall_s"] for r in noop),
@@ -466,11 +481,13 @@ def main(argv=None) -> int:
         results["missing"].append("PyTorch models (mobilenet_torch, digits_torch, lstm_torch): the PyTorch "
                                   "sources are not on this branch yet")
     log(f"building samples: {', '.join(s['name'] for s in specs)}")
-    results["samples"] = build_samples(specs, samples, out)
+    with phase("samples"):
+        results["samples"] = build_samples(specs, samples, out)
 
     log("peak float32 FLOP/s (large matrix product)")
-    results["peak"] = {str(t): child("peak", "benchmarks.workers:peak_flops", t, n=256 if quick else 2048,
-                                     repeats=2 if quick else 7) for t in threads_list}
+    with phase("peak FLOP/s"):
+        results["peak"] = {str(t): child("peak", "benchmarks.workers:peak_flops", t, n=256 if quick else 2048,
+                                         repeats=2 if quick else 7) for t in threads_list}
 
     arm_ok, arm_why = (False, "--no-arm / --quick") if (args.no_arm or quick) else arm_available()
     if not arm_ok:
@@ -487,19 +504,25 @@ def main(argv=None) -> int:
             spec["calibration"] = small
         m: dict = {"family": spec["family"], "source": str(spec["source"]), "inputs": str(spec["inputs"])}
         results["models"][spec["name"]] = m
-        m["conversions"] = convert_all(spec, out, jobs=1 if quick else 2)
-        m["hand_conversions"] = [] if quick else hand_convert_all(spec, out)
-        if spec.get("floor"):
-            m["flops"] = flops_for(spec, m["conversions"]) if not quick else \
-                child("flops", "benchmarks.workers:onnx_flops", _quick_onnx(spec, out))
-        big = spec.get("big")
-        warmup, iterations = (1, 2) if quick else ((5, 40) if big else (20, 200))
-        m["latency"] = latency_all(spec, m["conversions"], m["hand_conversions"], threads_list, warmup, iterations)
-        if spec.get("accuracy"):
-            m["accuracy"] = accuracy_all(spec, m["conversions"])
-    results["toolchain"] = toolchain(out, samples, quick)
+        with phase(f"{spec['name']}: conversions"):
+            m["conversions"] = convert_all(spec, out, jobs=1 if quick else 2)
+            m["hand_conversions"] = [] if quick else hand_convert_all(spec, out)
+        with phase(f"{spec['name']}: FLOPs, latency, accuracy"):
+            if spec.get("floor"):
+                m["flops"] = flops_for(spec, m["conversions"]) if not quick else \
+                    child("flops", "benchmarks.workers:onnx_flops", _quick_onnx(spec, out))
+            big = spec.get("big")
+            warmup, iterations = (1, 2) if quick else ((5, 40) if big else (20, 200))
+            m["latency"] = latency_all(spec, m["conversions"], m["hand_conversions"], threads_list, warmup,
+                                       iterations)
+            if spec.get("accuracy"):
+                m["accuracy"] = accuracy_all(spec, m["conversions"])
+    with phase("toolchain speed"):
+        results["toolchain"] = toolchain(out, samples, quick)
     if arm_ok:
-        arm_all(specs, results)
+        with phase("ARM (emulated)"):
+            arm_all(specs, results)
+    results["phases"] = PHASES
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = time.perf_counter() - t_start
     results["analysis"] = report.analyse(results)
