@@ -272,10 +272,10 @@ def torch_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResu
 
 
 # ----------------------------------------------------------------------------- tflite
-@register("torch", "tflite", quantize=("none", "fp16", "dynamic", "int8"), extra="torch",
+@register("torch", "tflite", quantize=("none", "fp16", "dynamic", "int8"), options=("int8_io",), extra="torch",
           library="litert_torch.convert")
-@register("torchscript", "tflite", quantize=("none", "fp16", "dynamic", "int8"), extra="torch",
-          library="torch TS2EPConverter + litert_torch.convert")
+@register("torchscript", "tflite", quantize=("none", "fp16", "dynamic", "int8"), options=("int8_io",),
+          extra="torch", library="torch TS2EPConverter + litert_torch.convert")
 def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
     """litert-torch: fp32; fp16 and dynamic-range int8 recipes; full int8 through PT2E (calibrated)."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
@@ -327,11 +327,58 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
             raise
         except Exception as exc:
             raise rt.export_failure(exc, "litert-torch", "tflite") from None
+    if mode == "dynamic":
+        blob, n_float = _float_depthwise(blob)
+        if n_float:
+            notes.append(f"{n_float} depthwise convolution(s) keep float32 weights (the int8 values, dequantized): "
+                         "XNNPACK has no dynamic-range depthwise kernel, and TFLite's own runs outside the delegate")
+    if mode == "int8" and not request.options.get("int8_io"):
+        blob, wrapped = _float_io(blob)
+        if wrapped:
+            notes.append("inputs and outputs are float32: a QUANTIZE/DEQUANTIZE op inside the graph converts "
+                         "them (litert-torch writes int8 ones; --int8-io keeps those)")
     out_path.write_bytes(blob)
     if mode == "int8":
         notes += _int8_io_note(out_path)
     precision = "fp32" if mode == "none" else mode
     return ConvertResult(out_path, precision, notes, {"converter": "litert_torch.convert", "torch": torch.__version__})
+
+
+def _float_depthwise(blob: bytes) -> tuple[bytes, int]:
+    """Dynamic-range files: depthwise convolutions get float32 weights back.
+
+    litert-torch's dynamic-range conversion gives every conv and linear layer int8 weights
+    (whatever the PT2E annotation says). A hybrid DEPTHWISE_CONV_2D (int8 weights, float
+    activations) is not delegated to XNNPACK: TFLite's builtin kernel runs it between two
+    delegate partitions, on its own thread pool, which at 2 threads on a loaded machine
+    measured 1.27 ms per digits inference instead of 0.008 ms. Depthwise weights are a few
+    percent of a model's, so they are stored as the float32 values of their int8 codes
+    (results unchanged), and the whole graph is delegated."""
+    from edgekit.converters.tflite_edit import float_depthwise_weights
+
+    try:
+        return float_depthwise_weights(blob)
+    except Exception as exc:
+        raise ConversionFailed(f"could not rewrite the depthwise weights of the dynamic-range TFLite file: {exc}",
+                               hint="use --quantize int8 (with --calibration) or fp16") from None
+
+
+def _float_io(blob: bytes) -> tuple[bytes, list[str]]:
+    """Float32 inputs/outputs for litert-torch's full-int8 file.
+
+    litert-torch folds the first QUANTIZE and last DEQUANTIZE of the PT2E graph into int8
+    model inputs/outputs. The app then has to (de)quantize in its own code, which on small
+    models costs more than the int8 arithmetic saves (digits CNN: 3x slower than fp32 through
+    the Python API, 1.8x more instructions on ARM). Putting the two ops back inside the graph
+    lets XNNPACK run them with the rest: the same file layout TFLiteConverter writes for
+    Keras int8 by default."""
+    from edgekit.converters.tflite_edit import float_io
+
+    try:
+        return float_io(blob)
+    except Exception as exc:  # a flatbuffer we cannot edit is a converter bug, not the user's
+        raise ConversionFailed(f"could not give the int8 TFLite file float inputs/outputs: {exc}",
+                               hint="pass --int8-io to keep litert-torch's int8 inputs/outputs") from None
 
 
 def _int8_io_note(path: Path) -> list[str]:
