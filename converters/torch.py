@@ -9,7 +9,9 @@ TS2EPConverter, checked against the archive (if that fails: exit 3 with the re-e
   executorch   to_edge_transform_and_lower(XNNPACK partitioner) -> .pte; int8 through PT2E
                (XNNPACKQuantizer, symmetric per-channel; torchao prepare_pt2e/convert_pt2e)
   onnx         torch.onnx.export(dynamo=True, opset 18), then the shared onnx_quant step
-  tflite       litert_torch.convert; fp16 / dynamic-range recipes, full int8 via PT2E (calibrated)
+  tflite       litert_torch.convert; fp16 / dynamic-range recipes, full int8 via PT2E (calibrated);
+               int8 files get float I/O (tflite_edit.float_io) unless --int8-io, dynamic files
+               float depthwise weights (tflite_edit.float_depthwise_weights)
 """
 
 from __future__ import annotations
