@@ -188,9 +188,10 @@ def _quantized_share(gm) -> tuple[int, int, dict[str, int]]:
             obj = getattr(obj, part, None)
         if not isinstance(obj, torch.Tensor) or obj.dim() < 2:  # weights, not biases or scales
             continue
-        if obj.dtype == torch.int8:
-            q += obj.numel()
-        elif obj.is_floating_point() and not any("quantize" in str(u.target) for u in node.users):
+        if obj.dtype == torch.int8 or (obj.is_floating_point() and any(
+                "quantize_per" in str(u.target) and "dequantize" not in str(u.target) for u in node.users)):
+            q += obj.numel()  # int8 already, or float feeding a quantize op (convert_pt2e(fold_quantize=False))
+        elif obj.is_floating_point():
             f += obj.numel()
             for u in node.users:
                 op = str(getattr(u.target, "__name__", u.target)).split(".")[0]
@@ -363,6 +364,8 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
                         notes.append(f"full int8 (PT2E, symmetric per-channel weights), calibrated on "
                                      f"{len(samples)} samples from {request.calibration.source}")
                 module = convert_pt2e(prepared, fold_quantize=False)
+                if mode == "int8":
+                    _check_quantized_share(module, "tflite")
                 kwargs["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
             progress(f"converting with litert-torch ({'fp32' if mode == 'none' else mode})")
             edge_model = litert_torch.convert(module, args, **kwargs)

@@ -145,12 +145,16 @@ def test_torch_dynamic_tflite_is_one_xnnpack_partition(models, tmp_path):
     assert any("depthwise" in n for n in res.json["result"]["notes"])
 
 
-def test_executorch_int8_that_quantizes_almost_nothing_fails_and_auto_keeps_fp32(models, tmp_path):
+def test_int8_that_quantizes_almost_nothing_fails_and_auto_keeps_fp32(models, tmp_path):
     out = tmp_path / "lstm.int8.pte"
     res = run_cli("convert", models / "lstm.pt2", "--target", "executorch", "--quantize", "int8",
                   "--calibration", models / "lstm_calib.npz", "-o", out)
     assert_user_error(res, 3, "left most of the model float", "lstm", "--quantize auto")
     assert not out.exists() and not list(tmp_path.iterdir())
+    res = run_cli("convert", models / "lstm.pt2", "--target", "tflite", "--quantize", "int8",
+                  "--calibration", models / "lstm_calib.npz", "-o", tmp_path / "lstm.int8.tflite")
+    assert_user_error(res, 3, "int8 quantization for tflite left most of the model float", "lstm")
+    assert not list(tmp_path.iterdir())
 
     auto = tmp_path / "lstm.auto.pte"
     res = run_cli("convert", models / "lstm.pt2", "--target", "executorch", "--quantize", "auto",
