@@ -5,10 +5,10 @@
                DEQUANTIZE op before each int8 output, inside the graph. The app feeds floats,
                and the conversion runs in the runtime (XNNPACK delegates both ops) instead of
                in the app's own code. This is the TFLiteConverter's default for Keras/TF.
-  strip_names  drops the names of tensors that are not a model input or output (converters
-               write each tensor's whole module path, e.g.
-               "__main__.DigitsCNN/torch.nn.modules.container.Sequential_features/..."); the
-               signature's input/output names and tensors stay.
+  float_depthwise_weights
+               a dynamic-range file's hybrid DEPTHWISE_CONV_2D ops (int8 weights, float
+               activations; not delegated to XNNPACK) get float32 weights, the exact values
+               of their int8 codes.
 
 Uses ai_edge_litert's own flatbuffer object API (tools.flatbuffer_utils), part of every
 extra that makes .tflite files.
@@ -148,18 +148,3 @@ def float_depthwise_weights(blob: bytes) -> tuple[bytes, int]:
     if not changed:
         return blob, 0
     return bytes(fu.convert_object_to_bytearray(model)), changed
-
-
-def strip_names(blob: bytes) -> tuple[bytes, int]:
-    """Drop the names of every tensor that is not a subgraph input or output.
-
-    Returns the new flatbuffer and the number of bytes saved."""
-    fu, _ = _schema()
-    model = fu.read_model_from_bytearray(bytearray(blob))
-    for sg in model.subgraphs:
-        keep = set(sg.inputs or []) | set(sg.outputs or [])
-        for i, t in enumerate(sg.tensors):
-            if i not in keep:
-                t.name = None
-    out = bytes(fu.convert_object_to_bytearray(model))
-    return out, len(blob) - len(out)
