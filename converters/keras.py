@@ -126,7 +126,7 @@ def write_tflite(conv, request: ConvertRequest, signature, out_path: Path) -> Co
 ONNX_OPSET = 18
 
 
-@register("keras", "onnx", quantize=("none", "fp16", "dynamic", "int8", "auto"), extra="tf", library="tf2onnx")
+@register("keras", "onnx", quantize=("none", "fp16", "dynamic", "int8"), extra="tf", library="tf2onnx")
 def keras_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
     """Keras -> ONNX through tf2onnx on a tf.function with a named input signature,
     then the shared ONNX quantization step for --quantize."""

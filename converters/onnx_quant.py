@@ -6,8 +6,8 @@ then, for --quantize, come here:
   dynamic  onnxruntime quantize_dynamic (int8 weights, activations quantized at run time)
   int8     onnxruntime pre-processing + quantize_static, QDQ format, per-channel weights,
            calibrated on the --calibration data (MinMax)
-  auto     builds the candidates none/dynamic (and int8 with --calibration), gates each on
-           parity against the float model, times each, and keeps the fastest that passes
+(--quantize auto is not here: edgekit.converters.auto runs it for every target, calling the
+path's converter once per candidate precision.)
 
 Quantization is not always faster: on a CPU without int8 dot-product instructions, dynamic
 quantization of a conv net ran ~10x slower than fp32. So every quantized result is timed
@@ -16,7 +16,6 @@ beside its float model, and a result more than 10% slower comes with a warning.
 
 from __future__ import annotations
 
-import shutil
 import os
 import tempfile
 from pathlib import Path
@@ -26,9 +25,6 @@ from edgekit.isolation import progress
 
 CALIBRATION_LIMIT = 200
 SLOWER_LIMIT = 1.10  # quantized / fp32 median latency above this gets a warning
-TIE_MARGIN = 1.05  # candidates within 5% of the fastest count as equally fast; the smallest wins
-LATENCY_ITERATIONS = 40
-AUTO_GATE_SAMPLES = 64
 
 
 class _Reader:
@@ -64,12 +60,9 @@ def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, repo
 
     Returns notes for the report. `calibration` (an edgekit Dataset keyed like the source
     model's inputs, matched to the ONNX inputs by name or position) is required for int8.
-    `report`, if given, receives structured results: 'precision' (the one chosen, for
-    auto), 'latency_vs_fp32', 'warnings', and for auto the 'auto' decision table.
+    `report`, if given, receives structured results: 'precision', 'latency_vs_fp32', 'warnings'.
     """
     report = {} if report is None else report
-    if mode == "auto":
-        return _auto(Path(float_path), Path(out_path), calibration, report)
     notes = _quantize_one(Path(float_path), Path(out_path), mode, calibration)
     report["precision"] = mode
     notes += _compare_with_float(Path(float_path), Path(out_path), mode, report)
@@ -164,17 +157,10 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
 
 
 # ----------------------------------------------------------------------------- latency
-def _median_ms(paths: list[Path], rounds: int = 2) -> list[float]:
-    """Median batch-1 latency of each model; rounds alternate between the models so that
-    load on a shared machine hits them alike, and the best round counts."""
-    from edgekit.validators.latency import measure
+def _median_ms(paths: list[Path]) -> list[float]:
+    from edgekit.converters.auto import median_ms
 
-    best = [float("inf")] * len(paths)
-    for _ in range(rounds):
-        for i, p in enumerate(paths):
-            r = measure(str(p), warmup=5, iterations=LATENCY_ITERATIONS)
-            best[i] = min(best[i], r["median_ms"])
-    return best
+    return median_ms(paths)
 
 
 def _slower_warning(mode: str, q_ms: float, f_ms: float) -> str:
@@ -195,83 +181,4 @@ def _compare_with_float(float_path: Path, quant_path: Path, mode: str, report: d
     notes = [f"latency on this CPU (median, batch 1): fp32 {f_ms:.3f} ms, {mode} {q_ms:.3f} ms ({ratio:.2f}x)"]
     if ratio > SLOWER_LIMIT:
         report.setdefault("warnings", []).append(_slower_warning(mode, q_ms, f_ms))
-    return notes
-
-
-# ----------------------------------------------------------------------------- auto
-def _gate_data(float_runner, calibration):
-    """Data for the auto gate: the calibration set (real data) when given, else seeded random inputs."""
-    from edgekit.tensors import Dataset, random_dataset
-
-    names = float_runner.signature.input_names
-    if calibration is None:
-        return random_dataset(float_runner.signature, n=16, seed=0)
-    keys = list(calibration.arrays)
-    mapping = {k: k for k in keys} if set(keys) <= set(names) else dict(zip(keys, names))
-    n = min(calibration.n, AUTO_GATE_SAMPLES)
-    return Dataset({mapping[k]: v[:n] for k, v in calibration.arrays.items()}, None, calibration.source)
-
-
-def _auto(float_path: Path, out_path: Path, calibration, report: dict) -> list[str]:
-    from edgekit.loading import open_model
-    from edgekit.targets import TOLERANCES
-    from edgekit.validators.parity import check
-
-    modes = ["none", "dynamic"] + (["int8"] if calibration is not None else [])
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="edgekit-auto-", dir=out_path.parent) as tmp:
-        reference = open_model(float_path)
-        data = _gate_data(reference, calibration)
-        paths = {}
-        for mode in modes:
-            path = Path(tmp) / f"{mode}.onnx"
-            row = {"mode": mode, "precision": "fp32" if mode == "none" else mode}
-            try:
-                if mode == "none":
-                    shutil.copyfile(float_path, path)
-                else:
-                    _quantize_one(float_path, path, mode, calibration)
-            except ConversionFailed as exc:
-                row.update(passed=False, reason=f"quantization failed: {exc.message[:200]}")
-                rows.append(row)
-                continue
-            row["size_bytes"] = path.stat().st_size
-            if mode == "none":
-                row.update(passed=True, reason="the float model (reference)")
-            else:
-                progress(f"auto: checking parity of the {mode} candidate on {data.n} samples")
-                cand = open_model(path)
-                rep = check(reference, cand, data, precision=mode, tolerance=TOLERANCES[mode])
-                row["passed"] = rep.passed
-                row["reason"] = "parity passed" if rep.passed else f"parity failed: {rep.failure_summary()}"
-                row["parity"] = {o.name: {k: o.metrics.get(k) for k in ("max_abs", "cosine", "snr_db", "top1",
-                                                                          "agreement") if k in o.metrics}
-                                 for o in rep.outputs}
-            paths[mode] = path
-            rows.append(row)
-        progress("auto: timing the candidates")
-        timed = list(paths)
-        for mode, ms in zip(timed, _median_ms([paths[m] for m in timed])):
-            next(r for r in rows if r["mode"] == mode)["median_ms"] = ms
-        passing = [r for r in rows if r.get("passed") and "median_ms" in r]
-        fastest = min(r["median_ms"] for r in passing)
-        tied = [r for r in passing if r["median_ms"] <= fastest * TIE_MARGIN]
-        chosen = min(tied, key=lambda r: (r["size_bytes"], r["median_ms"]))
-        for r in rows:
-            r["chosen"] = r is chosen
-        shutil.copyfile(paths[chosen["mode"]], out_path)
-    f_ms = next(r["median_ms"] for r in rows if r["mode"] == "none")
-    report["auto"] = rows
-    report["precision"] = chosen["precision"]
-    report["latency_vs_fp32"] = {"fp32_ms": f_ms, "quantized_ms": chosen["median_ms"],
-                                 "ratio": chosen["median_ms"] / f_ms if f_ms else 1.0, "mode": chosen["mode"],
-                                 "fp32_size_bytes": float_path.stat().st_size,
-                                 "quantized_size_bytes": out_path.stat().st_size,
-                                 "slower": chosen["median_ms"] > f_ms * SLOWER_LIMIT}
-    tried = "; ".join(f"{r['mode']} {r.get('median_ms', float('nan')):.3f} ms "
-                      f"{'pass' if r.get('passed') else 'fail'}" for r in rows)
-    notes = [f"--quantize auto chose {chosen['mode']} ({chosen['precision']}): the fastest candidate that "
-             f"passed parity (ties within {int((TIE_MARGIN - 1) * 100)}% go to the smallest file). Tried: {tried}"]
-    if calibration is None:
-        notes.append("auto tried none/dynamic only: pass --calibration to also try static int8")
     return notes

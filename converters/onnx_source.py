@@ -18,7 +18,7 @@ from edgekit.isolation import progress
 MAX_EMBEDDED_BYTES = 2 * 1024 ** 3 - 64 * 1024 ** 2  # protobuf's 2 GB limit, with headroom
 
 
-@register("onnx", "onnx", quantize=("none", "fp16", "dynamic", "int8", "auto"), extra="core",
+@register("onnx", "onnx", quantize=("none", "fp16", "dynamic", "int8"), extra="core",
           library="onnxruntime.quantization")
 def onnx_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
     """Re-save (embedding external data) and optionally quantize an ONNX model."""

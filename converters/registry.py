@@ -39,7 +39,7 @@ class ConvertResult:
 class Converter:
     source: str
     target: str
-    func: Callable
+    impl: Callable  # the registered function: one concrete precision per call
     quantize: tuple[str, ...]
     needs_calibration: tuple[str, ...]
     options: tuple[str, ...]
@@ -50,6 +50,14 @@ class Converter:
     def key(self) -> tuple[str, str]:
         return (self.source, self.target)
 
+    def func(self, model, request: ConvertRequest, out_path: Path) -> ConvertResult:
+        """Convert; --quantize auto runs the shared chooser (edgekit.converters.auto) over `impl`."""
+        if request.quantize == "auto":
+            from edgekit.converters import auto
+
+            return auto.convert(self, model, request, out_path)
+        return self.impl(model, request, out_path)
+
 
 _REGISTRY: dict[tuple[str, str], Converter] = {}
 _loaded = False
@@ -58,11 +66,19 @@ _loaded = False
 def register(source: str, target: str, *, quantize: tuple[str, ...] = ("none",),
              needs_calibration: tuple[str, ...] = ("int8",), options: tuple[str, ...] = (),
              extra: str, library: str):
-    """Decorator: register `func(model, request, out_path) -> ConvertResult` for a path."""
+    """Decorator: register `func(model, request, out_path) -> ConvertResult` for a path.
+
+    `func` handles each precision in `quantize` (never "auto"); a path with more than one
+    precision also gets `--quantize auto`, run by edgekit.converters.auto over `func`."""
     get_target(target)  # a typo in a registration fails at import, loudly
     unknown = set(quantize) - set(QUANTIZE_MODES)
     if unknown:
         raise ValueError(f"unknown quantize modes {unknown} for {source}->{target}")
+
+    if "auto" in quantize:
+        raise ValueError(f"{source}->{target}: 'auto' is added by the registry, do not declare it")
+    if len(quantize) > 1:  # more than one precision: let measurement choose among them
+        quantize = tuple(quantize) + ("auto",)
 
     def deco(func: Callable) -> Callable:
         key = (source, target)

@@ -26,7 +26,7 @@ from edgekit.isolation import progress
 
 SKLEARN_OPSET = {"": 17, "ai.onnx.ml": 3}
 ONNXMLTOOLS_OPSET = 15  # the highest onnxmltools 1.16 supports for XGBoost/LightGBM
-QUANTIZE = ("none", "dynamic", "auto")  # tree ensembles have no quantizable ops; MLPs/linear models do
+QUANTIZE = ("none", "dynamic")  # tree ensembles have no quantizable ops; MLPs/linear models do
 MISSING_STRING = ""  # the ONNX-side missing value of a string column
 # StringNormalizer lower-cases text with a C++ locale; onnxruntime's default (en_US.UTF-8)
 # is missing on many Linux images and fails at load. C.UTF-8 is built into glibc >= 2.35.

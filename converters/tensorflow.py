@@ -27,7 +27,7 @@ def savedmodel_to_tflite(model, request: ConvertRequest, out_path: Path) -> Conv
     return result
 
 
-@register("tensorflow", "onnx", quantize=("none", "fp16", "dynamic", "int8", "auto"), extra="tf", library="tf2onnx")
+@register("tensorflow", "onnx", quantize=("none", "fp16", "dynamic", "int8"), extra="tf", library="tf2onnx")
 def savedmodel_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
     """SavedModel signature -> ONNX through tf2onnx, then the shared ONNX quantization step."""
     tf = require("tensorflow", "tf")

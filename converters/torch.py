@@ -9,7 +9,9 @@ TS2EPConverter, checked against the archive (if that fails: exit 3 with the re-e
   executorch   to_edge_transform_and_lower(XNNPACK partitioner) -> .pte; int8 through PT2E
                (XNNPACKQuantizer, symmetric per-channel; torchao prepare_pt2e/convert_pt2e)
   onnx         torch.onnx.export(dynamo=True, opset 18), then the shared onnx_quant step
-  tflite       litert_torch.convert; fp16 / dynamic-range recipes, full int8 via PT2E (calibrated)
+  tflite       litert_torch.convert; fp16 / dynamic-range recipes, full int8 via PT2E (calibrated);
+               int8 files get float I/O (tflite_edit.float_io) unless --int8-io, dynamic files
+               float depthwise weights (tflite_edit.float_depthwise_weights)
 """
 
 from __future__ import annotations
@@ -169,6 +171,51 @@ def _pt2e_quantize(ep, model, request: ConvertRequest, quantizer):
     return convert_pt2e(prepared), len(samples)
 
 
+MIN_QUANTIZED_SHARE = 0.5  # int8 requests where fewer weights than this became int8 fail
+
+
+def _quantized_share(gm) -> tuple[int, int, dict[str, int]]:
+    """(int8 weight elements, float weight elements, float elements by the op using them)
+    of a PT2E-converted graph module; 1-D constants (biases, scales) are left out."""
+    torch = _torch()
+    q = f = 0
+    float_users: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        obj = gm
+        for part in node.target.split("."):
+            obj = getattr(obj, part, None)
+        if not isinstance(obj, torch.Tensor) or obj.dim() < 2:  # weights, not biases or scales
+            continue
+        if obj.dtype == torch.int8 or (obj.is_floating_point() and any(
+                "quantize_per" in str(u.target) and "dequantize" not in str(u.target) for u in node.users)):
+            q += obj.numel()  # int8 already, or float feeding a quantize op (convert_pt2e(fold_quantize=False))
+        elif obj.is_floating_point():
+            f += obj.numel()
+            for u in node.users:
+                op = str(getattr(u.target, "__name__", u.target)).split(".")[0]
+                float_users[op] = float_users.get(op, 0) + obj.numel()
+    return q, f, float_users
+
+
+def _check_quantized_share(gm, target: str) -> None:
+    """An int8 request whose quantizer left most weights float fails (exit 3) instead of
+    writing a file labelled int8 that is as large as fp32 and slower (the quantizer's Q/DQ
+    pairs around the few int8 ops cost time; measured on an LSTM: 1.01x the fp32 size,
+    1.58x its latency)."""
+    q, f, users = _quantized_share(gm)
+    if q + f == 0 or q / (q + f) >= MIN_QUANTIZED_SHARE:
+        return
+    top = ", ".join(f"{op} ({n} weights)" for op, n in sorted(users.items(), key=lambda kv: -kv[1])[:3])
+    raise ConversionFailed(
+        f"int8 quantization for {target} left most of the model float: {q} of {q + f} weights "
+        f"({100 * q / (q + f):.0f}%) became int8; the quantizer does not handle {top or 'the rest'}. "
+        "The file would be about as large as fp32 and slower.",
+        hint=f"keep {target} at fp32 (--quantize none), let --quantize auto choose, or quantize to a target "
+             "whose quantizer covers these operators (e.g. --target onnx --quantize dynamic)")
+
+
 def _delegation_summary(gm) -> tuple[list[str], dict]:
     from executorch.devtools.backend_debug import get_delegation_info
 
@@ -208,6 +255,7 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
 
                 quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
                 converted, n = _pt2e_quantize(ep, model, request, quantizer)
+                _check_quantized_share(converted, "executorch")
                 ep = torch.export.export(converted, model.example_inputs(batch=1))
                 notes.append(f"int8 PT2E (XNNPACKQuantizer, symmetric per-channel weights), calibrated on {n} "
                              f"samples from {request.calibration.source}; inputs and outputs stay float32")
@@ -272,10 +320,10 @@ def torch_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResu
 
 
 # ----------------------------------------------------------------------------- tflite
-@register("torch", "tflite", quantize=("none", "fp16", "dynamic", "int8"), extra="torch",
+@register("torch", "tflite", quantize=("none", "fp16", "dynamic", "int8"), options=("int8_io",), extra="torch",
           library="litert_torch.convert")
-@register("torchscript", "tflite", quantize=("none", "fp16", "dynamic", "int8"), extra="torch",
-          library="torch TS2EPConverter + litert_torch.convert")
+@register("torchscript", "tflite", quantize=("none", "fp16", "dynamic", "int8"), options=("int8_io",),
+          extra="torch", library="torch TS2EPConverter + litert_torch.convert")
 def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
     """litert-torch: fp32; fp16 and dynamic-range int8 recipes; full int8 through PT2E (calibrated)."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
@@ -316,6 +364,8 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
                         notes.append(f"full int8 (PT2E, symmetric per-channel weights), calibrated on "
                                      f"{len(samples)} samples from {request.calibration.source}")
                 module = convert_pt2e(prepared, fold_quantize=False)
+                if mode == "int8":
+                    _check_quantized_share(module, "tflite")
                 kwargs["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
             progress(f"converting with litert-torch ({'fp32' if mode == 'none' else mode})")
             edge_model = litert_torch.convert(module, args, **kwargs)
@@ -327,11 +377,58 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
             raise
         except Exception as exc:
             raise rt.export_failure(exc, "litert-torch", "tflite") from None
+    if mode == "dynamic":
+        blob, n_float = _float_depthwise(blob)
+        if n_float:
+            notes.append(f"{n_float} depthwise convolution(s) keep float32 weights (the int8 values, dequantized): "
+                         "XNNPACK has no dynamic-range depthwise kernel, and TFLite's own runs outside the delegate")
+    if mode == "int8" and not request.options.get("int8_io"):
+        blob, wrapped = _float_io(blob)
+        if wrapped:
+            notes.append("inputs and outputs are float32: a QUANTIZE/DEQUANTIZE op inside the graph converts "
+                         "them (litert-torch writes int8 ones; --int8-io keeps those)")
     out_path.write_bytes(blob)
     if mode == "int8":
         notes += _int8_io_note(out_path)
     precision = "fp32" if mode == "none" else mode
     return ConvertResult(out_path, precision, notes, {"converter": "litert_torch.convert", "torch": torch.__version__})
+
+
+def _float_depthwise(blob: bytes) -> tuple[bytes, int]:
+    """Dynamic-range files: depthwise convolutions get float32 weights back.
+
+    litert-torch's dynamic-range conversion gives every conv and linear layer int8 weights
+    (whatever the PT2E annotation says). A hybrid DEPTHWISE_CONV_2D (int8 weights, float
+    activations) is not delegated to XNNPACK: TFLite's builtin kernel runs it between two
+    delegate partitions, on its own thread pool, which at 2 threads on a loaded machine
+    measured 1.27 ms per digits inference instead of 0.008 ms. Depthwise weights are a few
+    percent of a model's, so they are stored as the float32 values of their int8 codes
+    (results unchanged), and the whole graph is delegated."""
+    from edgekit.converters.tflite_edit import float_depthwise_weights
+
+    try:
+        return float_depthwise_weights(blob)
+    except Exception as exc:
+        raise ConversionFailed(f"could not rewrite the depthwise weights of the dynamic-range TFLite file: {exc}",
+                               hint="use --quantize int8 (with --calibration) or fp16") from None
+
+
+def _float_io(blob: bytes) -> tuple[bytes, list[str]]:
+    """Float32 inputs/outputs for litert-torch's full-int8 file.
+
+    litert-torch folds the first QUANTIZE and last DEQUANTIZE of the PT2E graph into int8
+    model inputs/outputs. The app then has to (de)quantize in its own code, which on small
+    models costs more than the int8 arithmetic saves (digits CNN: 3x slower than fp32 through
+    the Python API, 1.8x more instructions on ARM). Putting the two ops back inside the graph
+    lets XNNPACK run them with the rest: the same file layout TFLiteConverter writes for
+    Keras int8 by default."""
+    from edgekit.converters.tflite_edit import float_io
+
+    try:
+        return float_io(blob)
+    except Exception as exc:  # a flatbuffer we cannot edit is a converter bug, not the user's
+        raise ConversionFailed(f"could not give the int8 TFLite file float inputs/outputs: {exc}",
+                               hint="pass --int8-io to keep litert-torch's int8 inputs/outputs") from None
 
 
 def _int8_io_note(path: Path) -> list[str]:

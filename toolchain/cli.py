@@ -151,8 +151,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--target", "-t", required=True, help="Output format: tflite, onnx, torchscript, executorch.")
 @click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8", "auto"]), default="none",
               show_default=True,
-              help="fp16 weights, dynamic-range int8 weights, full int8 (needs --calibration), or auto (ONNX: "
-                   "the fastest of none/dynamic/int8 that passes parity, measured).")
+              help="fp16 weights, dynamic-range int8 weights, full int8 (needs --calibration), or auto (any target "
+                   "with several precisions: the fastest candidate that passes parity, measured).")
 @click.option("--calibration", metavar="FILE", help=".npz of representative inputs for --quantize int8.")
 @click.option("--inputs", metavar="FILE",
               help=".npz (keyed by input name) or .csv (header = column names) of real inputs for the parity check.")

@@ -73,7 +73,7 @@ def test_auto_never_keeps_a_candidate_slower_than_fp32(conv, tmp_path):
     assert res.code == 0, res
     result = res.json["result"]
     rows = result["details"]["auto"]
-    assert [r["mode"] for r in rows] == ["none", "dynamic", "int8"]
+    assert [r["mode"] for r in rows] == ["none", "fp16", "dynamic", "int8"]  # every declared precision
     chosen = [r for r in rows if r["chosen"]]
     assert len(chosen) == 1 and chosen[0]["passed"]
     fp32 = next(r["median_ms"] for r in rows if r["mode"] == "none")

@@ -78,7 +78,8 @@ CASES = [(t, q, "pt2") for t, q in MATRIX] + [
     ("tflite", "int8", "torchscript"),
     ("torchscript", "none", "state_dict"), ("onnx", "int8", "state_dict"), ("executorch", "none", "safetensors"),
     ("tflite", "dynamic", "pickle")]
-LSTM_CASES = [("torchscript", "none"), ("executorch", "none"), ("onnx", "fp16"), ("tflite", "int8")]
+# full int8 of an LSTM fails on purpose (the PT2E quantizers leave aten.lstm float): test_quantize.py
+LSTM_CASES = [("torchscript", "none"), ("executorch", "none"), ("onnx", "fp16"), ("tflite", "dynamic")]
 # fp16 TFLite: litert-torch's fp16 recipe computes in fp16; on logits of magnitude ~15 that is
 # ~1e-2 absolute (cosine 1.0, SNR ~65 dB), just past the preset's atol=1e-2. The preset suits
 # outputs of order 1 (probabilities); here the bound is scaled to the logits.

@@ -1,0 +1,137 @@
+"""`--quantize auto`, for every converter that supports more than one precision.
+
+One implementation for every target: convert each candidate precision with the path's own
+registered converter function, check each candidate's parity against the source model with
+the precision's tolerance preset, time each on this machine (edgekit.validators.latency,
+in this process, alternating between candidates), and keep the fastest that passed.
+Candidates within TIE_MARGIN of the fastest count as equally fast and the smallest file
+wins. fp32 is always a candidate, so the chosen file is never measurably slower than its
+fp32 sibling (beyond the margin), which is the point: a quantized file is handed out only
+where it pays on this CPU.
+
+Candidates: every precision the converter declares, except int8 without --calibration.
+A candidate whose conversion fails (ConversionFailed, e.g. nothing quantizable) is recorded
+with the reason and skipped. The decision table goes to `details["auto"]` (rendered by
+edgekit.report), plus `details["latency_vs_fp32"]` for the chosen file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from edgekit.errors import CheckFailed, ConversionFailed
+from edgekit.isolation import progress
+
+TIE_MARGIN = 1.05  # candidates within 5% of the fastest count as equally fast; the smallest wins
+SLOWER_LIMIT = 1.10  # a chosen file this much slower than fp32 (cannot happen unless fp32 failed parity)
+LATENCY_ITERATIONS = 40
+LATENCY_ROUNDS = 2
+GATE_SAMPLES = 64  # calibration samples the parity gate uses
+GATE_RANDOM = 16  # seeded random samples when there is no calibration data
+
+
+def median_ms(paths: list[Path], rounds: int = LATENCY_ROUNDS, iterations: int = LATENCY_ITERATIONS) -> list[float]:
+    """Median batch-1 latency of each model file; rounds alternate between the files so that
+    load on a shared machine hits them alike, and each file's best round counts."""
+    from edgekit.validators.latency import measure
+
+    best = [float("inf")] * len(paths)
+    for _ in range(rounds):
+        for i, p in enumerate(paths):
+            r = measure(str(p), warmup=5, iterations=iterations)
+            best[i] = min(best[i], r["median_ms"])
+    return best
+
+
+def candidates(conv, calibration) -> list[str]:
+    """The --quantize modes auto tries for a converter."""
+    return [q for q in conv.quantize if q != "auto" and (q != "int8" or calibration is not None)]
+
+
+def _gate_data(model, calibration):
+    """Parity data for the gate: the calibration set (real data) when given, else seeded random inputs."""
+    from edgekit.tensors import Dataset, random_dataset
+
+    if calibration is None:
+        sampler = getattr(model, "random_dataset", None)  # runners that know realistic values
+        return sampler(GATE_RANDOM, 0) if sampler else random_dataset(model.signature, n=GATE_RANDOM, seed=0)
+    n = min(calibration.n, GATE_SAMPLES)
+    labels = calibration.labels[:n] if getattr(calibration, "labels", None) is not None else None
+    return Dataset({k: v[:n] for k, v in calibration.arrays.items()}, labels, calibration.source)
+
+
+def convert(conv, model, request, out_path: Path):
+    """Run `conv` (a registry.Converter) for each candidate precision and keep the best file."""
+    from edgekit.converters.registry import ConvertResult
+    from edgekit.loading import open_model
+    from edgekit.targets import get_target, precision_of, tolerance_preset
+    from edgekit.validators.parity import check
+
+    out_path = Path(out_path)
+    target = get_target(conv.target)
+    modes = candidates(conv, request.calibration)
+    data = _gate_data(model, request.calibration)
+    rows: list[dict] = []
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="edgekit-auto-", dir=out_path.parent) as tmp:
+        files: dict[str, Path] = {}
+        for mode in modes:
+            precision = precision_of(mode)
+            row = {"mode": mode, "precision": precision}
+            rows.append(row)
+            path = Path(tmp) / f"{mode}{target.extension}"
+            progress(f"auto: converting the {precision} candidate")
+            try:
+                result = conv.impl(model, replace(request, quantize=mode), path)
+            except ConversionFailed as exc:
+                row.update(passed=False, reason=f"conversion failed: {exc.message[:200]}")
+                continue
+            results[mode] = result
+            row["size_bytes"] = path.stat().st_size
+            progress(f"auto: checking parity of the {precision} candidate on {data.n} samples")
+            cand = open_model(path, runtime=target.runtime)
+            rep = check(model, cand, data, precision=result.precision,
+                        tolerance=tolerance_preset(result.precision, getattr(model, "runtime", None)))
+            row["passed"] = rep.passed
+            row["reason"] = "parity passed" if rep.passed else f"parity failed: {rep.failure_summary()}"
+            row["parity"] = {o.name: {k: o.metrics.get(k) for k in ("max_abs", "cosine", "snr_db", "top1", "agreement")
+                                      if k in o.metrics} for o in rep.outputs}
+            files[mode] = path
+        passing = [r for r in rows if r.get("passed")]
+        if not passing:
+            raise CheckFailed(f"--quantize auto: no candidate for {conv.target} passed parity against the source "
+                              f"({'; '.join(r['mode'] + ': ' + r.get('reason', '') for r in rows)[:600]}).",
+                              hint="check the source model and the data; convert with an explicit --quantize to see "
+                                   "the full parity report")
+        progress(f"auto: timing {len(passing)} candidate(s) on this CPU")
+        timed = [r["mode"] for r in passing]
+        for mode, ms in zip(timed, median_ms([files[m] for m in timed])):
+            next(r for r in rows if r["mode"] == mode)["median_ms"] = ms
+        fastest = min(r["median_ms"] for r in passing)
+        tied = [r for r in passing if r["median_ms"] <= fastest * TIE_MARGIN]
+        chosen = min(tied, key=lambda r: (r["size_bytes"], r["median_ms"]))
+        for r in rows:
+            r["chosen"] = r is chosen
+            if r is chosen:
+                r["reason"] += ("; fastest" if r["median_ms"] == fastest
+                                else f"; within {int((TIE_MARGIN - 1) * 100)}% of the fastest and the smallest")
+        shutil.copyfile(files[chosen["mode"]], out_path)
+    base = results[chosen["mode"]]
+    fp32 = next((r for r in rows if r["mode"] == "none" and "median_ms" in r), None)
+    details = dict(base.details)
+    details["auto"] = rows
+    if fp32 is not None:
+        ratio = chosen["median_ms"] / fp32["median_ms"] if fp32["median_ms"] else 1.0
+        details["latency_vs_fp32"] = {"fp32_ms": fp32["median_ms"], "quantized_ms": chosen["median_ms"],
+                                      "ratio": ratio, "mode": chosen["mode"], "fp32_size_bytes": fp32["size_bytes"],
+                                      "quantized_size_bytes": chosen["size_bytes"], "slower": ratio > SLOWER_LIMIT}
+    tried = "; ".join(f"{r['mode']} " + (f"{r['median_ms']:.3f} ms" if "median_ms" in r else "-") +
+                      f" {'pass' if r.get('passed') else 'fail'}" for r in rows)
+    notes = [f"--quantize auto chose {chosen['precision']}: the fastest candidate that passed parity on this CPU "
+             f"(ties within {int((TIE_MARGIN - 1) * 100)}% go to the smallest file). Tried: {tried}"]
+    if request.calibration is None and "int8" in conv.quantize:
+        notes.append("auto did not try int8: pass --calibration to include it")
+    return ConvertResult(out_path, chosen["precision"], notes + list(base.notes), details)
