@@ -284,7 +284,12 @@ def markdown(res: dict) -> str:
         fails = [c for c in m.get("conversions", []) + m.get("hand_conversions", []) if not c.get("ok")]
         for c in fails:
             what = f"{c.get('target', c.get('kind'))} {c.get('quantize', '')}".strip()
-            L.append(f"- conversion failed: {what}: {str(c.get('error', '')).strip().splitlines()[-1][:300] if c.get('error') else '?'}")
+            err = str(c.get("error") or "").strip()
+            if "code" in c:  # edgekit's own error: one message, exit 3 = refused/unsupported by design
+                verdict = f"edgekit refused (exit {c['code']})" if c["code"] == 3 else f"conversion failed (exit {c['code']})"
+                L.append(f"- {verdict}: {what}: {' '.join(err.split())[:400] or '?'}")
+            else:  # a hand conversion: the last line of its traceback
+                L.append(f"- conversion failed: {what}: {err.splitlines()[-1][:300] if err else '?'}")
         L.append("")
 
     # ---- spread
