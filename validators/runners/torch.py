@@ -21,7 +21,7 @@ import numpy as np
 
 from edgekit.errors import BadInput, ConversionFailed, require
 from edgekit.tensors import Signature, TensorSpec, check_shapes_against, specs_from_shapes
-from edgekit.validators.runners.base import Runner
+from edgekit.validators.runners.base import Bound, Runner
 
 TS_METADATA = "edgekit.json"  # extra file in edgekit's TorchScript artifacts: the signature
 MAX_DYNAMIC_BATCH = 1024
@@ -130,14 +130,38 @@ class TorchRunner(Runner):
             raise export_failure(exc, "torch.export") from None
 
     # -- Runner --------------------------------------------------------------------------
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    @classmethod
+    def import_runtime(cls) -> None:
+        _torch()
+
+    def _args(self, feeds: dict[str, np.ndarray]) -> list:
         torch = _torch()
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(getattr(torch, s.dtype))
+        return [torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(getattr(torch, s.dtype))
                 for s in self.signature.inputs]
-        with torch.no_grad():
-            out = flatten_outputs(self._call(*args))
+
+    def _outputs(self, out) -> dict[str, np.ndarray]:
+        torch = _torch()
+        out = flatten_outputs(out)
         return {s.name: t.detach().float().numpy() if t.dtype == torch.bfloat16 else t.detach().numpy()
                 for s, t in zip(self.signature.outputs, out)}
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = _torch()
+        args = self._args(feeds)
+        with torch.no_grad():
+            return self._outputs(self._call(*args))
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Bound:
+        """The module called on tensors built once, under inference_mode (as a user serves it)."""
+        torch = _torch()
+        args = self._args(feeds)
+        call, mode = self._call, torch.inference_mode
+
+        def run():
+            with mode():
+                return call(*args)
+
+        return Bound(run, self._outputs)
 
     def _call(self, *args):
         return self.native(*args)
