@@ -101,5 +101,6 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
         "size_bytes": file_size(p), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "threads_requested": threads, "os_threads": len(os.listdir("/proc/self/task")),
         "warmup": warmup, "inputs": data.source, "arch": "host",
+        "timed": "bind",  # Runner.bind's call (set inputs -> invoke -> read outputs), not infer()
     })
     return result
