@@ -103,4 +103,6 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
         "warmup": warmup, "inputs": data.source, "arch": "host",
         "timed": "bind",  # Runner.bind's call (set inputs -> invoke -> read outputs), not infer()
     })
+    if runner.notes:
+        result["notes"] = list(runner.notes)
     return result

@@ -182,6 +182,14 @@ def test_torch_export_and_torchscript_bound_call_matches_infer(tmp_path):
     runner = open_model(tmp_path / "m.pt", threads=1)
     out = assert_bound_matches_infer(runner, _first_batch(runner))
     assert list(out) == ["output_0", "output_1"]
+    # the optimize_for_inference copy (kept for big models) computes what the archive does
+    fast = open_model(tmp_path / "m.pt", threads=1, options={"optimize": "always"})
+    assert fast._run_module is not None, fast.notes
+    got = assert_bound_matches_infer(fast, _first_batch(fast))
+    for k in out:
+        np.testing.assert_allclose(got[k], out[k], rtol=1e-4, atol=1e-5)
+    plain = open_model(tmp_path / "m.pt", threads=1, options={"optimize": False})
+    assert plain._run_module is None
 
 
 @pytest.mark.torch

@@ -35,9 +35,16 @@ class ExecuTorchRunner(Runner):
     def import_runtime(cls) -> None:
         # executorch.runtime imports torch and, through its pybindings, the whole export
         # stack (executorch.exir): seconds, paid once per process, not per .pte
+        import sys
+
+        if "torch" not in sys.modules:  # executorch imports torch: same OpenMP policy as the torch runners
+            from edgekit.validators.runners.torch import passive_openmp
+
+            passive_openmp()
         require("executorch.runtime", "torch")
 
     def load(self) -> "ExecuTorchRunner":
+        self.import_runtime()
         rt_mod = require("executorch.runtime", "torch")
         if self.threads:
             try:
