@@ -287,3 +287,80 @@ def test_device_runner_is_standalone():
     assert imports <= {"__future__", "argparse", "gc", "json", "os", "platform", "sys", "time"}, imports
     assert "edgekit" not in src.split('"""', 2)[2].replace("edgekit's", "").replace("edgekit-device", "") \
         .replace("edgekit: ", "")
+
+
+# ----------------------------------------------------------------------------- non-float inputs
+def _mixed_inputs_onnx(path: Path) -> Path:
+    """An ONNX graph with float, string, int64 and bool inputs (and string/int64/bool outputs)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(3, 2) / 7, "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["xw"]),
+        helper.make_node("CategoryMapper", ["s"], ["code"], domain="ai.onnx.ml",
+                         cats_strings=["text 0", "text 1", "text 2"], cats_int64s=[1, 2, 3], default_int64=0),
+        helper.make_node("Cast", ["code"], ["code_f"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["n"], ["n_f"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["flag"], ["flag_f"], to=TensorProto.FLOAT),
+        helper.make_node("Sum", ["xw", "code_f", "n_f", "flag_f"], ["y"]),
+        helper.make_node("Identity", ["s"], ["s_out"]),
+        helper.make_node("Mul", ["n", "n"], ["n2"]),
+        helper.make_node("Not", ["flag"], ["not_flag"]),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
+              helper.make_tensor_value_info("s", TensorProto.STRING, ["N", 1]),
+              helper.make_tensor_value_info("n", TensorProto.INT64, ["N", 1]),
+              helper.make_tensor_value_info("flag", TensorProto.BOOL, ["N", 1])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2]),
+               helper.make_tensor_value_info("s_out", TensorProto.STRING, ["N", 1]),
+               helper.make_tensor_value_info("n2", TensorProto.INT64, ["N", 1]),
+               helper.make_tensor_value_info("not_flag", TensorProto.BOOL, ["N", 1])]
+    model = helper.make_model(helper.make_graph(nodes, "mixed", inputs, outputs, [w]),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.arm
+@pytest.mark.slow
+def test_string_int64_bool_inputs_run_on_arm(arm_runtime, tmp_path):
+    """ONNX string/int64/bool tensors go to the emulated device and back (outputs too)."""
+    import numpy as np
+
+    source = _mixed_inputs_onnx(tmp_path / "mixed.onnx")
+    artifact = tmp_path / "mixed_copy.onnx"
+    shutil.copy(source, artifact)
+    rng = np.random.default_rng(0)
+    n = 12
+    np.savez(tmp_path / "in.npz", x=rng.standard_normal((n, 3)).astype(np.float32),
+             s=np.array([[f"text {i % 4}"] for i in range(n)]), n=rng.integers(-5, 5, (n, 1)),
+             flag=rng.integers(0, 2, (n, 1)).astype(bool))
+    res = run_cli("validate", source, artifact, "--inputs", tmp_path / "in.npz", "--arch", "arm64", "--json")
+    assert res.code == 0, res
+    arm = res.json["results"][0]
+    assert arm["arch"] == "arm64" and arm["parity"]["passed"] and arm["parity"]["samples"] == n
+    assert {o["name"] for o in arm["parity"]["outputs"]} >= {"y", "s_out", "n2", "not_flag"}
+
+
+@pytest.mark.arm
+@pytest.mark.sklearn
+@pytest.mark.slow
+def test_sklearn_table_with_string_columns_passes_parity_on_arm(arm_runtime, tmp_path):
+    """The loan_risk sample (numeric + categorical string columns) converted to ONNX, on arm64."""
+    env = {**os.environ, "EDGEKIT_SAMPLES_DIR": str(tmp_path)}
+    samples = Path(__file__).resolve().parents[2] / "samples" / "make_samples.py"
+    subprocess.run([sys.executable, str(samples), "loan_risk"], check=True, env=env, capture_output=True)
+    onnx_path = tmp_path / "loan_risk.onnx"
+    res = run_cli("convert", tmp_path / "loan_risk.skops", "-t", "onnx", "-o", onnx_path,
+                  "--inputs", tmp_path / "loan_risk_val.csv", "-q")
+    assert res.code == 0, res
+    res = run_cli("validate", tmp_path / "loan_risk.skops", onnx_path, "--inputs", tmp_path / "loan_risk_val.csv",
+                  "--arch", "arm64", "--json")
+    assert res.code == 0, res
+    arm = res.json["results"][0]
+    assert arm["parity"]["passed"] and arm["parity"]["samples"] == 500
+    assert arm["arm"]["instructions_per_inference"] > 1000

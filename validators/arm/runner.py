@@ -94,7 +94,9 @@ class ArmRunner(Runner):
             # The guest sees `work` as GUEST_WORK and the artifact's folder (with any ONNX external
             # data) as GUEST_MODEL_DIR: fixed paths, so counts do not depend on temp names.
             shutil.copy(DEVICE_RUNNER, work / DEVICE_RUNNER.name)
-            np.savez(work / "inputs.npz", **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+            # text as unicode arrays: the device loads with allow_pickle=False (no object arrays)
+            np.savez(work / "inputs.npz", **{k: np.ascontiguousarray(v.astype(str) if v.dtype.kind == "O" else v)
+                                             for k, v in arrays.items()})
             expect_outputs(work, "report.json", "outputs.npz")
             report_path = work / "report.json"
             out_path = work / "outputs.npz"

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekit.errors import BadInput, require
 from edgekit.tensors import Signature, TensorSpec
-from edgekit.validators.runners.base import Runner
+from edgekit.validators.runners.base import Bound, Runner
 
 # executorch ScalarType codes (TensorInfo.dtype() returns the int)
 SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
@@ -31,7 +31,20 @@ class ExecuTorchRunner(Runner):
     runtime = "executorch"
     extra = "torch"
 
+    @classmethod
+    def import_runtime(cls) -> None:
+        # executorch.runtime imports torch and, through its pybindings, the whole export
+        # stack (executorch.exir): seconds, paid once per process, not per .pte
+        import sys
+
+        if "torch" not in sys.modules:  # executorch imports torch: same OpenMP policy as the torch runners
+            from edgekit.validators.runners.torch import passive_openmp
+
+            passive_openmp()
+        require("executorch.runtime", "torch")
+
     def load(self) -> "ExecuTorchRunner":
+        self.import_runtime()
         rt_mod = require("executorch.runtime", "torch")
         if self.threads:
             try:
@@ -58,14 +71,30 @@ class ExecuTorchRunner(Runner):
             [spec(n, meta.output_tensor_meta(i)) for i, n in enumerate(_names("output", meta.num_outputs()))])
         return self
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _args(self, feeds: dict[str, np.ndarray]) -> list:
         import torch
 
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name].astype(s.dtype, copy=False)))
+        return [torch.from_numpy(np.ascontiguousarray(feeds[s.name].astype(s.dtype, copy=False)))
                 for s in self.signature.inputs]
-        outs = self.native.execute(args)
+
+    def _outputs(self, outs) -> dict[str, np.ndarray]:
+        import torch
+
         return {s.name: (o.detach().numpy().copy() if isinstance(o, torch.Tensor) else np.asarray(o))
                 for s, o in zip(self.signature.outputs, outs)}
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._outputs(self.native.execute(self._args(feeds)))
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Bound:
+        """Method.execute on input tensors built once (ExecuTorch's own call)."""
+        args = self._args(feeds)
+        execute = self.native.execute
+
+        def run():
+            return execute(args)
+
+        return Bound(run, self._outputs)
 
     def version(self) -> str:
         from importlib.metadata import version

@@ -6,7 +6,7 @@ import numpy as np
 
 from edgekit.errors import BadInput, require
 from edgekit.tensors import Signature, TensorSpec
-from edgekit.validators.runners.base import Runner
+from edgekit.validators.runners.base import Bound, Runner
 
 
 def _dtype(t) -> str:
@@ -40,9 +40,27 @@ class KerasRunner(Runner):
         )
         return self
 
+    @classmethod
+    def import_runtime(cls) -> None:
+        require("keras", "tf")
+
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [feeds[s.name] for s in self.signature.inputs]
-        out = self.native(args[0] if len(args) == 1 else args, training=False)
+        return self._outputs(self.native(args[0] if len(args) == 1 else args, training=False))
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Bound:
+        """The model called on backend tensors built once; outputs read back as arrays."""
+        keras = require("keras", "tf")
+        args = [keras.ops.convert_to_tensor(feeds[s.name]) for s in self.signature.inputs]
+        x = args[0] if len(args) == 1 else args
+        model = self.native
+
+        def run():
+            return self._outputs(model(x, training=False))
+
+        return Bound(run)
+
+    def _outputs(self, out) -> dict[str, np.ndarray]:
         names = [s.name for s in self.signature.outputs]
         if isinstance(out, dict):
             values = [out[k] for k in out]

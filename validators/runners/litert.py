@@ -13,7 +13,7 @@ import numpy as np
 
 from edgekit.errors import BadInput, require
 from edgekit.tensors import Signature, TensorSpec
-from edgekit.validators.runners.base import Runner, dequantize_array, quantize_array
+from edgekit.validators.runners.base import Bound, Runner, dequantize_array, quantize_array
 
 
 def _spec(name: str, d: dict) -> TensorSpec:
@@ -32,6 +32,10 @@ def _spec(name: str, d: dict) -> TensorSpec:
 class LiteRTRunner(Runner):
     runtime = "litert"
     extra = "tf"
+
+    @classmethod
+    def import_runtime(cls) -> None:
+        require("ai_edge_litert.interpreter", "tf")
 
     def load(self) -> "LiteRTRunner":
         interp_mod = require("ai_edge_litert.interpreter", "tf")
@@ -92,9 +96,53 @@ class LiteRTRunner(Runner):
         w.Invoke(0)
         return {name: w.GetTensor(i, 0) for name, i in self._out_index.items()}
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _prepared(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         specs = {s.name: s for s in self.signature.inputs}
-        feeds = {k: self._prepare(specs[k], v) for k, v in feeds.items()}
+        return {k: self._prepare(specs[k], v) for k, v in feeds.items()}
+
+    def _outputs(self, raw: dict, fresh: bool) -> dict[str, np.ndarray]:
+        out = {}
+        for s in self.signature.outputs:
+            y = np.asarray(raw[s.name])
+            out[s.name] = dequantize_array(y, s) if s.quantization and y.dtype.kind in "iu" else \
+                (y if fresh else y.copy())
+        return out
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Bound:
+        """SetTensor -> Invoke -> GetTensor (a copy) on the interpreter's wrapper, inputs
+        quantized once: what Interpreter.set_tensor/invoke/get_tensor call, minus their
+        Python safety check (`_ensure_safe`, a refcount test that fails anyway while the
+        SignatureRunner holds the wrapper): ~0.3 µs a call less than a hand-written loop."""
+        feeds = self._prepared(feeds)
+        if self._in_index is None or feeds.keys() != self._in_index.keys():
+            return Bound(lambda: self.infer(feeds))
+        feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+        self._invoke_main(feeds)  # resizes and allocates once if the batch differs
+        w = self._sig_runner._interpreter_wrapper
+        set_tensor, invoke, get_tensor = w.SetTensor, w.Invoke, w.GetTensor
+        names = list(self._out_index)
+        outs = [self._out_index[n] for n in names]
+        if len(feeds) == 1 and len(outs) == 1:
+            (i, x), = [(self._in_index[k], v) for k, v in feeds.items()]
+            j = outs[0]
+
+            def run():
+                set_tensor(i, x, 0)
+                invoke(0)
+                return [get_tensor(j, 0)]
+        else:
+            ins = [(self._in_index[k], v) for k, v in feeds.items()]
+
+            def run():
+                for i, x in ins:
+                    set_tensor(i, x, 0)
+                invoke(0)
+                return [get_tensor(j, 0) for j in outs]
+
+        return Bound(run, lambda raw: self._outputs(dict(zip(names, raw)), fresh=True))
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = self._prepared(feeds)
         fresh = False  # GetTensor already returns a new array: no defensive copy needed
         if self._in_index is not None and feeds.keys() == self._in_index.keys():
             raw = self._invoke_main(feeds)
@@ -112,12 +160,7 @@ class LiteRTRunner(Runner):
                 interp.set_tensor(d["index"], feeds[d["name"]])
             interp.invoke()
             raw = {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
-        out = {}
-        for s in self.signature.outputs:
-            y = np.asarray(raw[s.name])
-            out[s.name] = dequantize_array(y, s) if s.quantization and y.dtype.kind in "iu" else \
-                (y if fresh else y.copy())
-        return out
+        return self._outputs(raw, fresh)
 
     def version(self) -> str:
         from importlib.metadata import version

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekit.errors import BadInput, require
 from edgekit.tensors import Signature, TensorSpec
-from edgekit.validators.runners.base import Runner
+from edgekit.validators.runners.base import Bound, Runner
 
 TEXT_INPUT = "text"
 MATRIX_INPUT = "input"
@@ -301,9 +301,21 @@ class SklearnRunner(Runner):
             raise BadInput(f"{self.path}: the model refused the inputs: {str(exc).strip().splitlines()[0][:300]}",
                            hint="pass --inputs with real rows (e.g. a CSV whose header names the columns)") from None
 
-    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        m = self.native
+    @classmethod
+    def import_runtime(cls) -> None:
+        require("sklearn.base", "sklearn")
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Bound:
+        """The estimator on features (the DataFrame) built once: predict and predict_proba
+        (or decision_function), the two outputs the ONNX conversion also computes."""
         x = self._features(feeds)
+        return Bound(lambda: self._predict(x))
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._predict(self._features(feeds))
+
+    def _predict(self, x) -> dict[str, np.ndarray]:
+        m = self.native
         if self.kind == "classifier":
             label = np.asarray(m.predict(x))
             if hasattr(m, "predict_proba"):

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgekit.errors import BadInput, require
 from edgekit.tensors import Signature, TensorSpec
-from edgekit.validators.runners.base import Runner
+from edgekit.validators.runners.base import Bound, Runner
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -56,12 +56,27 @@ class SavedModelRunner(Runner):
                                    [_spec(k, v) for k, v in outputs.items()])
         return self
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    @classmethod
+    def import_runtime(cls) -> None:
+        require("tensorflow", "tf")
+
+    def _args(self, feeds: dict[str, np.ndarray]) -> dict:
         tf = require("tensorflow", "tf")
-        args = {s.name: tf.constant(feeds[s.name], dtype=tf.as_dtype("string" if s.dtype == "str" else s.dtype))
+        return {s.name: tf.constant(feeds[s.name], dtype=tf.as_dtype("string" if s.dtype == "str" else s.dtype))
                 for s in self.signature.inputs}
-        out = self.native(**args)
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.native(**self._args(feeds))
         return {k: np.asarray(v.numpy()) for k, v in out.items()}
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Bound:
+        """The signature function called on tensors built once; outputs read back as arrays."""
+        args, fn = self._args(feeds), self.native
+
+        def run():
+            return {k: np.asarray(v.numpy()) for k, v in fn(**args).items()}
+
+        return Bound(run)
 
     def version(self) -> str:
         return require("tensorflow", "tf").__version__
