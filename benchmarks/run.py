@@ -312,7 +312,7 @@ def latency_all(spec: dict, conversions: list[dict], hand: list[dict], threads_l
             if h and h["ok"] and runtime != "torchscript":  # a plain TorchScript file records no input shapes
                 # the same hand-made file through edgekit's runner: separates the file from the harness
                 jobs.append(("harness", f"{label} — file timed by edgekit's runner",
-                             {"path": h["path"], "target": runtime, "quantize": "none", "threads": (1,)}))
+                             {"path": h["path"], "target": runtime, "quantize": "none"}))
     for threads in threads_list:
         if keras_kinds:
             log(f"latency {spec['name']}: {', '.join(l for l, _ in keras_kinds)}, {threads} thread(s)")

@@ -217,11 +217,20 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
                      iterations: int = 100) -> dict:
     """Latency of a baseline: the source framework's own inference, or a hand-made artifact
     in its runtime with default settings except the thread count (as a user would set it)."""
-    t0 = time.perf_counter()
     x = None if inputs.endswith(".csv") else _first(inputs)
+    t_import = time.perf_counter()
+    if kind in ("torch_eager", "torchscript", "executorch"):
+        # the same OpenMP wait policy edgekit's torch runners use (set before torch's import):
+        # both sides sleep rather than spin between parallel regions
+        from edgekit.validators.runners.torch import passive_openmp
+
+        passive_openmp()
+    # load_ms = the model's load alone; the runtime's import is reported apart (as edgekit's
+    # measure() does): each branch imports, then starts the load clock with t0 = ...
     if kind == "torch_eager":
         import torch
 
+        t0 = time.perf_counter()
         _torch_threads(threads)
         model, _ = torch_module(Path(path).stem)
         tx = torch.from_numpy(x)
@@ -240,6 +249,7 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
             pass
         import keras
 
+        t0 = time.perf_counter()
         model = keras.models.load_model(path, compile=False)
         tx = tf.constant(x)
         load = time.perf_counter() - t0
@@ -256,6 +266,7 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
         import pandas as pd
         from skops.io import get_untrusted_types, load
 
+        t0 = time.perf_counter()
         model = load(path, trusted=get_untrusted_types(file=path))
         frame = _table_row(inputs)
         load = time.perf_counter() - t0
@@ -265,6 +276,7 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
     elif kind == "tflite":
         from ai_edge_litert.interpreter import Interpreter
 
+        t0 = time.perf_counter()
         it = Interpreter(model_path=path, num_threads=threads)
         it.allocate_tensors()
         din, dout = it.get_input_details()[0], it.get_output_details()[0]
@@ -279,6 +291,7 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
     elif kind == "onnx":
         import onnxruntime as ort
 
+        t0 = time.perf_counter()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
@@ -292,6 +305,7 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime
 
+        t0 = time.perf_counter()
         portable_lib._unsafe_reset_threadpool(threads)
         method = Runtime.get().load_program(path).load_method("forward")
         tx = torch.from_numpy(x)
@@ -302,6 +316,7 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
     elif kind == "torchscript":
         import torch
 
+        t0 = time.perf_counter()
         _torch_threads(threads)
         model = torch.jit.load(path)
         tx = torch.from_numpy(x)
@@ -316,6 +331,7 @@ def baseline_latency(kind: str, path: str, threads: int, inputs: str, warmup: in
     from edgekit.validators.latency import file_size
 
     out.update({"kind": kind, "artifact": path, "threads_requested": threads, "load_ms": load * 1000.0,
+                "runtime_import_ms": (t0 - t_import) * 1000.0,
                 "size_bytes": file_size(Path(path)), "os_threads": len(os.listdir("/proc/self/task"))})
     return out
 
@@ -394,6 +410,7 @@ def hand_convert(kind: str, source: str, out: str) -> float:
         from skl2onnx import to_onnx
         from skops.io import get_untrusted_types, load
 
+        t0 = time.perf_counter()
         model = load(source, trusted=get_untrusted_types(file=source))
         frame = pd.read_csv(Path(source).with_name("loan_risk_val.csv")).drop(columns=["default_flag"])
         t0 = time.perf_counter()
