@@ -9,6 +9,7 @@ of time becomes a clean `EdgekitError` naming the stage.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -44,6 +45,7 @@ DEFAULT_MEMORY_MB = _default_memory_mb()
 _conn = None  # the child's end of the pipe, set only inside a child
 _active: set = set()  # live child processes of this (parent) process
 _active_lock = threading.Lock()
+_main_lock = threading.Lock()
 
 
 def kill_all() -> None:
@@ -154,6 +156,31 @@ def _exit_now() -> None:
     os._exit(0)
 
 
+@contextlib.contextmanager
+def _without_main_script():
+    """Start a child without re-running the parent's main *script* in it.
+
+    spawn re-executes a main script (by path) in every child so that objects pickled by
+    reference to __main__ resolve; for the `edgekit` console script that imports the whole
+    CLI (click, rich, every command) into the child for nothing: the child's target is
+    this module's `_child_main` and its arguments are plain data. Only edgekit's own
+    console script is skipped (another script may pass objects defined in it); modules run
+    with -m (`python -m edgekit`) are already skipped by multiprocessing itself."""
+    main = sys.modules.get("__main__")
+    cli = sys.modules.get("edgekit.cli")
+    if main is None or cli is None or getattr(main, "__spec__", None) is not None \
+            or not hasattr(main, "__file__") or getattr(main, "main", None) is not getattr(cli, "main", None):
+        yield
+        return
+    with _main_lock:
+        path = main.__file__
+        del main.__file__
+        try:
+            yield
+        finally:
+            main.__file__ = path
+
+
 def _rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -193,7 +220,8 @@ def run(stage: str, target: str, *args, timeout: float | None = None,
     start = time.monotonic()
     peak = 0.0
     try:
-        proc.start()
+        with _without_main_script():
+            proc.start()
         with _active_lock:
             _active.add(proc)
         child_conn.close()

@@ -13,7 +13,7 @@ import pytest
 PROBE = """
 import sys
 {body}
-print("HEAVY=" + ",".join(sorted(m for m in ("torch", "tensorflow", "keras", "onnx", "onnxruntime") if m in sys.modules)))
+print("HEAVY=" + ",".join(sorted(m for m in ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "numpy") if m in sys.modules)))
 """
 
 
@@ -58,6 +58,26 @@ def test_convert_keeps_frameworks_out_of_the_cli_process(tmp_path):
     assert _probe(body, cwd=tmp_path) == []
     assert (tmp_path / "tiny.onnx").stat().st_size > 0
     assert (tmp_path / "tiny.onnx.report.json").exists()
+
+
+SCRIPT = """
+from edgekit.cli import main  # what the `edgekit` console script does
+if __name__ == "__main__":
+    from edgekit import isolation
+    probe = "sorted(m for m in ('click', 'rich', 'edgekit.cli') if m in __import__('sys').modules)"
+    print("CHILD=" + ",".join(isolation.run("probe", "builtins:eval", probe, timeout=120)))
+"""
+
+
+def test_child_does_not_rerun_the_cli_script(tmp_path):
+    """spawn re-runs a main script in the child; the edgekit console script is skipped, so the
+    child imports only what its stage needs (not click/rich/the CLI)."""
+    script = tmp_path / "edgekit_script.py"
+    script.write_text(SCRIPT)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("CHILD=")][-1]
+    assert line == "CHILD=", line
 
 
 def test_child_cleanup_still_runs_before_its_fast_exit(tmp_path):
