@@ -11,8 +11,6 @@ import re
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.errors import ConversionFailed, require
 from edgekit.isolation import progress

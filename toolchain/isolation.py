@@ -9,6 +9,7 @@ of time becomes a clean `EdgekitError` naming the stage.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 from edgekit.errors import (EdgekitError, InternalError, StageTimeout, ConversionFailed,
@@ -43,6 +45,7 @@ DEFAULT_MEMORY_MB = _default_memory_mb()
 _conn = None  # the child's end of the pipe, set only inside a child
 _active: set = set()  # live child processes of this (parent) process
 _active_lock = threading.Lock()
+_main_lock = threading.Lock()
 
 
 def kill_all() -> None:
@@ -57,9 +60,32 @@ def progress(message: str) -> None:
     """Report progress from inside a stage; shown by the parent (no-op outside a child)."""
     if _conn is not None:
         try:
-            _conn.send(("progress", message))
+            _send(_conn, ("progress", message))
         except (OSError, ValueError):
             pass
+
+
+# Modules whose objects the parent may unpickle as they are: the standard library it has
+# already imported, numpy and edgekit's own plain types. Anything else in a result (a
+# framework's str subclass such as torch.__version__, a torch.Size) is sent as its builtin
+# base type, so the parent never imports a framework just to read a child's answer.
+_PARENT_SAFE_MODULES = ("builtins", "collections", "pathlib", "numpy", "edgekit")
+
+
+class _PlainPickler(ForkingPickler):
+    def reducer_override(self, obj):
+        root = type(obj).__module__.partition(".")[0]
+        if root in _PARENT_SAFE_MODULES:
+            return NotImplemented
+        for base in (str, bytes, int, float, complex, tuple, list, dict):
+            if isinstance(obj, base):
+                return base, (base(obj),)
+        return NotImplemented
+
+
+def _send(conn, message) -> None:
+    """conn.send, with framework-defined builtin subclasses reduced to their base types."""
+    conn.send_bytes(_PlainPickler.dumps(message))
 
 
 def quiet_frameworks() -> None:
@@ -90,18 +116,69 @@ def _child_main(conn, target: str, args: tuple, kwargs: dict, log_path: str | No
         module, _, name = target.partition(":")
         fn = getattr(importlib.import_module(module), name)
         result = fn(*args, **kwargs)
-        conn.send(("ok", result))
+        _send(conn, ("ok", result))
     except EdgekitError as exc:
-        conn.send(("error", exc.to_dict()))
+        _send(conn, ("error", exc.to_dict()))
     except MemoryError:
-        conn.send(("error", BadInput("ran out of memory (the memory limit was reached).",
-                                     hint="raise the limit with EDGEKIT_MEMORY_MB or use a smaller input").to_dict()))
+        _send(conn, ("error", BadInput("ran out of memory (the memory limit was reached).",
+                                       hint="raise the limit with EDGEKIT_MEMORY_MB or use a smaller input").to_dict()))
     except BaseException:  # a bug: carry the traceback to the parent
-        conn.send(("bug", traceback.format_exc()))
+        _send(conn, ("bug", traceback.format_exc()))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         conn.close()
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """End the child once its answer is sent, without the interpreter's teardown.
+
+    Tearing down a process that imported torch/TensorFlow (freeing every module, running
+    their C++ static destructors) takes a second or more, and the parent would wait for
+    it. The cleanup that matters still runs: other non-daemon threads are joined, atexit
+    handlers run (weakref finalizers: temporary folders; multiprocessing: its own
+    children), and C stdio buffers are flushed so the stage's log stays complete."""
+    import atexit
+    import ctypes
+
+    main = threading.main_thread()
+    for th in threading.enumerate():
+        if th is not main and th is not threading.current_thread() and not th.daemon:
+            th.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+    os._exit(0)
+
+
+@contextlib.contextmanager
+def _without_main_script():
+    """Start a child without re-running the parent's main *script* in it.
+
+    spawn re-executes a main script (by path) in every child so that objects pickled by
+    reference to __main__ resolve; for the `edgekit` console script that imports the whole
+    CLI (click, rich, every command) into the child for nothing: the child's target is
+    this module's `_child_main` and its arguments are plain data. Only edgekit's own
+    console script is skipped (another script may pass objects defined in it); modules run
+    with -m (`python -m edgekit`) are already skipped by multiprocessing itself."""
+    main = sys.modules.get("__main__")
+    cli = sys.modules.get("edgekit.cli")
+    if main is None or cli is None or getattr(main, "__spec__", None) is not None \
+            or not hasattr(main, "__file__") or getattr(main, "main", None) is not getattr(cli, "main", None):
+        yield
+        return
+    with _main_lock:
+        path = main.__file__
+        del main.__file__
+        try:
+            yield
+        finally:
+            main.__file__ = path
 
 
 def _rss_mb(pid: int) -> float:
@@ -143,7 +220,8 @@ def run(stage: str, target: str, *args, timeout: float | None = None,
     start = time.monotonic()
     peak = 0.0
     try:
-        proc.start()
+        with _without_main_script():
+            proc.start()
         with _active_lock:
             _active.add(proc)
         child_conn.close()

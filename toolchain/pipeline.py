@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.errors import BadInput
 from edgekit.isolation import progress
 from edgekit.loading import Trust, open_model
 from edgekit.targets import get_target, precision_of, tolerance_preset
-from edgekit.tensors import Dataset, load_dataset, random_dataset
+
+if TYPE_CHECKING:
+    from edgekit.tensors import Dataset
 
 RANDOM_SAMPLES = 16
 CALIBRATION_NOTE = ("no --inputs given: parity used the --calibration data (what int8 was calibrated on); "
@@ -38,6 +41,8 @@ def inherit_layout(reference, candidate) -> None:
 
 def parity_data(reference, inputs: str | None, seed: int = 0,
                 label_column: str | None = None) -> tuple[Dataset, list[str]]:
+    from edgekit.tensors import load_dataset, random_dataset
+
     if inputs:
         return load_dataset(inputs, reference.signature, "--inputs", label_column), []
     sampler = getattr(reference, "random_dataset", None)  # runners that know realistic values
@@ -54,7 +59,6 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     `source_options` describe sources without their own signature or code (--input-shape,
     --model-class, --model-args); the source's runner interprets them."""
     from edgekit.converters.registry import ConvertRequest, lookup
-    from edgekit.validators.parity import check
 
     t_start = time.perf_counter()
     progress(f"loading {Path(source).name}")
@@ -63,6 +67,8 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     conv = lookup(reference.detected.spec.framework, target, quantize)
     calib = None
     if calibration:
+        from edgekit.tensors import load_dataset
+
         calib = load_dataset(calibration, reference.signature, "--calibration", label_column)
     request = ConvertRequest(target, quantize, calib, dict(options or {}))
     if validate:  # read the parity data before the (slow) conversion: bad data fails fast
@@ -82,6 +88,8 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
         "warnings": list(result.details.get("warnings", [])),
     }
     if validate:
+        from edgekit.validators.parity import check
+
         candidate = open_model(staged_path, runtime=get_target(target).runtime)
         inherit_layout(reference.signature, candidate.signature)
         out["signature"] = candidate.signature.to_dict()

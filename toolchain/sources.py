@@ -9,7 +9,6 @@ import json
 
 from edgekit.errors import BadInput
 from edgekit.formats import Detected
-from edgekit.tensors import parse_input_shapes
 
 SHAPE_SOURCES = ("torch", "torchscript")  # frameworks whose files may lack an input signature
 WEIGHT_FORMATS = ("torch_state_dict", "safetensors")
@@ -18,7 +17,11 @@ WEIGHT_FORMATS = ("torch_state_dict", "safetensors")
 def source_options(found: Detected, input_shapes=(), model_class: str | None = None,
                    model_args: str | None = None) -> dict:
     """Validate the source-describing options for `found`; return them for the stage."""
-    shapes = parse_input_shapes(input_shapes)
+    shapes = []
+    if input_shapes:  # edgekit.tensors imports numpy: keep it out of the CLI process unless needed
+        from edgekit.tensors import parse_input_shapes
+
+        shapes = parse_input_shapes(input_shapes)
     if shapes and found.spec.framework not in SHAPE_SOURCES:
         raise BadInput(f"{found.path}: a {found.spec.description} carries its own input signature; --input-shape is "
                        "only for sources without one (TorchScript, model class + weights).")
