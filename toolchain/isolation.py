@@ -142,10 +142,10 @@ def _exit_now() -> None:
     import atexit
     import ctypes
 
-    main = threading.main_thread()
-    for th in threading.enumerate():
-        if th is not main and th is not threading.current_thread() and not th.daemon:
-            th.join()
+    # what the interpreter's own shutdown does first: wake the pools that registered a
+    # threading exit hook (concurrent.futures workers wait on their queue until told), then
+    # join the non-daemon threads; a plain join loop would wait forever on such a worker
+    threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

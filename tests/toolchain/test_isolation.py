@@ -89,3 +89,30 @@ def test_child_cleanup_still_runs_before_its_fast_exit(tmp_path):
     assert _probe(body) == []
     assert made.is_dir()
 
+
+
+POOL_STAGE = """
+import concurrent.futures
+import time
+
+KEEP = []
+
+
+def stage():
+    pool = concurrent.futures.ThreadPoolExecutor(2)  # kept alive, as a library's module-level pool is
+    KEEP.append(pool)
+    return pool.submit(sum, [1, 2]).result()
+"""
+
+
+def test_child_with_a_live_thread_pool_exits_at_once(tmp_path):
+    """A stage that leaves a concurrent.futures pool alive must not keep its child waiting:
+    the fast exit wakes such pools the way interpreter shutdown does. (Joining the pool's
+    threads without waking them hung the child until the parent's 30 s kill.)"""
+    (tmp_path / "pool_stage.py").write_text(POOL_STAGE)
+    body = ("import time\nfrom edgekit import isolation\n"
+            "t = time.monotonic()\n"
+            "assert isolation.run('probe', 'pool_stage:stage', timeout=120) == 3\n"
+            "assert time.monotonic() - t < 20, time.monotonic() - t\n")
+    env_body = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n" + body
+    assert _probe(env_body, cwd=tmp_path) == []
