@@ -292,7 +292,8 @@ def hand_convert_all(spec: dict, out: Path) -> list[dict]:
     return rows
 
 
-def latency_all(spec: dict, conversions: list[dict], hand: list[dict], threads_list, warmup, iterations) -> list[dict]:
+def latency_all(spec: dict, conversions: list[dict], hand: list[dict], threads_list, warmup, iterations,
+                rounds: int = 1) -> list[dict]:
     rows = []
     inputs = str(spec["inputs"])
     jobs = []
@@ -313,25 +314,39 @@ def latency_all(spec: dict, conversions: list[dict], hand: list[dict], threads_l
                 # the same hand-made file through edgekit's runner: separates the file from the harness
                 jobs.append(("harness", f"{label} — file timed by edgekit's runner",
                              {"path": h["path"], "target": runtime, "quantize": "none"}))
-    for threads in threads_list:
-        if keras_kinds:
-            log(f"latency {spec['name']}: {', '.join(l for l, _ in keras_kinds)}, {threads} thread(s)")
-            res = child("baseline", "benchmarks.workers:keras_baselines", str(spec["source"]), threads, inputs,
-                        [k for _, k in keras_kinds], warmup=warmup, iterations=iterations)
-            for (label, _), r in zip(keras_kinds, res if isinstance(res, list) else [res] * len(keras_kinds)):
-                rows.append({**r, "model": spec["name"], "who": "baseline", "label": label, "threads": threads})
-    for who, label, job in jobs:
-        for threads in job.get("threads", threads_list):
-            log(f"latency {spec['name']}: {label}, {threads} thread(s)")
-            if who in ("edgekit", "harness"):
-                r = child("bench", "edgekit.validators.latency:measure", job["path"], threads=threads,
-                          warmup=warmup, iterations=iterations, inputs=inputs)
-                r.update({"target": job["target"], "quantize": job["quantize"], "precision": job.get("precision")})
-            else:
-                r = child("baseline", "benchmarks.workers:baseline_latency", job["kind"], job["path"], threads,
-                          inputs, warmup=warmup, iterations=iterations)
-            r.update({"model": spec["name"], "who": who, "label": label, "threads": threads})
-            rows.append(r)
+    # `rounds` passes over every job, in the same order each pass, each measurement a fresh
+    # child: a burst of load on this shared machine then hits one round, not one artifact
+    # (the same file measured twice once differed 1.9x in a single-round run). Each row keeps
+    # its best round (lowest median) and records every round's median.
+    measured: dict = {}
+    for rnd in range(rounds):
+        for threads in threads_list:
+            if keras_kinds:
+                log(f"latency {spec['name']}: {', '.join(l for l, _ in keras_kinds)}, {threads} thread(s)"
+                    + (f" [round {rnd + 1}/{rounds}]" if rounds > 1 else ""))
+                res = child("baseline", "benchmarks.workers:keras_baselines", str(spec["source"]), threads, inputs,
+                            [k for _, k in keras_kinds], warmup=warmup, iterations=iterations)
+                for (label, _), r in zip(keras_kinds, res if isinstance(res, list) else [res] * len(keras_kinds)):
+                    measured.setdefault((label, threads), []).append(
+                        {**r, "model": spec["name"], "who": "baseline", "label": label, "threads": threads})
+        for who, label, job in jobs:
+            for threads in job.get("threads", threads_list):
+                log(f"latency {spec['name']}: {label}, {threads} thread(s)"
+                    + (f" [round {rnd + 1}/{rounds}]" if rounds > 1 else ""))
+                if who in ("edgekit", "harness"):
+                    r = child("bench", "edgekit.validators.latency:measure", job["path"], threads=threads,
+                              warmup=warmup, iterations=iterations, inputs=inputs)
+                    r.update({"target": job["target"], "quantize": job["quantize"], "precision": job.get("precision")})
+                else:
+                    r = child("baseline", "benchmarks.workers:baseline_latency", job["kind"], job["path"], threads,
+                              inputs, warmup=warmup, iterations=iterations)
+                r.update({"model": spec["name"], "who": who, "label": label, "threads": threads})
+                measured.setdefault((label, threads), []).append(r)
+    for tries in measured.values():
+        ok = [r for r in tries if "median_ms" in r]
+        best = dict(min(ok, key=lambda r: r["median_ms"]) if ok else tries[-1])
+        best["round_medians_ms"] = [r.get("median_ms") for r in tries]
+        rows.append(best)
     return rows
 
 
@@ -519,8 +534,9 @@ def main(argv=None) -> int:
                     child("flops", "benchmarks.workers:onnx_flops", _quick_onnx(spec, out))
             big = spec.get("big")
             warmup, iterations = (1, 2) if quick else ((5, 40) if big else (20, 200))
+            # two rounds for the microsecond-scale models, where a burst of load moves a median most
             m["latency"] = latency_all(spec, m["conversions"], m["hand_conversions"], threads_list, warmup,
-                                       iterations)
+                                       iterations, rounds=1 if quick or big else 2)
             if spec.get("accuracy"):
                 m["accuracy"] = accuracy_all(spec, m["conversions"])
     with phase("toolchain speed"):
