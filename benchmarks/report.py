@@ -205,7 +205,7 @@ def markdown(res: dict) -> str:
     L += ["## Method", "",
           "- Batch 1. Each figure is the **median** of N timed single-batch inferences after warm-up "
           "(MobileNetV2: 5 warm-up + 40 timed; small models 20 + 200), each artifact or baseline in its own "
-          "fresh child process; the small models are measured in two rounds (two passes over every artifact) "
+          "fresh child process (1 thread, then 2 threads with a new interpreter/session, in that child); the small models are measured in two rounds (two passes over every artifact) "
           "and keep their best round, because a burst of load on a shared machine moves a microsecond median "
           "by up to 2×; the spread is shown as [min – p90]. edgekit artifacts are timed by edgekit's "
           "own `edgekit.validators.latency.measure` (what `edgekit bench` runs); baselines by "
@@ -304,7 +304,7 @@ def markdown(res: dict) -> str:
     # ---- spread
     L += ["## Latency detail (spread)", "", "Every timed row: median [min – p90] ms of the best round, std, "
           "first inference, load time, OS threads seen in the process, and each round's median (rounds are "
-          "separate passes over every artifact, each measurement a fresh process).", ""]
+          "separate passes over every artifact, a fresh process per artifact and round).", ""]
     rows = []
     for name, m in res.get("models", {}).items():
         for r in _ok(m.get("latency", [])):

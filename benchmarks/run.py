@@ -5,7 +5,7 @@ benchmarks/results.json.
     .venv/bin/python benchmarks/run.py            # the full run (make bench)
     .venv/bin/python benchmarks/run.py --quick    # one tiny model, 2 iterations (smoke test)
 
-Every timing runs in its own child process: edgekit artifacts through edgekit's own latency
+Every artifact is timed in its own child process (each thread count with a new session): edgekit artifacts through edgekit's own latency
 machinery (`edgekit.validators.latency.measure`, as `edgekit bench` does), baselines through
 `benchmarks.workers.baseline_latency`, which follows the same protocol. Conversions run as
 whole processes (`edgekit convert` vs `python -m benchmarks.workers hand ...`) so their wall
@@ -330,16 +330,15 @@ def latency_all(spec: dict, conversions: list[dict], hand: list[dict], threads_l
                     measured.setdefault((label, threads), []).append(
                         {**r, "model": spec["name"], "who": "baseline", "label": label, "threads": threads})
         for who, label, job in jobs:
-            for threads in job.get("threads", threads_list):
-                log(f"latency {spec['name']}: {label}, {threads} thread(s)"
-                    + (f" [round {rnd + 1}/{rounds}]" if rounds > 1 else ""))
+            tl = list(job.get("threads", threads_list))
+            log(f"latency {spec['name']}: {label}, {'/'.join(map(str, tl))} thread(s)"
+                + (f" [round {rnd + 1}/{rounds}]" if rounds > 1 else ""))
+            res = child("bench", "benchmarks.workers:latency_per_threads", "baseline" if who == "baseline" else "edgekit",
+                        job["path"], tl, inputs, kind=job.get("kind"), warmup=warmup, iterations=iterations)
+            for threads, r in zip(tl, res if isinstance(res, list) else [res] * len(tl)):
+                r = dict(r)
                 if who in ("edgekit", "harness"):
-                    r = child("bench", "edgekit.validators.latency:measure", job["path"], threads=threads,
-                              warmup=warmup, iterations=iterations, inputs=inputs)
                     r.update({"target": job["target"], "quantize": job["quantize"], "precision": job.get("precision")})
-                else:
-                    r = child("baseline", "benchmarks.workers:baseline_latency", job["kind"], job["path"], threads,
-                              inputs, warmup=warmup, iterations=iterations)
                 r.update({"model": spec["name"], "who": who, "label": label, "threads": threads})
                 measured.setdefault((label, threads), []).append(r)
     for tries in measured.values():
