@@ -381,13 +381,13 @@ def markdown(res: dict) -> str:
     for name, m in res.get("models", {}).items():
         for r in m.get("arm", []):
             arm_rows.append([name, f"{r['target']} {r.get('precision') or r['quantize']}",
-                             _f(r.get("instructions_per_inference") and r["instructions_per_inference"] / 1e6, "{:.1f}"),
+                             _f(r.get("instructions_per_inference"), "{:,.0f}"),
                              _ms(r.get("median_ms")), r.get("cpu", ""), (r.get("error") or "")[:120]])
     L += ["## ARM (emulated aarch64, QEMU user mode)", ""]
     if arm_rows:
         L += ["Instructions per inference are counted by edgekit's TCG plugin (one thread); emulated ms are "
               "relative only, not device speed.", ""]
-        L += _table(["model", "artifact", "M instructions / inference", "emulated ms", "core", "error"], arm_rows) + [""]
+        L += _table(["model", "artifact", "instructions / inference", "emulated ms", "core", "error"], arm_rows) + [""]
     else:
         L += ["Not measured in this run.", ""]
 
