@@ -10,7 +10,7 @@ help:
 	@echo "make demo   - set up (first run), build the samples, then edgekit build samples/edgekit.toml"
 	@echo "make test   - set up (first run) and run the whole test suite"
 	@echo "make venv   - create .venv with edgekit and all extras (re-runs when setup.cfg changes)"
-	@echo "make bench  - measure artifacts vs baselines and the hardware floor; writes BENCHMARKS.md (~15-25 min)"
+	@echo "make bench  - measure artifacts vs baselines and the hardware floor; writes BENCHMARKS.md (~14 min on 2 idle cores)"
 
 # The venv is rebuilt only when the pins (setup.cfg) or the build config change.
 $(STAMP): setup.cfg pyproject.toml
