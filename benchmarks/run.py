@@ -330,7 +330,7 @@ def latency_all(spec: dict, conversions: list[dict], hand: list[dict], threads_l
                     measured.setdefault((label, threads), []).append(
                         {**r, "model": spec["name"], "who": "baseline", "label": label, "threads": threads})
         for who, label, job in jobs:
-            tl = list(job.get("threads", threads_list))
+            tl = list(threads_list)
             log(f"latency {spec['name']}: {label}, {'/'.join(map(str, tl))} thread(s)"
                 + (f" [round {rnd + 1}/{rounds}]" if rounds > 1 else ""))
             res = child("bench", "benchmarks.workers:latency_per_threads", "baseline" if who == "baseline" else "edgekit",
