@@ -438,6 +438,7 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
     from edgekit import isolation
 
     out = check_out_dir(cfg.out, config_paths(cfg))
+    isolation.memory_limit_mb()  # a bad EDGEKIT_MEMORY_MB is a usage error, not one failure per job
     t0 = time.perf_counter()
     with OutputLock(out):
         for stale in out.parent.glob(f".{out.name}.staging-*"):
@@ -570,6 +571,7 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
 
     t0 = time.perf_counter()
     out = cfg.out
+    isolation.memory_limit_mb()
     manifest = read_manifest(out)
     by_id = {a["id"]: a for a in manifest.get("artifacts", [])}
     rows, to_validate = [], []

@@ -65,8 +65,25 @@ def source_model_options(f):
     return f
 
 
+class Seconds(click.ParamType):
+    """A time limit: a finite number of seconds > 0 (nan, inf, 0 and negatives would disable it)."""
+
+    name = "SECONDS"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r} is not a finite number of seconds greater than 0.", param, ctx)
+        return seconds
+
+
 def timeout_option(stage: str):
-    return click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUTS[stage], show_default=True,
+    return click.option("--timeout", type=Seconds(), default=DEFAULT_TIMEOUTS[stage], show_default=True,
                         help="Seconds before the stage is stopped (exit 124).")
 
 
@@ -627,8 +644,24 @@ cli.add_command(arm.arm_group)
 
 
 # ----------------------------------------------------------------------------- entry
+_signals = {"terminated": False}
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM ends the CLI the way Ctrl-C does: the KeyboardInterrupt unwinds through the
+    same cleanup (stages killed, staging folders and stage logs removed), then exit 143.
+    A second SIGTERM during that cleanup is ignored so that the cleanup completes."""
+    if _signals["terminated"]:
+        return
+    _signals["terminated"] = True
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: user errors as one paragraph and their exit code, bugs with a traceback."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -637,15 +670,25 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
+        if _signals["terminated"]:
+            click.echo("terminated", err=True)
+            sys.exit(143)
+        click.echo("aborted" if isinstance(exc, click.exceptions.Abort) else "interrupted", err=True)
         sys.exit(130)
     except EdgekitError as exc:
         _print_error(exc)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        from edgekit.fsutil import os_error
+
+        err = os_error(exc, exc.filename or "an output file")
+        if err is None:
+            traceback.print_exc()
+            click.echo("edgekit: internal error (a bug): please report it with the traceback above.", err=True)
+            sys.exit(EXIT_INTERNAL)
+        _print_error(err)
+        sys.exit(err.exit_code)
     except Exception:
         traceback.print_exc()
         click.echo("edgekit: internal error (a bug): please report it with the traceback above.", err=True)
