@@ -259,9 +259,15 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         written = passed or keep_failed
         result["output"] = str(out) if written else None
         doc = document("convert", passed, result=result)
-        if written:
-            publish(staged, out)
-            write_text_atomic(out.with_name(out.name + ".report.json"), json.dumps(doc, indent=2, default=str))
+        if written:  # every other file is written first; the artifact is published last
+            report = out.with_name(out.name + ".report.json")
+            write_text_atomic(staging / report.name, json.dumps(doc, indent=2, default=str))
+            publish(staging / report.name, report)
+            try:
+                publish(staged, out)
+            except BaseException:
+                report.unlink(missing_ok=True)  # no report for an artifact that is not there
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -46,15 +46,17 @@ def check_name_length(path: Path, suffixes: tuple[str, ...] = ()) -> None:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255
-    longest = max((len(os.fsencode(path.name + s)) for s in ("",) + tuple(suffixes)), default=0)
-    if longest > limit:
-        raise BadInput(f"{path.name[:60]}…: the output name is {len(os.fsencode(path.name))} bytes long; this file "
-                       f"system allows {limit} bytes per name{' (with ' + ', '.join(suffixes) + ')' if suffixes else ''}.",
-                       hint="choose a shorter output name")
+    longest = max(("",) + tuple(suffixes), key=len)
+    size = len(os.fsencode(path.name + longest))
+    if size > limit:
+        shown = f"{path.name[:40]}…{path.name[-12:]}" if len(path.name) > 60 else path.name
+        raise BadInput(f"{shown}: the output name{' with ' + longest if longest else ''} is {size} bytes long; "
+                       f"this file system allows {limit} bytes per name.", hint="choose a shorter output name")
 
 
 def check_output_path(out: Path) -> None:
     """Refuse outputs that could not be published atomically, before any work is done."""
+    check_name_length(out, (".report.json",))
     parent = out.parent
     if out.is_symlink():
         raise BadInput(f"{out}: is a symbolic link; edgekit does not write through links.",
@@ -68,7 +70,6 @@ def check_output_path(out: Path) -> None:
         raise BadInput(f"{parent}: is not a folder.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BadInput(f"{parent}: the output folder is not writable.", hint="choose another -o path")
-    check_name_length(out, (".report.json",))
     report = out.with_name(out.name + ".report.json")
     if os.path.lexists(report) and not stat.S_ISREG(os.lstat(report).st_mode):
         raise BadInput(f"{report}: exists and is not a regular file (a folder or a link); edgekit writes the "
@@ -92,12 +93,18 @@ def publish(staged: Path, out: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write `text` to a new temporary file beside `path` and rename it over `path`: a link
+    at `path` is replaced, never written through."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.chmod(tmp, mode)
         publish(Path(tmp), path)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write() names no file: name the one being written
+            exc.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
