@@ -13,50 +13,14 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import assert_user_error, run_cli
-
-
-def endless_onnx(path: Path) -> Path:
-    """y = x + (number of iterations), with a trip count that never ends in practice."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
-        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-                 helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1, 4])],
-        [numpy_helper.from_array(np.ones((1, 4), np.float32), "one")])
-    g = helper.make_graph(
-        [helper.make_node("Loop", ["M", "cond", "x"], ["y"], body=body)], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-        [numpy_helper.from_array(np.array(2 ** 62, np.int64), "M"), numpy_helper.from_array(np.array(True), "cond")])
-    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
-    return path
-
-
-def build_project(folder: Path, source: str) -> Path:
-    (folder / "edgekit.toml").write_text(textwrap.dedent(f"""
-        [build]
-        out = "out"
-        [[models]]
-        name = "m"
-        source = "{source}"
-          [[models.targets]]
-          target = "onnx"
-        """))
-    return folder
+from tiny_onnx import endless_onnx, matmul_onnx, write_project
 
 
 def marked(marker: str) -> list[int]:
@@ -95,7 +59,7 @@ class Endless:
         self.cwd.mkdir()
         endless_onnx(self.cwd / "loop.onnx")
         if command == "build":
-            build_project(self.cwd, "loop.onnx")
+            write_project(self.cwd, "loop.onnx")
             args = ["build", "-q"]
         else:
             args = ["convert", "loop.onnx", "--target", "onnx", "-o", "artifact.onnx", "-q"]
@@ -177,17 +141,10 @@ def test_sigterm_stops_the_stage_cleans_up_and_exits_143(endless, command):
 # ----------------------------------------------------------------------------- limits that switch off
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
-    """A tiny valid ONNX model (y = x @ w) and a build config for it."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     d = tmp_path_factory.mktemp("small")
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
-                          [numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3), "w")])
-    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(d / "m.onnx"))
-    return build_project(d, "m.onnx")
+    matmul_onnx(d / "m.onnx")
+    write_project(d, "m.onnx")
+    return d
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-5"])
