@@ -232,3 +232,24 @@ def test_full_disk_is_an_environment_error_and_publishes_nothing(project, full_d
     res = run_cli("build", cwd=project)
     assert_user_error(res, 4, "no space left", "nothing was published")
     assert [p.name for p in full_disk.iterdir()] == [".out.lock"]
+
+
+def _relu_onnx(path: Path, shape: list[int]) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize("shapes, needles", [
+    (([1, 4], [1, 2, 2]), ("input 'x'", "[1, 2, 2] (rank 3)", "[1, 4] (rank 2)")),
+    (([1, 2, 2], [1, 4]), ("input 'x'", "[1, 4] (rank 2)", "[1, 2, 2] (rank 3)")),
+    (([1, 4], [1, 5]), ("'x' [1, 4]", "expected: 5")),  # same rank: onnxruntime's InvalidArgument, mapped
+])
+def test_validate_of_onnx_files_with_other_input_shapes_is_bad_input(tmp_path, shapes, needles):
+    src, art = (_relu_onnx(tmp_path / f"{n}.onnx", s) for n, s in zip(("src", "art"), shapes))
+    assert_user_error(run_cli("validate", src, art), 2, "art.onnx", *needles)
