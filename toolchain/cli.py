@@ -246,7 +246,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                             options={"int8_io": int8_io, "signature": signature_name, "script": script},
                             source_options=src_options, seed=seed, label_column=label_column, timeout=timeout,
                             verbose=verbose,
-                            title=f"converting {Path(model).name} → {target} ({precision})")
+                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
         if passed and parity is not None and "arm64" in validate_arch:
@@ -275,7 +275,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         ui.emit_json(doc)
     summary = ui.table("edgekit convert", ["source", "target", "precision", "artifact", "size", "convert s",
                                            "parity", "max abs", "cosine", "top-1"],
-                       [[Path(model).name, target, result["precision"], result["output"] or "(not written)",
+                       [[ui.plain(Path(model).name), target, result["precision"], ui.plain(result["output"] or "(not written)"),
                          ui.human_bytes(result["size_bytes"]), f"{result['convert_seconds']:.1f}",
                          *parity_cells(parity)[:4]]])
     if parity:
@@ -300,7 +300,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                           hint="try a higher precision (--quantize fp16/none), more calibration data, or "
                                "--atol/--rtol if the difference is acceptable")
     if not json_out:
-        ui.info(f"[green]wrote[/] {out}")
+        ui.info(f"[green]wrote[/] {ui.plain(out)}")
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -362,12 +362,12 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
                         trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
                         signature=signature_name, timeout=timeout, verbose=verbose,
-                        title=f"validating {Path(artifact).name} against {Path(source).name}",
+                        title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
                         crash_exit_code=2)
     parity = result["parity"]
     if json_out:
         ui.emit_json(document("validate", parity["passed"], result=result))
-    ui.show(parity_table(parity, f"parity: {Path(artifact).name} ({result['runtime']}) vs {Path(source).name}"))
+    ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))
     _print_notes(parity["notes"])
     if not parity["passed"]:
         raise CheckFailed(f"parity failed: {failure_line(parity)}.")
@@ -409,7 +409,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
         results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
                                   trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
-                                  title=f"benchmarking {Path(a).name}", crash_exit_code=2))
+                                  title=f"benchmarking {ui.plain(Path(a).name)}", crash_exit_code=2))
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
                                 trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
@@ -450,7 +450,7 @@ def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, 
     if security:
         rep = _run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
                          trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
-                         title=f"checking {Path(artifact).name}", crash_exit_code=2)
+                         title=f"checking {ui.plain(Path(artifact).name)}", crash_exit_code=2)
         if json_out:
             ui.emit_json(document("inspect --security", True, result=rep))
         rows = [["format", f"{rep['description']} (detected by {rep['detected_by']})"],
@@ -459,15 +459,15 @@ def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, 
                  + rep["reason"]]]
         if rep.get("hint"):
             rows.append(["to allow it", rep["hint"]])
-        ui.show(ui.table(f"security: {artifact}", ["", ""], rows, show_header=False))
+        ui.show(ui.table(f"security: {ui.plain(artifact)}", ["", ""], rows, show_header=False))
         return
     result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact),
                         trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
-                        title=f"inspecting {Path(artifact).name}", crash_exit_code=2)
+                        title=f"inspecting {ui.plain(Path(artifact).name)}", crash_exit_code=2)
     if json_out:
         ui.emit_json(document("inspect", True, result=result))
     ui.show(ui.table(None, ["file", "format", "size", "precision", "runtime"],
-                     [[artifact, result["description"], ui.human_bytes(result["size_bytes"]), result["precision"],
+                     [[ui.plain(artifact), result["description"], ui.human_bytes(result["size_bytes"]), result["precision"],
                        f"{result['runtime']} {result['runtime_version']}"]]))
     ui.show(signature_table(result["signature"], "inputs and outputs"))
     ops = sorted(result["operators"].items(), key=lambda kv: (-kv[1], kv[0]))
@@ -523,7 +523,7 @@ class _JobProgress:
         def cb(msg: str) -> None:
             if msg != last["msg"] and (ui.err.is_terminal or not msg.startswith(("running", "loading"))):
                 last["msg"] = msg
-                ui.info(f"    [dim]{job.id}: {msg}[/]")
+                ui.info(f"    [dim]{job.id}: {ui.plain(msg)}[/]")
 
         return cb
 
@@ -539,7 +539,7 @@ class _JobProgress:
         self._end(job, "[bold red]✗[/]" if problems else "[green]✓[/]")
 
     def fail(self, job, exc) -> None:
-        self._end(job, f"[bold red]✗[/] ({type(exc).__name__}: {exc.message[:120]})")
+        self._end(job, f"[bold red]✗[/] ({type(exc).__name__}: {_ui().plain(exc.message[:120])})")
 
 
 def _parse_shard(spec: str | None):

@@ -253,3 +253,45 @@ def _relu_onnx(path: Path, shape: list[int]) -> Path:
 def test_validate_of_onnx_files_with_other_input_shapes_is_bad_input(tmp_path, shapes, needles):
     src, art = (_relu_onnx(tmp_path / f"{n}.onnx", s) for n, s in zip(("src", "art"), shapes))
     assert_user_error(run_cli("validate", src, art), 2, "art.onnx", *needles)
+
+
+# ----------------------------------------------------------------------------- hostile names in reports and on the terminal
+HOSTILE = "ev\x1b[31mil\x07\x1b]0;title\x07<img src=x onerror=alert(1)>[bold]x[red].onnx"
+
+
+def _unknown_op_onnx(path: Path) -> Path:
+    """A well-formed ONNX file that onnxruntime refuses (an operator nobody registered): the
+    build's job fails with a message that names the file."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_hostile_file_names_are_escaped_in_reports_and_on_the_terminal(project):
+    from xml.etree import ElementTree as ET
+
+    _unknown_op_onnx(project / HOSTILE)
+    toml_name = HOSTILE.replace("\x1b", "\\u001b").replace("\x07", "\\u0007")
+    write_project(project, toml_name)
+    res = run_cli("build", cwd=project)
+    assert_user_error(res, 1, "m/onnx-fp32")
+    assert "NoSuchOp" in (project / "out" / "report.json").read_text()  # the failure names the file and op
+    for stream in (res.stdout, res.stderr):
+        assert "\x1b" not in stream and "\x07" not in stream, stream
+    junit = ET.parse(project / "out" / "junit.xml").getroot()  # well-formed
+    message = junit.find(".//failure").get("message")
+    assert "<img src=x" in message and "\x1b" not in message
+    summary = (project / "out" / "summary.md").read_text()
+    assert "<img" not in summary and "&lt;img" in summary and "\x1b" not in summary and "\x07" not in summary
+    assert "\\[bold\\]" in summary  # Markdown syntax in a name is escaped
+
+
+def test_control_characters_in_arguments_never_reach_the_terminal(tmp_path):
+    res = run_cli("inspect", tmp_path / "x\x1b[2J\x1b]8;;http://evil\x07y[/]z.onnx")
+    assert_user_error(res, 2, "no such file")
+    assert "\x1b" not in res.stderr and "\x07" not in res.stderr and "[/]z.onnx" in res.stderr
