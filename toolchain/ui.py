@@ -112,12 +112,12 @@ def stage(title: str):
         t0 = time.monotonic()
         last = {"msg": None}
 
-        def plain(msg: str) -> None:
+        def line(msg: str) -> None:
             if not _state["quiet"] and msg != last["msg"]:
                 err.print(f"  [dim]{title}: {plain(msg)}[/]")
                 last["msg"] = msg
 
-        yield plain
+        yield line
         if not _state["quiet"]:
             err.print(f"  [dim]{title}: done in {time.monotonic() - t0:.1f} s[/]")
         return
