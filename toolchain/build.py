@@ -26,8 +26,8 @@ from pathlib import Path
 from edgekit import __version__
 from edgekit.config import BuildConfig, ModelSpec, TargetSpec, key_line
 from edgekit.errors import BadInput, CheckFailed, EdgekitError, EnvironmentProblem
-from edgekit.fsutil import (check_name_length, is_plain_file, link_or_copy, open_lock_file, replace_dir,
-                            write_text_atomic)
+from edgekit.fsutil import (check_name_length, is_no_space, is_plain_file, link_or_copy, open_lock_file,
+                            replace_dir, write_text_atomic)
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -491,6 +491,9 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
                     link_or_copy(out / a["file"], tree / a["file"])
                     taken.add(a["file"])
                     artifacts.append(a)
+            for res in results:  # a full disk is not the job's fault: stop, publish nothing, cache nothing
+                if isinstance(res, EdgekitError) and is_no_space(res):
+                    raise res
             for job, res in zip(todo, results):
                 if isinstance(res, EdgekitError):
                     err = {**res.to_dict(), "stage": "convert"}

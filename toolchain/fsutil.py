@@ -21,6 +21,12 @@ from edgekit.errors import BadInput, EdgekitError, EnvironmentProblem
 # They map to exit 4 (environment): the inputs are fine and the same command succeeds once
 # there is room, like a missing extra that gets installed.
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+NO_SPACE_HINT = "free some disk space (or raise the quota/file-size limit) and run again"
+
+
+def is_no_space(err: EdgekitError) -> bool:
+    """The error `os_error` makes of a full disk (also when it comes back from a stage)."""
+    return isinstance(err, EnvironmentProblem) and err.hint == NO_SPACE_HINT
 
 
 def os_error(exc: OSError, what: str) -> EdgekitError | None:
@@ -29,7 +35,7 @@ def os_error(exc: OSError, what: str) -> EdgekitError | None:
     reason = exc.strerror or str(exc)
     if exc.errno in NO_SPACE_ERRNOS:
         return EnvironmentProblem(f"{what}: cannot write: {reason}. Nothing was published.",
-                                  hint="free some disk space (or raise the quota/file-size limit) and run again")
+                                  hint=NO_SPACE_HINT)
     if exc.errno == errno.ENAMETOOLONG:
         return BadInput(f"{what}: the file name is too long for the file system ({reason}).",
                         hint="choose a shorter output name")
