@@ -289,9 +289,22 @@ def _valid_entry(a, artifact: bool) -> bool:
         return False
     if not artifact:
         return isinstance(a.get("error"), dict)
-    return (plain_name(a.get("file")) and isinstance(a.get("sha256"), str) and isinstance(a.get("precision"), str)
-            and all(isinstance(a.get(k, {}), dict) for k in ("parity", "latency"))
-            and all(isinstance(v, dict) for k in ("parity", "latency") for v in a.get(k, {}).values()))
+    if not (plain_name(a.get("file")) and isinstance(a.get("sha256"), str) and isinstance(a.get("precision"), str)
+            and isinstance(a.get("size_bytes", 0), int) and not isinstance(a.get("size_bytes"), bool)
+            and all(isinstance(a.get(k) or {}, dict) for k in ("parity", "latency"))):
+        return False
+    # a cached entry is copied into the new manifest and rendered in the reports: it must render
+    from edgekit.report import build_row, failure_line
+
+    try:
+        rec = build_row({"id": a["id"], "status": "cached", "manifest": a})
+        float(rec["latency"]["median_ms"]) if rec["latency"] else None
+        for parity in (a.get("parity") or {}).values():
+            if parity is not None and not parity["passed"]:
+                failure_line(parity)
+    except Exception:  # any shape the reports cannot use: the entry is dropped and the job rebuilt
+        return False
+    return True
 
 
 def read_manifest(out: Path) -> dict:

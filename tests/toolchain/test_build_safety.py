@@ -295,3 +295,17 @@ def test_control_characters_in_arguments_never_reach_the_terminal(tmp_path):
     res = run_cli("inspect", tmp_path / "x\x1b[2J\x1b]8;;http://evil\x07y[/]z.onnx")
     assert_user_error(res, 2, "no such file")
     assert "\x1b" not in res.stderr and "\x07" not in res.stderr and "[/]z.onnx" in res.stderr
+
+
+@pytest.mark.parametrize("fields", [
+    {"parity": {"host": {"passed": True}}},  # no outputs
+    {"parity": {"host": "passed"}}, {"latency": {"host": {"p90": 1}}}, {"size_bytes": "big"},
+    {"parity": [1]}, {"precision": None}, {"sha256": 5},
+])
+def test_malformed_cached_entries_are_rebuilt_not_a_crash(built, fields):
+    man_path = built / "out" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    man["artifacts"][0].update(fields)
+    man_path.write_text(json.dumps(man))
+    res = run_cli("build", "--json", cwd=built)
+    assert res.code == 0 and res.json["jobs"][0]["status"] == "built", res
