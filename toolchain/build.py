@@ -270,6 +270,16 @@ def _edgekit_owns(out: Path) -> bool:
     return doc.get("tool") == "edgekit" and names <= {*RESERVED_NAMES, *(a["file"] for a in doc["artifacts"])}
 
 
+def remove_stale_staging(out: Path) -> None:
+    """Remove what a killed build left beside `out` (run under the lock). A link of that name is
+    removed, never followed, so the next staging folder is always a new folder of edgekit's."""
+    for stale in out.parent.glob(f".{out.name}.staging-*"):
+        if stale.is_symlink() or not stale.is_dir():
+            stale.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def write_marker(folder: Path) -> None:
     write_text_atomic(folder / MARKER, json.dumps({
         "tool": "edgekit", "edgekit_version": __version__,
@@ -454,8 +464,7 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
     isolation.memory_limit_mb()  # a bad EDGEKIT_MEMORY_MB is a usage error, not one failure per job
     t0 = time.perf_counter()
     with OutputLock(out):
-        for stale in out.parent.glob(f".{out.name}.staging-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build
+        remove_stale_staging(out)
         check_out_dir(out, config_paths(cfg))  # again, now that no other build can change it
         old = read_manifest(out)
         old_by_id = {a["id"]: a for a in old.get("artifacts", [])}
@@ -478,7 +487,7 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             return BuildResult(out, old, rows, time.perf_counter() - t0)
 
         staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-        staging.mkdir()
+        staging.mkdir()  # never an existing folder or link: remove_stale_staging cleared the name
         work = staging / ".work"
         work.mkdir()
         try:
@@ -651,9 +660,11 @@ def merge(out: Path, shard_dirs: list[Path]) -> dict:
     """Join the outputs of `--shard` builds into one folder with one manifest and reports."""
     out = check_out_dir(out, [(f"the shard folder {d}", d) for d in shard_dirs])
     with OutputLock(out):
+        remove_stale_staging(out)
         staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+        staging.mkdir()
         tree = staging / "tree"
-        tree.mkdir(parents=True)
+        tree.mkdir()
         try:
             artifacts, failures, seen, names = [], [], {}, set()
             for d in shard_dirs:

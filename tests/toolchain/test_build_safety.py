@@ -309,3 +309,16 @@ def test_malformed_cached_entries_are_rebuilt_not_a_crash(built, fields):
     man_path.write_text(json.dumps(man))
     res = run_cli("build", "--json", cwd=built)
     assert res.code == 0 and res.json["jobs"][0]["status"] == "built", res
+
+
+def test_a_planted_staging_link_is_removed_not_followed(project, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep")
+    planted = [project / f".out.staging-{pid}" for pid in (1, os.getpid() + 1, 4194304)]
+    for link in planted:
+        link.symlink_to(victim)
+    res = run_cli("build", cwd=project)
+    assert res.code == 0, res
+    assert snapshot(victim) == {"precious.txt": b"keep"}
+    assert not any(p.is_symlink() for p in planted)
