@@ -650,16 +650,17 @@ cli.add_command(arm.arm_group)
 
 
 # ----------------------------------------------------------------------------- entry
-_signals = {"terminated": False}
+_signals = {"terminated": 0}  # the signal that ended the run (SIGTERM, SIGHUP), 0 if none
 
 
-def _on_sigterm(signum, frame) -> None:
-    """SIGTERM ends the CLI the way Ctrl-C does: the KeyboardInterrupt unwinds through the
-    same cleanup (stages killed, staging folders and stage logs removed), then exit 143.
-    A second SIGTERM during that cleanup is ignored so that the cleanup completes."""
+def _on_terminate(signum, frame) -> None:
+    """SIGTERM (and SIGHUP: the terminal went away) end the CLI the way Ctrl-C does: the
+    KeyboardInterrupt unwinds through the same cleanup (stages killed, staging folders and
+    stage logs removed), then exit 128 + the signal (143, 129). A second signal during that
+    cleanup is ignored so that the cleanup completes."""
     if _signals["terminated"]:
         return
-    _signals["terminated"] = True
+    _signals["terminated"] = signum
     raise KeyboardInterrupt
 
 
@@ -667,7 +668,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI: user errors as one paragraph and their exit code, bugs with a traceback."""
     import signal
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_terminate)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # nohup (SIG_IGN) is respected
+        signal.signal(signal.SIGHUP, _on_terminate)
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -679,7 +682,7 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
         if _signals["terminated"]:
             click.echo("terminated", err=True)
-            sys.exit(143)
+            sys.exit(128 + _signals["terminated"])
         click.echo("aborted" if isinstance(exc, click.exceptions.Abort) else "interrupted", err=True)
         sys.exit(130)
     except EdgekitError as exc:

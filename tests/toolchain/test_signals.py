@@ -125,13 +125,14 @@ def test_sigkill_of_the_cli_leaves_no_stage_running(endless, command):
     assert not (run.cwd / "artifact.onnx").exists() and not (run.cwd / "out").exists()
 
 
-@pytest.mark.parametrize("command", ["convert", "build"])
-def test_sigterm_stops_the_stage_cleans_up_and_exits_143(endless, command):
+@pytest.mark.parametrize("command, sig", [("convert", signal.SIGTERM), ("build", signal.SIGTERM),
+                                          ("build", signal.SIGHUP)])
+def test_sigterm_stops_the_stage_cleans_up_and_exits_143(endless, command, sig):
     run = endless(command)
     run.wait_until_the_stage_runs()
-    run.proc.terminate()
+    run.proc.send_signal(sig)
     _, err = run.proc.communicate(timeout=60)
-    assert run.proc.returncode == 143, err
+    assert run.proc.returncode == 128 + sig, err  # 143 for SIGTERM, 129 for SIGHUP
     assert "Traceback" not in err and "terminated" in err
     assert not marked(run.marker), "a stage outlived the CLI"
     assert run.leftovers() == []
