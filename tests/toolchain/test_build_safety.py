@@ -322,3 +322,14 @@ def test_a_planted_staging_link_is_removed_not_followed(project, tmp_path):
     assert res.code == 0, res
     assert snapshot(victim) == {"precious.txt": b"keep"}
     assert not any(p.is_symlink() for p in planted)
+
+
+def test_an_output_folder_from_before_the_marker_is_adopted_only_if_all_its_files_are_edgekits(built):
+    out = built / "out"
+    (out / ".edgekit-out").unlink()  # as written by an edgekit without the marker
+    res = run_cli("build", "--force", cwd=built)
+    assert res.code == 0 and (out / ".edgekit-out").is_file(), res
+    (out / ".edgekit-out").unlink()
+    (out / "mine.txt").write_text("not edgekit's")
+    assert_user_error(run_cli("build", "--force", cwd=built), 2, "not created by edgekit")
+    assert (out / "mine.txt").read_text() == "not edgekit's"
