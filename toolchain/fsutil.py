@@ -40,7 +40,7 @@ def os_error(exc: OSError, what: str) -> EdgekitError | None:
         return BadInput(f"{what}: the file name is too long for the file system ({reason}).",
                         hint="choose a shorter output name")
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return BadInput(f"{what}: cannot write: {reason}.", hint="choose another output path")
+        return BadInput(f"{what}: {reason}.", hint="check the file's permissions, or choose another path")
     return None
 
 
