@@ -26,10 +26,16 @@ from pathlib import Path
 from edgekit import __version__
 from edgekit.config import BuildConfig, ModelSpec, TargetSpec, key_line
 from edgekit.errors import BadInput, CheckFailed, EdgekitError, EnvironmentProblem
-from edgekit.fsutil import link_or_copy, replace_dir, write_text_atomic
+from edgekit.fsutil import (check_name_length, is_no_space, is_plain_file, link_or_copy, open_lock_file,
+                            replace_dir, write_text_atomic)
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
+# written into every output folder edgekit publishes: the proof that edgekit created it and
+# may replace it whole (a folder without it is someone's work and is never touched)
+MARKER = ".edgekit-out"
+REPORT_FILES = ("report.json", "junit.xml", "summary.md", "report.html")
+RESERVED_NAMES = (MANIFEST, MARKER, *REPORT_FILES)
 
 # packages whose versions go into a job's cache key, per converter extra
 _EXTRA_PACKAGES = {
@@ -134,8 +140,9 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
                 _require_arm(twhere)
             ext = TARGETS[spec.target].extension
             name = spec.output or f"{model.name}{'' if spec.precision == 'fp32' else '.' + spec.precision}{ext}"
-            if "/" in name or name.startswith(".") or name in (MANIFEST,):
+            if not plain_name(name):
                 raise BadInput(f"{twhere}: output name '{name}' must be a plain file name.")
+            check_name_length(cfg.out / name)
             job = Job(model, spec, (i, j), name, conv.extra)
             if name in outputs:
                 raise BadInput(f"{twhere}: duplicate output name '{name}' (also used by {outputs[name]}).",
@@ -159,11 +166,13 @@ def _require_arm(where: str) -> None:
 
 
 def cache_key(job: Job) -> str:
+    """The job's cache key; also records in `job.inputs_digest` the hashes of its source and
+    data files as they are now, before any stage reads them (see `check_inputs_unchanged`)."""
     m, s = job.model, job.spec
+    job.inputs_digest = {k: file_digest(p) if p else None
+                         for k, p in (("source", m.source), ("inputs", m.inputs), ("calibration", m.calibration))}
     doc = {
-        "source": file_digest(m.source),
-        "inputs": file_digest(m.inputs) if m.inputs else None,
-        "calibration": file_digest(m.calibration) if m.calibration else None,
+        **job.inputs_digest,
         "model_options": {"input_shape": m.input_shape, "model_class": m.model_class, "model_args": m.model_args,
                           "signature": m.signature, "trust_pickle": m.trust_pickle, "trust_code": m.trust_code,
                           "trust_types": m.trust_types, "label_column": m.label_column},
@@ -183,7 +192,7 @@ class OutputLock:
         self.fh = None
 
     def __enter__(self):
-        self.fh = open(self.path, "a+")
+        self.fh = open_lock_file(self.path)
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -203,26 +212,132 @@ class OutputLock:
         self.fh.close()
 
 
-def check_out_dir(out: Path) -> None:
+_OUT_HINT = "choose a folder of its own for the outputs: [build] out in the config or --out (e.g. build/edgekit)"
+
+
+def config_paths(cfg: BuildConfig) -> list[tuple[str, Path]]:
+    """What an output folder must never be or contain: the config's folder and every file it names."""
+    paths = [("the config's folder", cfg.path.parent)]
+    for m in cfg.models:
+        paths += [(f"the {k} of model '{m.name}'", p) for k, p in
+                  (("source", m.source), ("inputs", m.inputs), ("calibration", m.calibration)) if p is not None]
+    return paths
+
+
+def check_out_dir(out: Path, protected: list[tuple[str, Path]] = ()) -> Path:
+    """Check `out` before any work and return it as an absolute path (symbolic links not
+    resolved). edgekit replaces its output folder whole, so `out` must be a real folder (not a
+    link), must not be or contain the current folder or any `protected` path, and must be a
+    folder edgekit created (its marker file) or an empty one (adopted)."""
+    out = Path(os.path.abspath(out))
+    if out.is_symlink():
+        raise BadInput(f"{out}: the output folder is a symbolic link; edgekit does not write through links.",
+                       hint=_OUT_HINT)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: the output folder is a file.", hint="choose another --out")
+    real = Path(os.path.realpath(out.parent)) / out.name
+    for what, p in [("the current folder", Path.cwd()), *protected]:
+        rp = Path(os.path.realpath(p))
+        if rp == real or rp.is_relative_to(real):
+            raise BadInput(f"{out}: the output folder {'is' if rp == real else 'contains'} {what} ({p}); edgekit "
+                           "replaces its output folder whole, so building there would delete it.", hint=_OUT_HINT)
     parent = out.parent
     if not parent.exists():
         parent.mkdir(parents=True, exist_ok=True)
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK | os.X_OK)):
         raise BadInput(f"{out}: the output folder is not writable.", hint="choose another --out")
+    if out.is_dir() and not _edgekit_owns(out):
+        raise BadInput(f"{out}: this folder exists and was not created by edgekit (it has no {MARKER} file). "
+                       "edgekit replaces its output folder whole, so it will not build over a folder that may "
+                       "hold your work.", hint=f"{_OUT_HINT}; or empty this folder first (an empty folder is used)")
+    return out
+
+
+def _edgekit_owns(out: Path) -> bool:
+    """edgekit's marker is there, or the folder is empty, or (an output folder written before
+    the marker existed) it holds nothing but a manifest of edgekit's, its artifacts and reports."""
+    if is_plain_file(out / MARKER):
+        return True
+    names = set(os.listdir(out))
+    if not names:
+        return True
+    if MANIFEST not in names:
+        return False
+    try:
+        doc = read_manifest(out)
+    except BadInput:
+        return False
+    return doc.get("tool") == "edgekit" and names <= {*RESERVED_NAMES, *(a["file"] for a in doc["artifacts"])}
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove what a killed build left beside `out` (run under the lock). A link of that name is
+    removed, never followed, so the next staging folder is always a new folder of edgekit's."""
+    for stale in out.parent.glob(f".{out.name}.staging-*"):
+        if stale.is_symlink() or not stale.is_dir():
+            stale.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def write_marker(folder: Path) -> None:
+    write_text_atomic(folder / MARKER, json.dumps({
+        "tool": "edgekit", "edgekit_version": __version__,
+        "note": "created by edgekit: each build replaces this folder whole; do not keep other files here"}) + "\n")
+
+
+def plain_name(name) -> bool:
+    """A file name edgekit may create or reuse inside its output folder: no folders, no
+    hidden or reserved names, nothing that leaves the folder."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
+            and not name.startswith(".") and name not in RESERVED_NAMES)
+
+
+def _valid_entry(a, artifact: bool) -> bool:
+    """The old manifest is untrusted input: keep only entries with the fields edgekit relies on."""
+    if not isinstance(a, dict) or not isinstance(a.get("id"), str) or not isinstance(a.get("cache_key"), str):
+        return False
+    if not artifact:
+        return isinstance(a.get("error"), dict)
+    if not (plain_name(a.get("file")) and isinstance(a.get("sha256"), str) and isinstance(a.get("precision"), str)
+            and isinstance(a.get("size_bytes", 0), int) and not isinstance(a.get("size_bytes"), bool)
+            and all(isinstance(a.get(k) or {}, dict) for k in ("parity", "latency"))):
+        return False
+    # a cached entry is copied into the new manifest and rendered in the reports: it must render
+    from edgekit.report import build_row, failure_line
+
+    try:
+        rec = build_row({"id": a["id"], "status": "cached", "manifest": a})
+        float(rec["latency"]["median_ms"]) if rec["latency"] else None
+        for parity in (a.get("parity") or {}).values():
+            if parity is not None and not parity["passed"]:
+                failure_line(parity)
+    except Exception:  # any shape the reports cannot use: the entry is dropped and the job rebuilt
+        return False
+    return True
 
 
 def read_manifest(out: Path) -> dict:
+    """The manifest of an output folder, with every entry that is not well-formed dropped."""
     p = out / MANIFEST
-    if not p.is_file():
+    if not is_plain_file(p):
         return {"artifacts": [], "failures": []}
     try:
         doc = json.loads(p.read_text())
     except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
         raise BadInput(f"{p}: the manifest is not valid JSON; it was edited or damaged.",
-                       hint="delete the output folder and build again") from None
+                       hint="delete the output folder and build again")
+    for key, artifact in (("artifacts", True), ("failures", False)):
+        entries = doc.get(key)
+        doc[key] = [a for a in entries if _valid_entry(a, artifact)] if isinstance(entries, list) else []
     return doc
+
+
+def reusable(out: Path, entry: dict) -> bool:
+    """An old manifest entry whose file is a plain file in `out` with the recorded sha256."""
+    return is_plain_file(out / entry["file"]) and file_digest(out / entry["file"]) == entry["sha256"]
 
 
 # ----------------------------------------------------------------------------- run one job
@@ -259,8 +374,20 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     if "parity_arm64" in entry:
         entry["parity"]["arm64"] = entry.pop("parity_arm64")
         entry["latency"]["arm64"] = entry.pop("latency_arm64")
+    check_inputs_unchanged(job)
     entry["build_seconds"] = time.perf_counter() - t0
     return entry
+
+
+def check_inputs_unchanged(job: Job) -> None:
+    """Fail the job if its source or data files changed while its stages ran: the manifest
+    records the hashes taken before the stages read them, which must be what was converted."""
+    m = job.model
+    for key, p in (("source", m.source), ("inputs", m.inputs), ("calibration", m.calibration)):
+        if p is not None and file_digest(p) != job.inputs_digest.get(key):
+            raise BadInput(f"{p}: the {key} file of model '{m.name}' changed while it was being built; the "
+                           "artifact is not published (it may not match either version).",
+                           hint="build again once the file is no longer being written")
 
 
 def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbose: bool, on_progress) -> dict:
@@ -307,7 +434,7 @@ def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
         "labels": job.model.labels, "parity": entry["parity"],
         "latency": entry["latency"], "arm_instructions_per_inference": entry.get("arm_instructions"),
         "notes": conv.get("notes", []),
-        "source": {"path": str(job.model.source), "sha256": file_digest(job.model.source),
+        "source": {"path": str(job.model.source), "sha256": job.inputs_digest["source"],
                    "format": conv["source_format"]},
         "converter": conv["converter"], "versions": library_versions(job.extra),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -333,12 +460,12 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
     """Run what changed, publish atomically, write manifest and reports."""
     from edgekit import isolation
 
-    out = cfg.out
-    check_out_dir(out)
+    out = check_out_dir(cfg.out, config_paths(cfg))
+    isolation.memory_limit_mb()  # a bad EDGEKIT_MEMORY_MB is a usage error, not one failure per job
     t0 = time.perf_counter()
     with OutputLock(out):
-        for stale in out.parent.glob(f".{out.name}.staging-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build
+        remove_stale_staging(out)
+        check_out_dir(out, config_paths(cfg))  # again, now that no other build can change it
         old = read_manifest(out)
         old_by_id = {a["id"]: a for a in old.get("artifacts", [])}
         old_fail = {f["id"]: f for f in old.get("failures", [])}
@@ -347,8 +474,8 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
         for job in jobs:
             job.key = cache_key(job)
             prev = old_by_id.get(job.id)
-            if not force and prev and prev["cache_key"] == job.key and (out / prev["file"]).is_file() \
-                    and file_digest(out / prev["file"]) == prev["sha256"]:
+            if not force and prev and prev["cache_key"] == job.key and prev["file"] == job.output \
+                    and reusable(out, prev):
                 rows.append({"job": job, "status": "cached", "manifest": prev})
             elif not force and job.id in old_fail and old_fail[job.id]["cache_key"] == job.key:
                 rows.append({"job": job, "status": "failed", "error": old_fail[job.id]["error"], "cached": True})
@@ -360,7 +487,7 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             return BuildResult(out, old, rows, time.perf_counter() - t0)
 
         staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-        staging.mkdir()
+        staging.mkdir()  # never an existing folder or link: remove_stale_staging cleared the name
         work = staging / ".work"
         work.mkdir()
         try:
@@ -376,11 +503,19 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
                     artifacts.append(row["manifest"])
                 else:
                     failures.append(old_fail[row["job"].id])
-            # artifacts of jobs not planned this time (--only, --shard) stay as they were
+            # artifacts of jobs not planned this time (--only, --shard) stay as they were, if
+            # they are still configured and their files are intact
+            configured = {f"{m.name}/{s.target}-{s.precision}" for m in cfg.models for s in m.targets}
+            taken = {j.output for j in jobs}
             for a in old.get("artifacts", []):
-                if a["id"] not in planned_ids and (out / a["file"]).is_file():
+                if a["id"] not in planned_ids and a["id"] in configured and a["file"] not in taken \
+                        and reusable(out, a):
                     link_or_copy(out / a["file"], tree / a["file"])
+                    taken.add(a["file"])
                     artifacts.append(a)
+            for res in results:  # a full disk is not the job's fault: stop, publish nothing, cache nothing
+                if isinstance(res, EdgekitError) and is_no_space(res):
+                    raise res
             for job, res in zip(todo, results):
                 if isinstance(res, EdgekitError):
                     err = {**res.to_dict(), "stage": "convert"}
@@ -412,6 +547,7 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             from edgekit.report import write_build_reports
 
             write_build_reports(tree, result)
+            write_marker(tree)
             write_text_atomic(tree / MANIFEST, json.dumps(manifest, indent=2, default=str))  # last
             replace_dir(tree, out)
             return result
@@ -460,6 +596,7 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
 
     t0 = time.perf_counter()
     out = cfg.out
+    isolation.memory_limit_mb()
     manifest = read_manifest(out)
     by_id = {a["id"]: a for a in manifest.get("artifacts", [])}
     rows, to_validate = [], []
@@ -469,7 +606,7 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
         problem = None
         if entry is None:
             problem = "not built (no entry in the manifest)"
-        elif not (out / entry["file"]).is_file():
+        elif not is_plain_file(out / entry["file"]):
             problem = f"{entry['file']} is missing"
         elif file_digest(out / entry["file"]) != entry["sha256"]:
             problem = f"{entry['file']} does not match the sha256 in the manifest (altered after the build)"
@@ -521,13 +658,15 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
 # ----------------------------------------------------------------------------- merge
 def merge(out: Path, shard_dirs: list[Path]) -> dict:
     """Join the outputs of `--shard` builds into one folder with one manifest and reports."""
-    check_out_dir(out)
+    out = check_out_dir(out, [(f"the shard folder {d}", d) for d in shard_dirs])
     with OutputLock(out):
+        remove_stale_staging(out)
         staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+        staging.mkdir()
         tree = staging / "tree"
-        tree.mkdir(parents=True)
+        tree.mkdir()
         try:
-            artifacts, failures, seen = [], [], {}
+            artifacts, failures, seen, names = [], [], {}, set()
             for d in shard_dirs:
                 man = read_manifest(d)
                 if not (d / MANIFEST).is_file():
@@ -537,9 +676,11 @@ def merge(out: Path, shard_dirs: list[Path]) -> dict:
                         raise BadInput(f"{a['id']} is in both {seen[a['id']]} and {d}: the shards overlap.")
                     seen[a["id"]] = d
                     src = d / a["file"]
-                    if file_digest(src) != a["sha256"]:
-                        raise CheckFailed(f"{src} does not match the sha256 in {d / MANIFEST}.")
+                    if a["file"] in names or not reusable(d, a):
+                        raise CheckFailed(f"{src}: missing, not a plain file, listed twice or not matching the "
+                                          f"sha256 in {d / MANIFEST}.")
                     link_or_copy(src, tree / a["file"])
+                    names.add(a["file"])
                     artifacts.append(a)
                 failures += man.get("failures", [])
             manifest = {"schema_version": MANIFEST_SCHEMA, "tool": "edgekit", "edgekit_version": __version__,
@@ -551,6 +692,7 @@ def merge(out: Path, shard_dirs: list[Path]) -> dict:
             rows = [{"id": a["id"], "status": "built", "manifest": a} for a in manifest["artifacts"]] + \
                    [{"id": f["id"], "status": "failed", "error": f["error"]} for f in failures]
             write_build_reports(tree, BuildResult(out, manifest, rows, 0.0))
+            write_marker(tree)
             write_text_atomic(tree / MANIFEST, json.dumps(manifest, indent=2, default=str))
             replace_dir(tree, out)
             return manifest

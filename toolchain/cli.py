@@ -65,8 +65,25 @@ def source_model_options(f):
     return f
 
 
+class Seconds(click.ParamType):
+    """A time limit: a finite number of seconds > 0 (nan, inf, 0 and negatives would disable it)."""
+
+    name = "SECONDS"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r} is not a finite number of seconds greater than 0.", param, ctx)
+        return seconds
+
+
 def timeout_option(stage: str):
-    return click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUTS[stage], show_default=True,
+    return click.option("--timeout", type=Seconds(), default=DEFAULT_TIMEOUTS[stage], show_default=True,
                         help="Seconds before the stage is stopped (exit 124).")
 
 
@@ -229,7 +246,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                             options={"int8_io": int8_io, "signature": signature_name, "script": script},
                             source_options=src_options, seed=seed, label_column=label_column, timeout=timeout,
                             verbose=verbose,
-                            title=f"converting {Path(model).name} → {target} ({precision})")
+                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
         if passed and parity is not None and "arm64" in validate_arch:
@@ -242,9 +259,15 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         written = passed or keep_failed
         result["output"] = str(out) if written else None
         doc = document("convert", passed, result=result)
-        if written:
-            publish(staged, out)
-            write_text_atomic(out.with_name(out.name + ".report.json"), json.dumps(doc, indent=2, default=str))
+        if written:  # every other file is written first; the artifact is published last
+            report = out.with_name(out.name + ".report.json")
+            write_text_atomic(staging / report.name, json.dumps(doc, indent=2, default=str))
+            publish(staging / report.name, report)
+            try:
+                publish(staged, out)
+            except BaseException:
+                report.unlink(missing_ok=True)  # no report for an artifact that is not there
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -252,7 +275,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         ui.emit_json(doc)
     summary = ui.table("edgekit convert", ["source", "target", "precision", "artifact", "size", "convert s",
                                            "parity", "max abs", "cosine", "top-1"],
-                       [[Path(model).name, target, result["precision"], result["output"] or "(not written)",
+                       [[ui.plain(Path(model).name), target, result["precision"], ui.plain(result["output"] or "(not written)"),
                          ui.human_bytes(result["size_bytes"]), f"{result['convert_seconds']:.1f}",
                          *parity_cells(parity)[:4]]])
     if parity:
@@ -277,7 +300,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                           hint="try a higher precision (--quantize fp16/none), more calibration data, or "
                                "--atol/--rtol if the difference is acceptable")
     if not json_out:
-        ui.info(f"[green]wrote[/] {out}")
+        ui.info(f"[green]wrote[/] {ui.plain(out)}")
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -339,12 +362,12 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
                         trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
                         signature=signature_name, timeout=timeout, verbose=verbose,
-                        title=f"validating {Path(artifact).name} against {Path(source).name}",
+                        title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
                         crash_exit_code=2)
     parity = result["parity"]
     if json_out:
         ui.emit_json(document("validate", parity["passed"], result=result))
-    ui.show(parity_table(parity, f"parity: {Path(artifact).name} ({result['runtime']}) vs {Path(source).name}"))
+    ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))
     _print_notes(parity["notes"])
     if not parity["passed"]:
         raise CheckFailed(f"parity failed: {failure_line(parity)}.")
@@ -386,7 +409,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
         results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
                                   trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
-                                  title=f"benchmarking {Path(a).name}", crash_exit_code=2))
+                                  title=f"benchmarking {ui.plain(Path(a).name)}", crash_exit_code=2))
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
                                 trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
@@ -427,7 +450,7 @@ def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, 
     if security:
         rep = _run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
                          trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
-                         title=f"checking {Path(artifact).name}", crash_exit_code=2)
+                         title=f"checking {ui.plain(Path(artifact).name)}", crash_exit_code=2)
         if json_out:
             ui.emit_json(document("inspect --security", True, result=rep))
         rows = [["format", f"{rep['description']} (detected by {rep['detected_by']})"],
@@ -436,15 +459,15 @@ def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, 
                  + rep["reason"]]]
         if rep.get("hint"):
             rows.append(["to allow it", rep["hint"]])
-        ui.show(ui.table(f"security: {artifact}", ["", ""], rows, show_header=False))
+        ui.show(ui.table(f"security: {ui.plain(artifact)}", ["", ""], rows, show_header=False))
         return
     result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact),
                         trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
-                        title=f"inspecting {Path(artifact).name}", crash_exit_code=2)
+                        title=f"inspecting {ui.plain(Path(artifact).name)}", crash_exit_code=2)
     if json_out:
         ui.emit_json(document("inspect", True, result=result))
     ui.show(ui.table(None, ["file", "format", "size", "precision", "runtime"],
-                     [[artifact, result["description"], ui.human_bytes(result["size_bytes"]), result["precision"],
+                     [[ui.plain(artifact), result["description"], ui.human_bytes(result["size_bytes"]), result["precision"],
                        f"{result['runtime']} {result['runtime_version']}"]]))
     ui.show(signature_table(result["signature"], "inputs and outputs"))
     ops = sorted(result["operators"].items(), key=lambda kv: (-kv[1], kv[0]))
@@ -500,7 +523,7 @@ class _JobProgress:
         def cb(msg: str) -> None:
             if msg != last["msg"] and (ui.err.is_terminal or not msg.startswith(("running", "loading"))):
                 last["msg"] = msg
-                ui.info(f"    [dim]{job.id}: {msg}[/]")
+                ui.info(f"    [dim]{job.id}: {ui.plain(msg)}[/]")
 
         return cb
 
@@ -516,7 +539,7 @@ class _JobProgress:
         self._end(job, "[bold red]✗[/]" if problems else "[green]✓[/]")
 
     def fail(self, job, exc) -> None:
-        self._end(job, f"[bold red]✗[/] ({type(exc).__name__}: {exc.message[:120]})")
+        self._end(job, f"[bold red]✗[/] ({type(exc).__name__}: {_ui().plain(exc.message[:120])})")
 
 
 def _parse_shard(spec: str | None):
@@ -627,8 +650,27 @@ cli.add_command(arm.arm_group)
 
 
 # ----------------------------------------------------------------------------- entry
+_signals = {"terminated": 0}  # the signal that ended the run (SIGTERM, SIGHUP), 0 if none
+
+
+def _on_terminate(signum, frame) -> None:
+    """SIGTERM (and SIGHUP: the terminal went away) end the CLI the way Ctrl-C does: the
+    KeyboardInterrupt unwinds through the same cleanup (stages killed, staging folders and
+    stage logs removed), then exit 128 + the signal (143, 129). A second signal during that
+    cleanup is ignored so that the cleanup completes."""
+    if _signals["terminated"]:
+        return
+    _signals["terminated"] = signum
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: user errors as one paragraph and their exit code, bugs with a traceback."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_terminate)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # nohup (SIG_IGN) is respected
+        signal.signal(signal.SIGHUP, _on_terminate)
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -637,15 +679,25 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
+        if _signals["terminated"]:
+            click.echo("terminated", err=True)
+            sys.exit(128 + _signals["terminated"])
+        click.echo("aborted" if isinstance(exc, click.exceptions.Abort) else "interrupted", err=True)
         sys.exit(130)
     except EdgekitError as exc:
         _print_error(exc)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        from edgekit.fsutil import os_error
+
+        err = os_error(exc, exc.filename or "an output file")
+        if err is None:
+            traceback.print_exc()
+            click.echo("edgekit: internal error (a bug): please report it with the traceback above.", err=True)
+            sys.exit(EXIT_INTERNAL)
+        _print_error(err)
+        sys.exit(err.exit_code)
     except Exception:
         traceback.print_exc()
         click.echo("edgekit: internal error (a bug): please report it with the traceback above.", err=True)

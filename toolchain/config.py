@@ -6,6 +6,8 @@ types and bad values are caught here, before any work starts.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -218,8 +220,12 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
             model_class=m.get("model_class"), model_args=m.get("model_args", {}), signature=m.get("signature"),
             trust_pickle=m.get("trust_pickle", False), trust_code=m.get("trust_code", False),
             trust_types=[str(t) for t in m.get("trust_types", [])], label_column=m.get("label_column")))
-    out_dir = Path(out) if out else (base / build.get("out", "build/edgekit")).resolve()
-    return BuildConfig(p, out_dir, build.get("jobs"), float(build.get("timeout", 1800)), models)
+    # absolute, but symbolic links not resolved: a link given as `out` must be seen (and refused)
+    out_dir = Path(os.path.abspath(out if out else base / build.get("out", "build/edgekit")))
+    timeout = build.get("timeout", 1800)
+    if not math.isfinite(timeout) or timeout <= 0:
+        chk.fail("build.timeout", f"must be a finite number of seconds > 0, got {timeout}.")
+    return BuildConfig(p, out_dir, build.get("jobs"), float(timeout), models)
 
 
 def key_line(cfg_path: Path, key_path: str) -> str:

@@ -26,12 +26,19 @@ from pathlib import Path
 from edgekit.errors import (EdgekitError, InternalError, StageTimeout, ConversionFailed,
                             BadInput, EXIT_CONVERSION, from_dict)
 
-def _default_memory_mb() -> int | None:
+def memory_limit_mb() -> int | None:
     """EDGEKIT_MEMORY_MB, else 80% of physical memory: a runaway stage is stopped before the
     kernel's OOM killer picks a victim (perhaps the CLI, or another build job)."""
     env = os.environ.get("EDGEKIT_MEMORY_MB")
-    if env:
-        return int(env) or None
+    if env is not None and env.strip():
+        try:
+            value = int(env.strip())
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise BadInput(f"EDGEKIT_MEMORY_MB={env[:40]!r}: expected a whole number of megabytes greater than 0.",
+                           hint="e.g. EDGEKIT_MEMORY_MB=4096, or unset it for 80% of physical memory")
+        return value
     try:
         with open("/proc/meminfo") as fh:
             total_kb = int(fh.readline().split()[1])
@@ -40,7 +47,7 @@ def _default_memory_mb() -> int | None:
         return None
 
 
-DEFAULT_MEMORY_MB = _default_memory_mb()
+_DEFAULT = object()  # memory_mb not given: read EDGEKIT_MEMORY_MB when the stage starts
 
 _conn = None  # the child's end of the pipe, set only inside a child
 _active: set = set()  # live child processes of this (parent) process
@@ -99,8 +106,29 @@ def quiet_frameworks() -> None:
     os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
 
 
-def _child_main(conn, target: str, args: tuple, kwargs: dict, log_path: str | None) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this child die (SIGKILL) when its parent does, so that a stage never outlives the
+    CLI and its limits (the CLI may itself be SIGKILLed, and then it kills nobody). If the
+    parent died before this call, the signal will never come: exit now."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent-pid check below still runs
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _child_main(conn, target: str, args: tuple, kwargs: dict, log_path: str | None,
+                parent_pid: int | None = None) -> None:
     global _conn
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     _conn = conn
     quiet_frameworks()
     if log_path:
@@ -119,6 +147,11 @@ def _child_main(conn, target: str, args: tuple, kwargs: dict, log_path: str | No
         _send(conn, ("ok", result))
     except EdgekitError as exc:
         _send(conn, ("error", exc.to_dict()))
+    except OSError as exc:  # a full disk or a too-long name is the user's to fix, not a bug
+        from edgekit.fsutil import os_error
+
+        err = os_error(exc, exc.filename or "a file the stage writes")
+        _send(conn, ("error", err.to_dict()) if err else ("bug", traceback.format_exc()))
     except MemoryError:
         _send(conn, ("error", BadInput("ran out of memory (the memory limit was reached).",
                                        hint="raise the limit with EDGEKIT_MEMORY_MB or use a smaller input").to_dict()))
@@ -202,7 +235,7 @@ def _log_tail(log_path: str | None, lines: int = 25) -> str | None:
 
 
 def run(stage: str, target: str, *args, timeout: float | None = None,
-        memory_mb: int | None = DEFAULT_MEMORY_MB, on_progress: Callable[[str], None] | None = None,
+        memory_mb: int | None = _DEFAULT, on_progress: Callable[[str], None] | None = None,
         crash_exit_code: int = EXIT_CONVERSION, verbose: bool = False, **kwargs):
     """Run `module:function(*args, **kwargs)` in a child process and return its result.
 
@@ -211,11 +244,13 @@ def run(stage: str, target: str, *args, timeout: float | None = None,
     memory_mb: resident-memory limit; past it the child is killed.
     crash_exit_code: the exit code a crash (death by signal) maps to.
     """
+    if memory_mb is _DEFAULT:
+        memory_mb = memory_limit_mb()
     ctx = multiprocessing.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     log_dir = tempfile.mkdtemp(prefix="edgekit-log-")
     log_path = None if verbose else os.path.join(log_dir, f"{stage}.log")
-    proc = ctx.Process(target=_child_main, args=(child_conn, target, args, kwargs, log_path),
+    proc = ctx.Process(target=_child_main, args=(child_conn, target, args, kwargs, log_path, os.getpid()),
                        name=f"edgekit-{stage}", daemon=True)
     start = time.monotonic()
     peak = 0.0
@@ -276,7 +311,7 @@ def run(stage: str, target: str, *args, timeout: float | None = None,
                 err.details = _log_tail(log_path)
             raise err
         raise InternalError(f"bug in the {stage} stage:\n{payload}", details=_log_tail(log_path))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also SIGTERM: cli.main turns it into a KeyboardInterrupt
         _kill(proc)
         raise
     finally:

@@ -131,14 +131,40 @@ def _plain(cell: str) -> str:
     return re.sub(r"\[/?[a-z ]*\]", "", str(cell)).replace("|", "\\|")
 
 
+# characters XML 1.0 does not allow at all (most C0 controls, lone surrogates, U+FFFE/U+FFFF)
+_NOT_XML = "[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+
+
+def _xml(text) -> str:
+    """Text that a JUnit XML file can hold: forbidden characters (a file name's ESC, BEL, NUL)
+    become U+FFFD; ElementTree escapes the rest."""
+    import re
+
+    return re.sub(_NOT_XML, "\ufffd", str(text))
+
+
+def _md(cell) -> str:
+    """A table cell for summary.md (rendered by GitHub as Markdown with inline HTML): control
+    characters replaced, HTML escaped, Markdown's own syntax and the cell separator escaped, so a
+    file name such as '<img src=x>' or '[a](b)' shows as text."""
+    import html
+    import re
+
+    from edgekit.ui import strip_control
+
+    text = re.sub(r"\[(?:green|bold red)\]([✓✗])\[/\]", r"\1", str(cell))  # mark()'s own styling only
+    text = html.escape(strip_control(text), quote=False)
+    return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", text).replace("\n", " ")
+
+
 def summary_markdown(result, title: str = "edgekit build") -> str:
     recs = [build_row(r) for r in result.rows]
     failed = [r for r in recs if r["status"] == "failed"]
     head = f"## {title}: {'✅ passed' if not failed else f'❌ {len(failed)} of {len(recs)} failed'}\n\n"
     lines = ["| " + " | ".join(BUILD_COLUMNS) + " |", "|" + "---|" * len(BUILD_COLUMNS)]
     for r in recs:
-        lines.append("| " + " | ".join(_plain(c) for c in r["cells"]) + " |")
-    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: `{result.out}` · {EMULATED_NOTE}\n"
+        lines.append("| " + " | ".join(_md(c) for c in r["cells"]) + " |")
+    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: {_md(result.out)} · {EMULATED_NOTE}\n"
     return head + "\n".join(lines) + tail
 
 
@@ -164,17 +190,17 @@ def junit_xml(result, suite: str = "edgekit") -> str:
             else:
                 cases.append((r, arch, None, None))
     failures = sum(1 for c in cases if c[2])
-    ts = ET.Element("testsuite", name=suite, tests=str(len(cases)), failures=str(failures), errors="0",
+    ts = ET.Element("testsuite", name=_xml(suite), tests=str(len(cases)), failures=str(failures), errors="0",
                     time=f"{result.seconds:.3f}")
     for r, arch, message, detail in cases:
-        tc = ET.SubElement(ts, "testcase", classname=f"edgekit.{r['model']}",
-                           name=f"{r['target']}-{r['precision']} [{arch}]")
+        tc = ET.SubElement(ts, "testcase", classname=_xml(f"edgekit.{r['model']}"),
+                           name=_xml(f"{r['target']}-{r['precision']} [{arch}]"))
         if message:
-            f = ET.SubElement(tc, "failure", message=message, type="CheckFailed")
-            f.text = json.dumps(detail, indent=1, default=str)[:20000]
+            f = ET.SubElement(tc, "failure", message=_xml(message), type="CheckFailed")
+            f.text = _xml(json.dumps(detail, indent=1, default=str)[:20000])
         elif r["parity"]:
             out = ET.SubElement(tc, "system-out")
-            out.text = " ".join(f"{k}={_plain(v)}" for k, v in zip(BUILD_COLUMNS[5:14], r["cells"][5:14]))
+            out.text = _xml(" ".join(f"{k}={_plain(v)}" for k, v in zip(BUILD_COLUMNS[5:14], r["cells"][5:14])))
     root = ET.Element("testsuites", tests=ts.get("tests"), failures=ts.get("failures"))
     root.append(ts)
     ET.indent(root)

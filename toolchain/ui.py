@@ -8,19 +8,59 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import time
 
 from rich.console import Console
+from rich.errors import MarkupError
+from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 
 import os as _os
 
+# C0 controls but tab and newline, DEL, C1 controls: ANSI escape sequences, bells, carriage
+# returns, terminal title/hyperlink sequences. Never printed from text (file names, messages).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_control(text: str) -> str:
+    """`text` with every control character replaced by U+FFFD (visible, inert)."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def plain(value) -> str:
+    """A user-supplied string (a file name, a model's tensor name) for use inside markup:
+    printed as it is, never read as rich markup."""
+    return escape(str(value))
+
+
+class _SafeConsole(Console):
+    """A Console that never lets text reach the terminal as control sequences.
+
+    Every line edgekit prints goes through `_render_buffer`, where text segments still hold
+    the text as given and the styling is rich's own (separate control segments and styles):
+    stripping control characters there covers every message, table cell and progress line in
+    one place. Markup that does not parse (a file named 'a[/]b.onnx' printed without `plain`)
+    is printed as text instead of raising."""
+
+    def _render_buffer(self, buffer):
+        return super()._render_buffer(seg if seg.control else Segment(strip_control(seg.text), seg.style)
+                                      for seg in buffer)
+
+    def render_str(self, text, *args, **kwargs):
+        try:
+            return super().render_str(text, *args, **kwargs)
+        except MarkupError:
+            return super().render_str(text, *args, **{**kwargs, "markup": False})
+
+
 # Rich falls back to 80 columns when not on a terminal (CI logs, pipes), which folds
 # every table; logs are read in wide windows, so use a wider default there.
 _WIDTH = None if sys.stderr.isatty() or "COLUMNS" in _os.environ else 160
-err = Console(stderr=True, highlight=False, width=_WIDTH)
-out = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in _os.environ else 160)
+err = _SafeConsole(stderr=True, highlight=False, width=_WIDTH)
+out = _SafeConsole(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in _os.environ else 160)
 
 _state = {"json": False, "quiet": False, "emitted": False}
 
@@ -72,19 +112,19 @@ def stage(title: str):
         t0 = time.monotonic()
         last = {"msg": None}
 
-        def plain(msg: str) -> None:
+        def line(msg: str) -> None:
             if not _state["quiet"] and msg != last["msg"]:
-                err.print(f"  [dim]{title}: {msg}[/]")
+                err.print(f"  [dim]{title}: {plain(msg)}[/]")
                 last["msg"] = msg
 
-        yield plain
+        yield line
         if not _state["quiet"]:
             err.print(f"  [dim]{title}: done in {time.monotonic() - t0:.1f} s[/]")
         return
     t0 = time.monotonic()
     with err.status(f"{title}…") as status:
         def update(msg: str) -> None:
-            status.update(f"{title}: {msg} [dim]({time.monotonic() - t0:.0f} s)[/]")
+            status.update(f"{title}: {plain(msg)} [dim]({time.monotonic() - t0:.0f} s)[/]")
 
         yield update
     err.print(f"  [green]✓[/] {title} [dim]({time.monotonic() - t0:.1f} s)[/]")

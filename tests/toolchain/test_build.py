@@ -87,7 +87,7 @@ def project(tmp_path_factory, samples_dir) -> Path:
 def test_first_build_produces_everything(project):
     out = project / "out"
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["digits.onnx", "tiny.onnx", "tiny.tflite", "manifest.json", "junit.xml",
+    assert names == sorted([".edgekit-out", "digits.onnx", "tiny.onnx", "tiny.tflite", "manifest.json", "junit.xml",
                             "summary.md", "report.json", "report.html"])
     man = manifest(project)
     assert man["schema_version"] == 1 and not man["failures"]

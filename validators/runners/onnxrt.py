@@ -21,6 +21,10 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
 
 
+def _shape(dims) -> str:
+    return "[" + ", ".join("?" if d is None or isinstance(d, str) else str(d) for d in dims) + "]"
+
+
 class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
     extra = "core"
@@ -54,8 +58,28 @@ class OnnxRuntimeRunner(Runner):
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.signature.outputs]
-        outs = self.native.run(names, feeds)
+        self._check_ranks(feeds)
+        try:
+            outs = self.native.run(names, feeds)
+        except Exception as exc:
+            if type(exc).__name__ != "InvalidArgument":  # ORT's error for inputs that do not fit the model
+                raise
+            given = ", ".join(f"'{k}' {_shape(np.shape(v))} {np.asarray(v).dtype}" for k, v in feeds.items())
+            raise BadInput(f"{self.path}: onnxruntime refused the inputs ({given}): {str(exc).strip()[:300]}",
+                           hint="the two models do not take the same inputs: check that the artifact was "
+                                "converted from this source") from None
         return dict(zip(names, outs))
+
+    def _check_ranks(self, feeds: dict[str, np.ndarray]) -> None:
+        """An input of another rank than the model's (e.g. two unrelated ONNX files in
+        `validate`) is bad input, named before onnxruntime sees it."""
+        for arg in self.native.get_inputs():
+            if arg.name in feeds and arg.shape is not None and len(arg.shape) != np.ndim(feeds[arg.name]):
+                got = np.shape(feeds[arg.name])
+                raise BadInput(f"{self.path}: input '{arg.name}' has shape {_shape(arg.shape)} (rank {len(arg.shape)}), "
+                               f"but the inputs it was given have shape {_shape(got)} (rank {len(got)}).",
+                               hint="the two models do not take the same inputs: check that the artifact was "
+                                    "converted from this source")
 
     def bind(self, feeds: dict[str, np.ndarray]) -> Bound:
         """session.run(None, feeds) on feeds built once: exactly what a user of plain
