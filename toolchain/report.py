@@ -248,6 +248,8 @@ def junit_xml(result, suite: str = "edgekit") -> str:
         if message:
             f = ET.SubElement(tc, "failure", message=message, type="CheckFailed")
             f.text = json.dumps(detail, indent=1, default=str)[:20000]
+        elif r["status"] == "refused":  # expect = "refused": passes, shown as skipped with the reason
+            ET.SubElement(tc, "skipped", message=f"refused as expected: {(r['error'] or {}).get('message', '')}")
         elif r["parity"]:
             out = ET.SubElement(tc, "system-out")
             out.text = " ".join(f"{k}={_plain(v)}" for k, v in zip(BUILD_COLUMNS[5:14], r["cells"][5:14]))

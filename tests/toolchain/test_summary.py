@@ -115,6 +115,12 @@ def test_expected_refusal_is_recorded_in_the_manifest(project, first_build):
     assert man["expected_refusals"][0]["error"]["exit_code"] == 3
     assert sorted(f["id"] for f in man["failures"]) == [f"{BUILT_BUT_EXPECTED}/onnx-fp16",
                                                        f"{FAILING}/onnx-dynamic"]
+    from xml.etree import ElementTree as ET
+
+    junit = ET.parse(project / "out" / "junit.xml").getroot()
+    skipped = junit.findall(".//testcase/skipped")
+    assert len(skipped) == 1 and skipped[0].get("message").startswith("refused as expected: nothing to quantize")
+    assert junit.get("failures") == "2"
     stages = man["artifacts"][0]["stage_seconds"]
     assert {"start_import_load", "convert", "load_and_parity", "host_latency"} <= set(stages)
 
