@@ -249,9 +249,10 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
                          on_progress=on_progress)
     t1 = time.perf_counter()
     # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
-    # start and framework import + model load, conversion, parity; then host timing and arm64
-    stages = {"start_import_load": (t1 - t0) - conv["total_seconds"], "convert": conv["convert_seconds"],
-              "load_and_parity": conv["total_seconds"] - conv["convert_seconds"]}
+    # start, framework import + source load, conversion, parity; then host timing and arm64
+    load = conv.get("load_seconds", 0.0)
+    stages = {"spawn": (t1 - t0) - conv["total_seconds"], "import_load": load, "convert": conv["convert_seconds"],
+              "parity": conv["total_seconds"] - conv["convert_seconds"] - load}
     entry = {"parity": {"host": conv["parity"]}, "latency": {}, "conversion": conv, "stage_seconds": stages}
     if conv["parity"]["passed"]:
         on_progress("timing on the host")

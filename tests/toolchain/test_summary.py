@@ -122,7 +122,7 @@ def test_expected_refusal_is_recorded_in_the_manifest(project, first_build):
     assert len(skipped) == 1 and skipped[0].get("message").startswith("refused as expected: nothing to quantize")
     assert junit.get("failures") == "2"
     stages = man["artifacts"][0]["stage_seconds"]
-    assert {"start_import_load", "convert", "load_and_parity", "host_latency"} <= set(stages)
+    assert {"spawn", "import_load", "convert", "parity", "host_latency"} <= set(stages)
 
 
 @pytest.mark.parametrize("columns", [100, 120])
