@@ -95,7 +95,7 @@ def stage(title: str):
 
         def plain(msg: str) -> None:
             if not _state["quiet"] and msg != last["msg"]:
-                err.print(f"  [dim]{title}: {msg}[/]")
+                err.print(f"  [dim]{title}: {msg}[/]", soft_wrap=True)  # one line in a CI log
                 last["msg"] = msg
 
         yield plain
