@@ -306,7 +306,8 @@ def verdict(job: Job, entry: dict) -> list[str]:
 
 
 def unmet_expectation(job: Job) -> list[str]:
-    """A job configured with expect = "refused" that converted and passed its checks fails."""
+    """A job configured with expect = "refused" that converted and passed its checks fails
+    (one that failed a check reports that check instead)."""
     if job.spec.expect == "refused":
         return [f"expected edgekit to refuse this conversion (expect = \"refused\" in the config), but it was "
                 f"built and passed its checks: remove 'expect' from the target to publish it"]
@@ -414,7 +415,7 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
                     failures.append({"id": job.id, "cache_key": job.key, "error": err})
                     rows.append({"job": job, "status": "failed", "error": err})
                     continue
-                problems = verdict(job, res) + unmet_expectation(job)
+                problems = verdict(job, res) or unmet_expectation(job)
                 if problems:
                     err = {"type": "CheckFailed", "message": "; ".join(problems), "exit_code": 1, "stage": "check"}
                     failures.append({"id": job.id, "cache_key": job.key, "error": err, "parity": res["parity"],
@@ -490,7 +491,7 @@ def _parallel(items: list, work, workers: int, ui_progress) -> list:
                 ui_progress.fail(job, exc)
             return exc
         if ui_progress:
-            ui_progress.finish(job, res, verdict(job, res) + unmet_expectation(job))
+            ui_progress.finish(job, res, verdict(job, res) or unmet_expectation(job))
         return res
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
