@@ -25,7 +25,7 @@ from pathlib import Path
 
 from edgekit import __version__
 from edgekit.config import BuildConfig, ModelSpec, TargetSpec, key_line
-from edgekit.errors import BadInput, CheckFailed, EdgekitError, EnvironmentProblem
+from edgekit.errors import BadInput, CheckFailed, ConversionFailed, EdgekitError, EnvironmentProblem
 from edgekit.fsutil import (check_name_length, is_no_space, is_plain_file, link_or_copy, open_lock_file,
                             replace_dir, write_text_atomic)
 
@@ -362,15 +362,24 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
                          tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust, label_column=m.label_column,
                          options={"int8_io": s.int8_io, "signature": m.signature}, timeout=timeout, verbose=verbose,
                          on_progress=on_progress)
-    entry = {"parity": {"host": conv["parity"]}, "latency": {}, "conversion": conv}
+    t1 = time.perf_counter()
+    # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
+    # start, framework import + source load, conversion, parity; then host timing and arm64
+    load = conv.get("load_seconds", 0.0)
+    stages = {"spawn": (t1 - t0) - conv["total_seconds"], "import_load": load, "convert": conv["convert_seconds"],
+              "parity": conv["total_seconds"] - conv["convert_seconds"] - load}
+    entry = {"parity": {"host": conv["parity"]}, "latency": {}, "conversion": conv, "stage_seconds": stages}
     if conv["parity"]["passed"]:
         on_progress("timing on the host")
         entry["latency"]["host"] = isolation.run(
             "bench", "edgekit.validators.latency:measure", str(staged), trust=trust, threads=None,
             warmup=10, iterations=100, inputs=None, timeout=timeout, verbose=verbose, on_progress=on_progress)
+        t2 = time.perf_counter()
+        stages["host_latency"] = t2 - t1
         if "arm64" in s.arches:
             entry.update(arm_check(job, staged, conv["precision"], timeout=timeout, verbose=verbose,
                                    on_progress=on_progress))
+            stages["arm64"] = time.perf_counter() - t2
     if "parity_arm64" in entry:
         entry["parity"]["arm64"] = entry.pop("parity_arm64")
         entry["latency"]["arm64"] = entry.pop("latency_arm64")
@@ -423,6 +432,15 @@ def verdict(job: Job, entry: dict) -> list[str]:
     return problems
 
 
+def unmet_expectation(job: Job) -> list[str]:
+    """A job configured with expect = "refused" that converted and passed its checks fails
+    (one that failed a check reports that check instead)."""
+    if job.spec.expect == "refused":
+        return [f"expected edgekit to refuse this conversion (expect = \"refused\" in the config), but it was "
+                f"built and passed its checks: remove 'expect' from the target to publish it"]
+    return []
+
+
 def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
     conv = entry["conversion"]
     sig = conv.get("signature") or conv["source_signature"]
@@ -438,7 +456,7 @@ def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
                    "format": conv["source_format"]},
         "converter": conv["converter"], "versions": library_versions(job.extra),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "build_seconds": entry["build_seconds"], "cache_key": job.key,
+        "build_seconds": entry["build_seconds"], "stage_seconds": entry.get("stage_seconds"), "cache_key": job.key,
     }
 
 
@@ -469,6 +487,7 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
         old = read_manifest(out)
         old_by_id = {a["id"]: a for a in old.get("artifacts", [])}
         old_fail = {f["id"]: f for f in old.get("failures", [])}
+        old_refused = {f["id"]: f for f in old.get("expected_refusals", [])}
         rows: list[dict] = []
         todo: list[Job] = []
         for job in jobs:
@@ -479,6 +498,8 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
                 rows.append({"job": job, "status": "cached", "manifest": prev})
             elif not force and job.id in old_fail and old_fail[job.id]["cache_key"] == job.key:
                 rows.append({"job": job, "status": "failed", "error": old_fail[job.id]["error"], "cached": True})
+            elif not force and job.id in old_refused and old_refused[job.id]["cache_key"] == job.key:
+                rows.append({"job": job, "status": "refused", "error": old_refused[job.id]["error"], "cached": True})
             else:
                 todo.append(job)
         if not todo:
@@ -491,16 +512,19 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
         work = staging / ".work"
         work.mkdir()
         try:
+            todo = longest_first(todo, old_by_id)
             results = _parallel(todo, lambda job, cb: run_job(job, work, timeout=cfg.timeout, verbose=verbose,
                                                                 on_progress=cb), workers, ui_progress)
             tree = staging / "tree"
             tree.mkdir()
-            artifacts, failures = [], []
+            artifacts, failures, refused = [], [], []
             planned_ids = {j.id for j in jobs}
             for row in rows:
                 if row["status"] == "cached":
                     link_or_copy(out / row["manifest"]["file"], tree / row["manifest"]["file"])
                     artifacts.append(row["manifest"])
+                elif row["status"] == "refused":
+                    refused.append(old_refused[row["job"].id])
                 else:
                     failures.append(old_fail[row["job"].id])
             # artifacts of jobs not planned this time (--only, --shard) stay as they were, if
@@ -519,10 +543,14 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             for job, res in zip(todo, results):
                 if isinstance(res, EdgekitError):
                     err = {**res.to_dict(), "stage": "convert"}
+                    if job.spec.expect == "refused" and isinstance(res, ConversionFailed):
+                        refused.append({"id": job.id, "cache_key": job.key, "error": err})
+                        rows.append({"job": job, "status": "refused", "error": err})
+                        continue
                     failures.append({"id": job.id, "cache_key": job.key, "error": err})
                     rows.append({"job": job, "status": "failed", "error": err})
                     continue
-                problems = verdict(job, res)
+                problems = verdict(job, res) or unmet_expectation(job)
                 if problems:
                     err = {"type": "CheckFailed", "message": "; ".join(problems), "exit_code": 1, "stage": "check"}
                     failures.append({"id": job.id, "cache_key": job.key, "error": err, "parity": res["parity"],
@@ -541,7 +569,7 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             manifest = {
                 "schema_version": MANIFEST_SCHEMA, "tool": "edgekit", "edgekit_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "config": str(cfg.path),
-                "artifacts": artifacts, "failures": failures,
+                "artifacts": artifacts, "failures": failures, "expected_refusals": refused,
             }
             result = BuildResult(out, manifest, rows, time.perf_counter() - t0)
             from edgekit.report import write_build_reports
@@ -558,6 +586,33 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             shutil.rmtree(staging, ignore_errors=True)
 
 
+# relative cost of a job by converter extra and target when no earlier build timed it (from
+# the demo's cold build: torch -> ExecuTorch/TFLite lowering dominates, scikit-learn is quick)
+_COST = {("torch", "executorch"): 6.0, ("torch", "tflite"): 4.0, ("torch", "torchscript"): 2.0,
+         ("torch", "onnx"): 2.0, ("tf", "tflite"): 1.0, ("tf", "onnx"): 1.0}
+
+
+def estimated_seconds(job: Job, previous: dict | None = None) -> float:
+    """How long a job should take: its last build's time if the manifest has one, else a guess
+    from its path, source size, precision and arches."""
+    if previous and previous.get("build_seconds"):
+        return float(previous["build_seconds"])
+    cost = _COST.get((job.extra, job.spec.target), 0.5) * 5.0
+    size_mb = job.model.source.stat().st_size / 1e6 if job.model.source.is_file() else 1.0
+    cost *= 1.0 + min(size_mb, 50.0) / 10.0  # a 14 MB network converts slower than a 50 KB one
+    if job.spec.quantize != "none":
+        cost *= 1.3  # calibration and the latency comparison with fp32
+    if "arm64" in job.spec.arches:
+        cost += 3.0
+    return cost
+
+
+def longest_first(jobs: list[Job], previous: dict) -> list[Job]:
+    """Start the slowest jobs first, so that the quick ones fill the workers at the end instead
+    of one slow job running alone after everything else (the output order is unchanged)."""
+    return sorted(jobs, key=lambda j: -estimated_seconds(j, previous.get(j.id)))
+
+
 def _parallel(items: list, work, workers: int, ui_progress) -> list:
     """Run `work(item, on_progress)` for every item on a thread pool (each stage it starts is
     its own child process). An EdgekitError becomes that item's result; an interrupt stops
@@ -572,7 +627,7 @@ def _parallel(items: list, work, workers: int, ui_progress) -> list:
                 ui_progress.fail(job, exc)
             return exc
         if ui_progress:
-            ui_progress.finish(job, res, verdict(job, res))
+            ui_progress.finish(job, res, verdict(job, res) or unmet_expectation(job))
         return res
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -599,12 +654,18 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
     isolation.memory_limit_mb()
     manifest = read_manifest(out)
     by_id = {a["id"]: a for a in manifest.get("artifacts", [])}
+    refused = {f["id"]: f for f in manifest.get("expected_refusals", [])}
     rows, to_validate = [], []
     for job in jobs:
         job.key = cache_key(job)
         entry = by_id.get(job.id)
         problem = None
-        if entry is None:
+        if job.spec.expect == "refused" and entry is None and job.id in refused:
+            if refused[job.id]["cache_key"] == job.key:
+                rows.append({"job": job, "status": "refused", "error": refused[job.id]["error"]})
+                continue
+            problem = "stale: the source, data, options or library versions changed since the build"
+        elif entry is None:
             problem = "not built (no entry in the manifest)"
         elif not is_plain_file(out / entry["file"]):
             problem = f"{entry['file']} is missing"

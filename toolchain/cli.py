@@ -201,7 +201,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.converters.registry import lookup
     from edgekit.fsutil import check_output_path, publish, write_text_atomic
-    from edgekit.report import document, failure_line, parity_cells, parity_table
+    from edgekit.report import convert_summary, document, failure_line, parity_table
     from edgekit.targets import get_target, precision_of
 
     tgt = get_target(target)
@@ -273,11 +273,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
 
     if json_out:
         ui.emit_json(doc)
-    summary = ui.table("edgekit convert", ["source", "target", "precision", "artifact", "size", "convert s",
-                                           "parity", "max abs", "cosine", "top-1"],
-                       [[ui.plain(Path(model).name), target, result["precision"], ui.plain(result["output"] or "(not written)"),
-                         ui.human_bytes(result["size_bytes"]), f"{result['convert_seconds']:.1f}",
-                         *parity_cells(parity)[:4]]])
+    summary = convert_summary(Path(model).name, target, result, parity, ui.results_console().width)
     if parity:
         ui.show(parity_table(parity, "parity (host)"))
     arm.show_result(result.get("arm64"))
@@ -527,19 +523,23 @@ class _JobProgress:
 
         return cb
 
-    def _end(self, job, text: str) -> None:
+    def _end(self, job, mark: str, after: str = "") -> None:
         import time
 
         with self.lock:
             self.done += 1
             n = self.done
-        _ui().info(f"  {text} {job.id} [dim]({time.monotonic() - self.t0[job.id]:.1f} s) [{n}/{self.total}][/]")
+        _ui().info(f"  {mark} {job.id} [dim]({time.monotonic() - self.t0[job.id]:.1f} s) [{n}/{self.total}][/]{after}")
 
     def finish(self, job, entry, problems) -> None:
         self._end(job, "[bold red]✗[/]" if problems else "[green]✓[/]")
 
     def fail(self, job, exc) -> None:
-        self._end(job, f"[bold red]✗[/] ({type(exc).__name__}: {_ui().plain(exc.message[:120])})")
+        # the whole message is printed once, below the summary table
+        if job.spec.expect == "refused" and exc.exit_code == 3:
+            self._end(job, "[yellow]–[/]", " refused, as expected")
+        else:
+            self._end(job, "[bold red]✗[/]", f" {type(exc).__name__}")
 
 
 def _parse_shard(spec: str | None):
@@ -579,7 +579,7 @@ def build(config, out_dir, only, jobs, shard, check_only, force, reports_dir, js
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit import build as builder
     from edgekit import config as cfgmod
-    from edgekit.report import build_table, document, summary_markdown, write_build_reports
+    from edgekit.report import build_table, document, problem_lines, summary_markdown, write_build_reports
 
     cfg = cfgmod.load(config, out=out_dir)
     plan = builder.plan(cfg, tuple(only), _parse_shard(shard))
@@ -604,11 +604,12 @@ def build(config, out_dir, only, jobs, shard, check_only, force, reports_dir, js
         ui.emit_json(document("build --check" if check_only else "build", result.ok, output=str(cfg.out),
                               seconds=result.seconds,
                               jobs=[{k: v for k, v in build_row(r).items() if k != "cells"} for r in result.rows]))
-    ui.show(build_table(result, title))
+    ui.show(build_table(result, title, width=ui.results_console().width))
+    ui.show_lines(problem_lines(result))
     counts = {}
     for r in result.rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+    summary = ", ".join(f"{v} {k}{' as expected' if k == 'refused' else ''}" for k, v in counts.items())
     if not check_only and set(counts) <= {"cached"}:
         ui.info(f"up to date: {summary} in {result.seconds:.2f} s (nothing changed; --force rebuilds)")
     else:
@@ -714,9 +715,9 @@ def _print_error(exc: EdgekitError) -> None:
     from rich.markup import escape
 
     label = "check failed" if isinstance(exc, CheckFailed) else "error"
-    ui.err.print(f"[bold red]{label}:[/] {escape(exc.message)}", soft_wrap=False)
+    ui.err.print(f"[bold red]{label}:[/] {escape(exc.message)}", soft_wrap=True)  # one line in CI logs
     if exc.hint:
-        ui.err.print(f"  [cyan]what to do:[/] {escape(exc.hint)}")
+        ui.err.print(f"  [cyan]what to do:[/] {escape(exc.hint)}", soft_wrap=True)
     if exc.details:
         ui.err.print("  [dim]details (last lines of the stage's output):[/]")
         for line in exc.details.splitlines()[-15:]:

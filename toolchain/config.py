@@ -30,6 +30,7 @@ class TargetSpec:
     max_latency_ms: float | None = None
     max_arm_instructions: float | None = None
     int8_io: bool = False
+    expect: str | None = None  # "refused": the job passes only when edgekit refuses it (exit 3)
 
     @property
     def precision(self) -> str:
@@ -74,7 +75,9 @@ _MODEL_KEYS = {
 _TARGET_KEYS = {
     "target": (str,), "quantize": (str,), "output": (str,), "atol": (int, float), "rtol": (int, float),
     "arches": (list,), "max_latency_ms": (int, float), "max_arm_instructions": (int, float), "int8_io": (bool,),
+    "expect": (str,),
 }
+EXPECT_VALUES = ("refused",)
 
 
 class _Lines:
@@ -206,8 +209,12 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
             bad = [a for a in arches if a not in ARCHES]
             if bad or not arches:
                 chk.fail(f"{tp}.arches", f"unknown arch {bad or '[]'}.", hint=f"choose from: {', '.join(ARCHES)}")
+            if t.get("expect", "refused") not in EXPECT_VALUES:
+                chk.fail(f"{tp}.expect", f"unknown expectation '{t['expect']}'.",
+                         hint="expect = \"refused\" is the only value: the job passes when edgekit refuses it")
             targets.append(TargetSpec(t["target"], q, t.get("output"), t.get("atol"), t.get("rtol"), list(arches),
-                                      t.get("max_latency_ms"), t.get("max_arm_instructions"), t.get("int8_io", False)))
+                                      t.get("max_latency_ms"), t.get("max_arm_instructions"), t.get("int8_io", False),
+                                      t.get("expect")))
         if not targets:
             chk.fail(f"{kp}.targets", "no targets: add at least one [[models.targets]] table.")
         shapes = m.get("input_shape", [])

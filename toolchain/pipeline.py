@@ -83,6 +83,7 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
         "source": source, "source_format": reference.detected.name, "target": target,
         "quantize": quantize, "precision": result.precision, "converter": conv.library,
         "notes": result.notes, "details": result.details, "convert_seconds": convert_s,
+        "load_seconds": t0 - t_start,  # framework import, source model and data
         "size_bytes": Path(staged_path).stat().st_size,
         "source_signature": reference.signature.to_dict(),
         "warnings": list(result.details.get("warnings", [])),

@@ -115,14 +115,92 @@ def build_row(row: dict) -> dict:
     }
 
 
-def build_table(result, title: str):
-    rows = [build_row(r)["cells"] for r in result.rows]
-    styled = []
-    for cells in rows:
-        status = cells[3]
-        colour = {"built": "green", "cached": "cyan", "checked": "green", "failed": "bold red"}.get(status, "")
-        styled.append(cells[:3] + [f"[{colour}]{status}[/]" if colour else status] + cells[4:])
-    return table(title, BUILD_COLUMNS, styled, caption=EMULATED_NOTE, caption_justify="left")
+STATUS_COLOURS = {"built": "green", "cached": "cyan", "checked": "green", "failed": "bold red", "refused": "yellow"}
+# the terminal summary: these columns always (one line per job, its id never split) ...
+_SUMMARY_ALWAYS = ["job", "status", "size", "parity", "host ms"]
+# ... and these as the width allows, in this order (every column is in summary.md/report.html/--json)
+_SUMMARY_OPTIONAL = ["arm64", "top-1", "arm64 ms†", "acc Δ pts", "arm64 instr/inf", "max abs", "cosine", "precision"]
+
+
+def fit_columns(header: list[str], rows: list[list[str]], always: list[str], optional: list[str],
+                width: int) -> tuple[list[int], int]:
+    """Indexes of the columns to print in `width` terminal cells, and the width they take: every
+    `always` column (even past `width`: the caller widens), then `optional` ones in order while
+    the table (borderless, two spaces between columns) still fits."""
+    from rich.cells import cell_len
+
+    def need(i: int) -> int:
+        return max([cell_len(_plain(header[i]))] + [cell_len(_plain(r[i])) for r in rows]) + 2
+
+    chosen = [header.index(c) for c in always]
+    used = sum(need(i) for i in chosen) - 2
+    for c in optional:
+        i = header.index(c)
+        if used + need(i) <= width:
+            chosen.append(i)
+            used += need(i)
+    return sorted(chosen), used
+
+
+def compact_table(title: str | None, header: list[str], rows: list[list[str]], keep: list[int],
+                  caption: str | None = None, needed: int = 0):
+    """A borderless table of the `keep` columns (chosen by fit_columns), one line per row:
+    no cell is wrapped or cut (ui.show prints it `needed` wide if the terminal is narrower)."""
+    from rich.cells import cell_len
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 1), caption=caption,
+              caption_justify="left", header_style="bold underline")
+    for i in keep:
+        w = max([cell_len(_plain(header[i]))] + [cell_len(_plain(r[i])) for r in rows])
+        t.add_column(header[i], no_wrap=True, min_width=w)
+    for r in rows:
+        t.add_row(*[str(r[i]) for i in keep])
+    t.needed_width = needed
+    return t
+
+
+def build_table(result, title: str, width: int = 160):
+    """The terminal summary: one line per job at any width >= 80; problems go below (problem_lines)."""
+    header = ["job"] + BUILD_COLUMNS[1:14]
+    rows = []
+    for rec in (build_row(r) for r in result.rows):
+        c = rec["cells"]
+        colour = STATUS_COLOURS.get(c[3], "")
+        status = f"[{colour}]{c[3]}[/]" if colour else c[3]
+        rows.append([rec["id"], c[1], c[2], status] + c[4:14])
+    keep, used = fit_columns(header, rows, _SUMMARY_ALWAYS, _SUMMARY_OPTIONAL, width)
+    note = EMULATED_NOTE if header.index("arm64 ms†") in keep else None
+    return compact_table(title, header, rows, keep, caption=note, needed=used)
+
+
+CONVERT_COLUMNS = ["artifact", "precision", "size", "parity", "top-1", "convert s", "max abs", "cosine", "target",
+                   "source"]
+
+
+def convert_summary(source: str, target: str, result: dict, parity: dict | None, width: int):
+    """`edgekit convert`'s summary: one line, the artifact path whole; more columns as the width allows."""
+    verdict, max_abs, cosine, top1, _ = parity_cells(parity)
+    from rich.markup import escape  # file names are the user's: shown as text, never as markup
+
+    row = [escape(result["output"] or "(not written)"), result["precision"], human_bytes(result["size_bytes"]),
+           verdict, top1, f"{result['convert_seconds']:.1f}", max_abs, cosine, target, escape(source)]
+    keep, used = fit_columns(CONVERT_COLUMNS, [row], CONVERT_COLUMNS[:4], CONVERT_COLUMNS[4:], width)
+    return compact_table("edgekit convert", CONVERT_COLUMNS, [row], keep, needed=used)
+
+
+def problem_lines(result) -> list[str]:
+    """One whole line per failed or refused job (the full message, with what to do), for below
+    the summary table. Plain text: print it unwrapped (soft wrap), never as a table cell."""
+    lines = []
+    for r in result.rows:
+        err = r.get("error")
+        if r["status"] not in ("failed", "refused") or not err:
+            continue
+        kind = "refused as expected" if r["status"] == "refused" else f"failed ({err.get('type', 'error')})"
+        hint = f" · what to do: {err['hint']}" if err.get("hint") and r["status"] == "failed" else ""
+        lines.append(f"{'–' if r['status'] == 'refused' else '✗'} {r['id']} {kind}: {err.get('message', '')}{hint}")
+    return lines
 
 
 def _plain(cell: str) -> str:
@@ -198,6 +276,8 @@ def junit_xml(result, suite: str = "edgekit") -> str:
         if message:
             f = ET.SubElement(tc, "failure", message=_xml(message), type="CheckFailed")
             f.text = _xml(json.dumps(detail, indent=1, default=str)[:20000])
+        elif r["status"] == "refused":  # expect = "refused": passes, shown as skipped with the reason
+            ET.SubElement(tc, "skipped", message=_xml(f"refused as expected: {(r['error'] or {}).get('message', '')}"))
         elif r["parity"]:
             out = ET.SubElement(tc, "system-out")
             out.text = _xml(" ".join(f"{k}={_plain(v)}" for k, v in zip(BUILD_COLUMNS[5:14], r["cells"][5:14])))

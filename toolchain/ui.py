@@ -84,12 +84,33 @@ def show(renderable) -> None:
         return
     if _state["json"] and _state["quiet"]:
         return
-    results_console().print(renderable)
+    console = results_console()
+    needed = getattr(renderable, "needed_width", 0)  # a compact table is never cut (report.compact_table)
+    if needed > console.width:  # print it wider than the terminal rather than cut or fold it
+        width = console.width
+        console.width = needed
+        try:
+            console.print(renderable, crop=False)
+        finally:
+            console.width = width
+    else:
+        console.print(renderable)
 
 
 def info(message: str) -> None:
+    # soft wrap: a long progress line stays one line in a CI log (the terminal wraps it for display)
     if not _state["quiet"]:
-        err.print(message)
+        err.print(message, soft_wrap=True)
+
+
+def show_lines(lines: list[str]) -> None:
+    """Plain-text lines (no markup) beside the tables, each one line, never wrapped by Rich."""
+    from rich.markup import escape
+
+    if _state["quiet"]:
+        return
+    for line in lines:
+        results_console().print(escape(line), soft_wrap=True)
 
 
 def warn(message: str) -> None:
@@ -114,7 +135,7 @@ def stage(title: str):
 
         def line(msg: str) -> None:
             if not _state["quiet"] and msg != last["msg"]:
-                err.print(f"  [dim]{title}: {plain(msg)}[/]")
+                err.print(f"  [dim]{title}: {plain(msg)}[/]", soft_wrap=True)  # one line in a CI log
                 last["msg"] = msg
 
         yield line

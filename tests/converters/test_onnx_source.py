@@ -109,6 +109,20 @@ def test_quantize_foreign_onnx(conv, tmp_path, mode):
     assert res.json["result"]["precision"] == mode
     assert "latency_vs_fp32" in res.json["result"]["details"]
     assert (tmp_path / "q.onnx").stat().st_size < (conv / "conv.onnx").stat().st_size
+    if mode == "int8":
+        # U8U8: onnxruntime's x86 int8-weight kernels saturate without VNNI (issue 13); the
+        # report says which scheme and why
+        import onnx
+        from onnx import TensorProto
+
+        m = onnx.load_model(str(tmp_path / "q.onnx"))
+        inits = {t.name: t for t in m.graph.initializer}
+        zero_points = [inits[n.input[2]] for n in m.graph.node if n.op_type == "QuantizeLinear"
+                       and len(n.input) > 2 and n.input[2] in inits]
+        weights = [inits[n.input[0]] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+        assert zero_points and {t.data_type for t in zero_points} == {TensorProto.UINT8}  # activations
+        assert {t.data_type for t in weights} - {TensorProto.INT32} == {TensorProto.UINT8}  # biases stay int32
+        assert any("U8U8" in note and "VNNI" in note for note in res.json["result"]["notes"])
 
 
 def test_external_data_is_embedded(tmp_path):
