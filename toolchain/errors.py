@@ -119,3 +119,70 @@ def require(module: str, extra: str):
         if exc.name and module.split(".")[0] != exc.name.split(".")[0]:
             raise  # the module is there but broken: a real bug, keep the traceback
         raise missing_extra(module, extra) from None
+
+
+class upstream:
+    """Context manager (and decorator) around one call into a converter library: an exception
+    raised *by the library* becomes ConversionFailed (exit 3) naming the library and the step,
+    e.g. "onnxruntime quantize_static: ValueError: ...". This is the one rule for every converter.
+
+    An EdgekitError passes unchanged. An exception whose innermost edgekit-or-library frame is
+    edgekit's own code (a callback edgekit handed to the library, such as a calibration reader)
+    is a bug in edgekit and passes unchanged too (exit 5, with its traceback).
+    `packages` are the top-level modules that count as the library (default: `library` with
+    '-' as '_').
+    """
+
+    def __init__(self, library: str, step: str, *, packages: tuple[str, ...] | None = None,
+                 hint: str | None = None):
+        self.library = library
+        self.step = step
+        self.packages = tuple(packages or (library.replace("-", "_"),))
+        self.hint = hint
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or isinstance(exc, (EdgekitError, KeyboardInterrupt, SystemExit, MemoryError)):
+            return False
+        if not isinstance(exc, Exception) or not self._raised_by_library(tb):
+            return False
+        head = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ConversionFailed(
+            f"{self.library} {self.step}: {type(exc).__name__}" + (f": {head}" if head else ""),
+            hint=self.hint or f"the converter library ({self.library}) failed on this model; try another "
+                              "--quantize/--target, or report it upstream with the model",
+            details=_traceback_text(exc)) from None
+
+    def __call__(self, func):
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with upstream(self.library, self.step, packages=self.packages, hint=self.hint):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+    def _raised_by_library(self, tb) -> bool:
+        verdict = False
+        tb = tb.tb_next if tb is not None else None  # skip the frame holding the `with`
+        while tb is not None:
+            frame = tb.tb_frame
+            root = (frame.f_globals.get("__name__") or "").split(".")[0]
+            if root in self.packages:
+                verdict = True
+            elif root == "edgekit":  # frames of other modules (numpy, stdlib) do not decide
+                verdict = False
+            tb = tb.tb_next
+        return verdict
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """Where in the library it failed: the innermost frames and the exception, for `details`."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    where = [f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames]
+    return "\n".join(where + traceback.format_exception_only(type(exc), exc))[-2000:]

@@ -244,9 +244,12 @@ def check(reference, candidate, data, *, precision: str, tolerance: Tolerance) -
         notes.append("inputs matched by position (names differ): " +
                      ", ".join(f"{a}→{b}" for a, b in mapping.items()))
     progress(f"running the reference ({reference.runtime}) on {data.n} samples")
-    ref_out = reference.predict(data.arrays)
+    axes = getattr(data, "axes", None) or {}  # inputs batched on another axis, scalars
+    ref_out = reference.predict(data.arrays, **({"axes": axes} if axes else {}))
     progress(f"running the candidate ({candidate.runtime}) on {data.n} samples")
-    cand_out = candidate.predict({mapping[k]: v for k, v in data.arrays.items()})
+    cand_axes = {mapping[k]: a for k, a in axes.items() if k in mapping}
+    cand_out = candidate.predict({mapping[k]: v for k, v in data.arrays.items()},
+                                 **({"axes": cand_axes} if cand_axes else {}))
     notes += [n for n in candidate.notes if n not in notes]
     return compare(ref_out, cand_out, pairs, tolerance, precision=precision, data_source=data.source,
                    labels=data.labels, notes=notes)
