@@ -14,6 +14,7 @@ import click
 
 from edgekit import __version__
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
+from edgekit.targets import OUTPUT_KINDS  # light: data tables only
 from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
@@ -63,6 +64,36 @@ def source_model_options(f):
                           "[NAME=]DIMS[:DTYPE], e.g. 1x3x224x224, x=1x16:int64, Nx3x224x224 (dynamic batch). "
                           "Repeat per input.")(f)
     return f
+
+
+
+
+def layout_options(f):
+    f = click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
+                     help=f"What output NAME computes, to judge it by what matters: {', '.join(OUTPUT_KINDS)} "
+                          "(default: inferred, and the report says how). Repeatable.")(f)
+    f = click.option("--batch-axis", "batch_axes", multiple=True, metavar="NAME=K",
+                     help="The axis of input NAME that holds the samples in --inputs/--calibration, when it is "
+                          "not the first (e.g. a recurrent state [2, N, 128]: state=1). Repeatable.")(f)
+    return f
+
+
+def _named(values, option: str, example: str, allowed=None) -> dict | None:
+    """NAME=VALUE options -> {name: value}; a malformed one is a usage error (exit 2)."""
+    out = {}
+    for v in values or ():
+        name, sep, value = v.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise BadInput(f"{option} {v!r}: expected NAME=VALUE, e.g. {option} {example}.")
+        value = value.strip()
+        if allowed is int:
+            if not value.isdigit():
+                raise BadInput(f"{option} {v!r}: the axis must be a non-negative integer, e.g. {option} {example}.")
+            value = int(value)
+        elif allowed and value not in allowed:
+            raise BadInput(f"{option} {v!r}: unknown kind '{value}'.", hint=f"kinds: {', '.join(allowed)}")
+        out[name.strip()] = value
+    return out or None
 
 
 def timeout_option(stage: str):
@@ -168,13 +199,14 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--arm-cpu", type=click.Choice(arm.CPUS), default=arm.DEFAULT_CPU, show_default=True,
               help="Emulated ARM core for --validate-arch arm64.")
 @tolerance_options
+@layout_options
 @tabular_options
 @trust_options
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, script, int8_io,
-            output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, label_column, signature_name,
-            trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
+            output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, batch_axes, output_kinds,
+            label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
     The artifact is written only after the check passes (use --keep-failed to keep a
@@ -207,6 +239,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
     calibration = _data_file(calibration, "--calibration")
     inputs = _data_file(inputs, "--inputs")
+    batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
+    kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
     precision = precision_of(quantize)
     out = Path(output) if output else default_output(Path(model), tgt.extension, precision)
     if output and out.is_dir():
@@ -228,7 +262,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                             trust=_trust(trust_pickle, trust_code, trust_types),
                             options={"int8_io": int8_io, "signature": signature_name, "script": script},
                             source_options=src_options, seed=seed, label_column=label_column, timeout=timeout,
-                            verbose=verbose,
+                            verbose=verbose, batch_axis=batch_axis, output_kinds=kinds,
                             title=f"converting {Path(model).name} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
@@ -302,13 +336,14 @@ def _print_notes(notes: list[str]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
 @source_model_options
 @tolerance_options
+@layout_options
 @tabular_options
 @trust_options
 @arm.arch_options
 @timeout_option("validate")
 @common_output
 def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, atol, rtol,
-             label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
+             batch_axes, output_kinds, label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
              max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
@@ -325,6 +360,8 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     src_options = source_options(_source(source), input_shapes, model_class, model_args)
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
+    batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
+    kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     if arches != ("host",):
         return arm.validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, inputs=inputs,
@@ -339,6 +376,7 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
                         trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
                         signature=signature_name, timeout=timeout, verbose=verbose,
+                        batch_axis=batch_axis, output_kinds=kinds,
                         title=f"validating {Path(artifact).name} against {Path(source).name}",
                         crash_exit_code=2)
     parity = result["parity"]

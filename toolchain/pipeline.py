@@ -40,20 +40,22 @@ def inherit_layout(reference, candidate) -> None:
 
 
 def parity_data(reference, inputs: str | None, seed: int = 0,
-                label_column: str | None = None) -> tuple[Dataset, list[str]]:
+                label_column: str | None = None, batch_axis: dict | None = None) -> tuple[Dataset, list[str]]:
     from edgekit.tensors import load_dataset, random_dataset
 
     if inputs:
-        return load_dataset(inputs, reference.signature, "--inputs", label_column), []
+        return load_dataset(inputs, reference.signature, "--inputs", label_column, batch_axis), []
     sampler = getattr(reference, "random_dataset", None)  # runners that know realistic values
-    data = sampler(RANDOM_SAMPLES, seed) if sampler else random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed)
+    data = sampler(RANDOM_SAMPLES, seed) if sampler else random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed,
+                                                                        batch_axis=batch_axis)
     return data, [RANDOM_WARNING]
 
 
 def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
                   calibration: str | None = None, inputs: str | None = None, validate: bool = True,
                   tolerance: dict | None = None, trust: Trust = Trust(), options: dict | None = None,
-                  seed: int = 0, label_column: str | None = None, source_options: dict | None = None) -> dict:
+                  seed: int = 0, label_column: str | None = None, source_options: dict | None = None,
+                  batch_axis: dict | None = None, output_kinds: dict | None = None) -> dict:
     """Load the source, convert it into `staged_path`, and (by default) check parity.
 
     `source_options` describe sources without their own signature or code (--input-shape,
@@ -69,11 +71,11 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     if calibration:
         from edgekit.tensors import load_dataset
 
-        calib = load_dataset(calibration, reference.signature, "--calibration", label_column)
+        calib = load_dataset(calibration, reference.signature, "--calibration", label_column, batch_axis)
     request = ConvertRequest(target, quantize, calib, dict(options or {}))
     if validate:  # read the parity data before the (slow) conversion: bad data fails fast
         if inputs or calib is None:
-            data, warnings = parity_data(reference, inputs, seed, label_column)
+            data, warnings = parity_data(reference, inputs, seed, label_column, batch_axis)
         else:  # real samples beat random ones, even if they are the calibration samples
             data, warnings = calib, [CALIBRATION_NOTE]
     t0 = time.perf_counter()
@@ -94,7 +96,7 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
         inherit_layout(reference.signature, candidate.signature)
         out["signature"] = candidate.signature.to_dict()
         report = check(reference, candidate, data, precision=result.precision,
-                       tolerance=tolerance_for(result.precision, tolerance, reference.runtime))
+                       tolerance=tolerance_for(result.precision, tolerance, reference.runtime), kinds=output_kinds)
         report.notes = warnings + report.notes
         out["parity"] = report.to_dict()
     out["total_seconds"] = time.perf_counter() - t_start
@@ -104,7 +106,8 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
 def validate_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
                    tolerance: dict | None = None, trust: Trust = Trust(), seed: int = 0,
                    label_column: str | None = None, signature: str | None = None,
-                   source_options: dict | None = None) -> dict:
+                   source_options: dict | None = None, batch_axis: dict | None = None,
+                   output_kinds: dict | None = None) -> dict:
     """Parity of an existing artifact against its source model."""
     from edgekit.validators.parity import check
 
@@ -117,9 +120,9 @@ def validate_stage(source: str, artifact: str, *, inputs: str | None = None, pre
             candidate.detected.name == reference.detected.name and Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
     prec = precision or candidate.precision()
-    data, warnings = parity_data(reference, inputs, seed, label_column)
+    data, warnings = parity_data(reference, inputs, seed, label_column, batch_axis)
     report = check(reference, candidate, data, precision=prec,
-                   tolerance=tolerance_for(prec, tolerance, reference.runtime))
+                   tolerance=tolerance_for(prec, tolerance, reference.runtime), kinds=output_kinds)
     report.notes = warnings + report.notes
     return {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
             "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.errors import BadInput
-from edgekit.targets import Tolerance
+from edgekit.targets import OUTPUT_KINDS, Tolerance
 from edgekit.tensors import Signature
 
 _EPS = 1e-12
@@ -125,7 +125,6 @@ def _is_label_output(ref: np.ndarray, cand: np.ndarray) -> bool:
     return ref.dtype.kind in "iub" and cand.dtype.kind in "iub"
 
 
-OUTPUT_KINDS = ("classification", "regression", "embedding", "detection", "sequence")
 _KIND_CHECKS = {
     "min_row_cosine": "worst per-sample cosine",
     "min_det_recall": "reference detections kept (same anchor, IoU >= 0.5, same class, score above threshold)",
@@ -454,7 +453,8 @@ def compare(ref_out: dict, cand_out: dict, pairs: list[tuple[str, str]], toleran
                         outputs, list(notes or []), accuracy)
 
 
-def check(reference, candidate, data, *, precision: str, tolerance: Tolerance) -> ParityReport:
+def check(reference, candidate, data, *, precision: str, tolerance: Tolerance,
+          kinds: dict | None = None) -> ParityReport:
     """Run both runners on the same data set and compare (inside a child process)."""
     from edgekit.isolation import progress
 
@@ -472,4 +472,4 @@ def check(reference, candidate, data, *, precision: str, tolerance: Tolerance) -
                                  **({"axes": cand_axes} if cand_axes else {}))
     notes += [n for n in candidate.notes if n not in notes]
     return compare(ref_out, cand_out, pairs, tolerance, precision=precision, data_source=data.source,
-                   labels=data.labels, notes=notes)
+                   labels=data.labels, notes=notes, kinds=kinds)
