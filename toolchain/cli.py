@@ -384,6 +384,12 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
         ui.emit_json(document("validate", parity["passed"], result=result))
     ui.show(parity_table(parity, f"parity: {Path(artifact).name} ({result['runtime']}) vs {Path(source).name}"))
     _print_notes(parity["notes"])
+    lat = result.get("latency")
+    if lat:
+        ui.info(f"  note: latency on this CPU (median, batch 1, {result['runtime']}): source {lat['source_ms']:.3f} ms, "
+                f"artifact {lat['artifact_ms']:.3f} ms ({lat['ratio']:.2f}x)")
+        if lat.get("warning"):
+            ui.warn(f"[bold red]QUANTIZED MODEL IS SLOWER:[/] {lat['warning']}")
     if not parity["passed"]:
         raise CheckFailed(f"parity failed: {failure_line(parity)}.")
     ui.info("[green]parity passed[/]")

@@ -124,8 +124,27 @@ def validate_stage(source: str, artifact: str, *, inputs: str | None = None, pre
     report = check(reference, candidate, data, precision=prec,
                    tolerance=tolerance_for(prec, tolerance, reference.runtime), kinds=output_kinds)
     report.notes = warnings + report.notes
-    return {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
-            "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
+    out = {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
+           "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
+    if candidate.runtime == reference.runtime:  # comparable: the same runtime runs both files
+        out["latency"] = latency_vs_source(source, artifact, prec)
+    return out
+
+
+def latency_vs_source(source: str, artifact: str, precision: str) -> dict:
+    """Median batch-1 latency of the source and the artifact on the same runtime (alternating
+    rounds, as convert times a quantized file beside its float model), and a warning when the
+    artifact is more than SLOWER_LIMIT slower."""
+    from edgekit.converters.auto import median_ms
+    from edgekit.converters.onnx_quant import SLOWER_LIMIT, _slower_warning
+
+    progress("timing the artifact beside the source (same runtime)")
+    src_ms, art_ms = median_ms([Path(source), Path(artifact)])
+    ratio = art_ms / src_ms if src_ms > 0 else 1.0
+    out = {"source_ms": src_ms, "artifact_ms": art_ms, "ratio": ratio, "slower": ratio > SLOWER_LIMIT}
+    if out["slower"]:
+        out["warning"] = _slower_warning(precision, art_ms, src_ms).replace("than fp32", "than the source")
+    return out
 
 
 def security_stage(path: str, *, trust: Trust = Trust()) -> dict:

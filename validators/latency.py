@@ -63,7 +63,7 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
             iterations: int = 100, inputs: str | None = None, seed: int = 0) -> dict:
     """Load `path`, time it, and return the statistics (runs inside a child process)."""
     from edgekit.loading import Trust, open_model
-    from edgekit.tensors import load_dataset, random_dataset
+    from edgekit.tensors import load_dataset, random_dataset, to_model_layout
 
     p = Path(path)
     import_s = import_runtime(p)
@@ -79,6 +79,7 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
     feeds = {k: v[:batch] for k, v in data.arrays.items()}
     if len(next(iter(feeds.values()))) < batch:
         feeds = {k: np.concatenate([v] * batch)[:batch] for k, v in feeds.items()}
+    feeds = to_model_layout(feeds, data.axes)  # a state batched on axis 1, a scalar as 0-d
     t0 = time.perf_counter()
     runner.infer(feeds)  # the checked path: bad inputs fail here with a clear error
     first_s = time.perf_counter() - t0

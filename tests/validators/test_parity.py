@@ -207,3 +207,27 @@ def test_declared_kinds_are_checked():
         _judge(ref, ref, "fp32", kinds={"nope": "detection"})
     with pytest.raises(BadInput, match="unknown output kind"):
         _judge(ref, ref, "fp32", kinds={"y": "boxes"})
+
+
+@pytest.mark.slow
+def test_validate_times_source_and_artifact_on_the_same_runtime(tmp_path):
+    """ONNX vs ONNX: validate reports both latencies, and warns exactly when the artifact is slower."""
+    import sys
+    from pathlib import Path
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "converters"))
+    from conftest import run_cli
+    from test_onnx_source import conv_model
+
+    conv_model(tmp_path / "conv.onnx", size=32)
+    quantize_dynamic(str(tmp_path / "conv.onnx"), str(tmp_path / "dyn.onnx"), weight_type=QuantType.QInt8)
+    res = run_cli("validate", tmp_path / "conv.onnx", tmp_path / "dyn.onnx", "--json")
+    assert res.code == 0, res
+    lat = res.json["result"]["latency"]
+    assert lat["source_ms"] > 0 and lat["artifact_ms"] > 0
+    assert lat["ratio"] == pytest.approx(lat["artifact_ms"] / lat["source_ms"])
+    assert lat["slower"] == (lat["ratio"] > 1.10) and ("warning" in lat) == lat["slower"]
+    res = run_cli("validate", tmp_path / "conv.onnx", tmp_path / "dyn.onnx")
+    assert "latency on this CPU" in res.stderr and "source" in res.stderr
