@@ -45,12 +45,15 @@ def trust_options(f):
     return f
 
 
+def signature_option(f):
+    return click.option("--signature", "signature_name", metavar="NAME",
+                        help="SavedModel sources: the signature to use (default: serving_default).")(f)
+
+
 def tabular_options(f):
     f = click.option("--label-column", metavar="NAME",
                      help="With a CSV (or .npz) for --inputs: the column holding the true labels (for accuracy).")(f)
-    f = click.option("--signature", "signature_name", metavar="NAME",
-                     help="SavedModel sources: the signature to use (default: serving_default).")(f)
-    return f
+    return signature_option(f)
 
 
 def source_model_options(f):
@@ -403,12 +406,15 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads for the runtime (default: the runtime's own choice).")
 @click.option("--inputs", metavar="FILE", help=".npz of inputs (default: seeded random inputs).")
+@source_model_options
+@signature_option
 @trust_options
 @arm.arch_options
 @timeout_option("bench")
 @common_output
-def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_code, trust_types, arches, arm_cpu,
-          max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
+def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_class, model_args, signature_name,
+          trust_pickle, trust_code, trust_types, arches, arm_cpu, max_arm_instructions, max_arm_increase, arm_baseline,
+          timeout, json_out, quiet, verbose):
     """Measure the latency of one or more artifacts on the host CPU (and/or emulated arm64).
 
     Each artifact runs in its own child process: load time, first inference, then
@@ -421,14 +427,21 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document
 
-    for a in artifacts:
-        _source(a)
+    from edgekit.sources import SHAPE_SOURCES, WEIGHT_FORMATS, source_options
+
+    options = {}
+    for a in artifacts:  # --input-shape/--model-class describe the artifacts that need them
+        found = _source(a)
+        needs = found.spec.framework in SHAPE_SOURCES or found.name in WEIGHT_FORMATS
+        options[a] = {**(source_options(found, input_shapes, model_class, model_args) if needs else {}),
+                      "signature": signature_name}
     inputs = _data_file(inputs, "--inputs")
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     results = []
     for a in artifacts if "host" in arches else ():
         results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
                                   trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
+                                  options=options[a],
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
                                   title=f"benchmarking {Path(a).name}", crash_exit_code=2))
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
@@ -455,10 +468,13 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
 @click.argument("artifact", metavar="ARTIFACT")
 @click.option("--security", is_flag=True,
               help="Report what the file could do if loaded and what edgekit's policy decides, without loading it.")
+@source_model_options
+@signature_option
 @trust_options
 @timeout_option("inspect")
 @common_output
-def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
+def inspect(artifact, security, input_shapes, model_class, model_args, signature_name, trust_pickle, trust_code,
+            trust_types, timeout, json_out, quiet, verbose):
     """Show what ARTIFACT is: format, size, inputs/outputs (with quantization) and operators.
 
     With --security: what the file would be allowed to do and why (it is not loaded).
@@ -467,7 +483,7 @@ def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, 
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document, signature_table
 
-    _source(artifact)
+    found = _source(artifact)
     if security:
         rep = _run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
                          trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
@@ -482,7 +498,10 @@ def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, 
             rows.append(["to allow it", rep["hint"]])
         ui.show(ui.table(f"security: {artifact}", ["", ""], rows, show_header=False))
         return
-    result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact),
+    from edgekit.sources import source_options
+
+    src_options = {**source_options(found, input_shapes, model_class, model_args), "signature": signature_name}
+    result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact), source_options=src_options,
                         trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
                         title=f"inspecting {Path(artifact).name}", crash_exit_code=2)
     if json_out:
@@ -690,19 +709,29 @@ def main(argv: list[str] | None = None) -> None:
     except EdgekitError as exc:
         _print_error(exc)
         sys.exit(exc.exit_code)
-    except Exception:
+    except Exception as exc:
         traceback.print_exc()
         click.echo("edgekit: internal error (a bug): please report it with the traceback above.", err=True)
+        _json_error({"type": "InternalError", "message": f"{type(exc).__name__}: {exc}"[:2000],
+                     "hint": "a bug in edgekit: please report it with the traceback on stderr", "details": None,
+                     "exit_code": EXIT_INTERNAL})
         sys.exit(EXIT_INTERNAL)
 
 
-def _print_error(exc: EdgekitError) -> None:
+def _json_error(error: dict) -> None:
+    """Under --json every failure is still one JSON document on stdout."""
     from edgekit import ui
 
     if ui.json_mode():
         from edgekit.report import document
 
-        ui.emit_json(document("error", False, error=exc.to_dict()))
+        ui.emit_json(document("error", False, error=error))
+
+
+def _print_error(exc: EdgekitError) -> None:
+    from edgekit import ui
+
+    _json_error(exc.to_dict())
     from rich.markup import escape
 
     label = "check failed" if isinstance(exc, CheckFailed) else "error"

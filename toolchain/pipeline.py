@@ -78,6 +78,10 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
             data, warnings = parity_data(reference, inputs, seed, label_column, batch_axis)
         else:  # real samples beat random ones, even if they are the calibration samples
             data, warnings = calib, [CALIBRATION_NOTE]
+    scalars = getattr(reference, "python_scalars", None)  # forward(x, sr: int): export specializes sr
+    real = calib if calib is not None else (data if validate and inputs else None)
+    if scalars and real is not None:
+        reference.example_scalars = {k: real.arrays[k].reshape(-1)[0].item() for k in scalars if k in real.arrays}
     t0 = time.perf_counter()
     result = conv.func(reference, request, Path(staged_path))
     convert_s = time.perf_counter() - t0
@@ -153,11 +157,11 @@ def security_stage(path: str, *, trust: Trust = Trust()) -> dict:
     return security_report(path, trust)
 
 
-def inspect_stage(path: str, *, trust: Trust = Trust()) -> dict:
+def inspect_stage(path: str, *, trust: Trust = Trust(), source_options: dict | None = None) -> dict:
     """Format, size, signature, quantization parameters and operator counts of a model."""
     from edgekit.validators.latency import file_size
 
-    runner = open_model(path, trust=trust, options={"trust": trust})
+    runner = open_model(path, trust=trust, options={"trust": trust, **(source_options or {})})
     return {
         "path": path, "format": runner.detected.name, "description": runner.detected.spec.description,
         "detected_by": runner.detected.evidence, "size_bytes": file_size(Path(path)),

@@ -74,21 +74,24 @@ class Dataset:
 
 
 # ----------------------------------------------------------------------------- batch axes and scalars
-def inferred_batch_axis(spec: TensorSpec):
-    """Where a tensor holds its samples: None for a scalar (shape []), else axis 0, unless
-    axis 0 is fixed and exactly one other axis is dynamic (a recurrent state [2, B, H])."""
+def inferred_batch_axis(spec: TensorSpec, shared_batch: bool = True):
+    """Where a tensor holds its samples: None for a scalar (shape []), else axis 0, unless axis 0
+    is fixed above 1 and exactly one other axis is dynamic while another tensor of the model has a
+    dynamic axis 0 (`shared_batch`): a recurrent state [2, B, H] beside an input [B, T]."""
     shape = tuple(spec.shape)
     if spec.shape is not None and len(shape) == 0:
         return None
     dynamic = [i for i, d in enumerate(shape) if d is None]
-    if shape and shape[0] is not None and len(dynamic) == 1:
+    if shared_batch and shape and shape[0] is not None and shape[0] > 1 and len(dynamic) == 1:
         return dynamic[0]
     return 0
 
 
 def batch_axes(specs, declared: dict | None = None) -> dict:
     """{name: axis} for the tensors not batched on axis 0 (None = scalar); declared axes win."""
-    out = {s.name: inferred_batch_axis(s) for s in specs}
+    specs = list(specs)
+    shared = any(s.shape and s.shape[0] is None for s in specs)
+    out = {s.name: inferred_batch_axis(s, shared) for s in specs}
     out.update({k: v for k, v in (declared or {}).items() if k in out})
     return {k: v for k, v in out.items() if v != 0}
 

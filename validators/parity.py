@@ -380,9 +380,12 @@ def align_outputs(ref_sig: Signature, cand_sig: Signature) -> tuple[list[tuple[s
 
 
 def align_inputs(ref_sig: Signature, cand_sig: Signature) -> dict[str, str]:
-    """Map reference input names to candidate input names: by name, else by position."""
-    ref_names = ref_sig.input_names
+    """Map reference input names to candidate input names: by name, else by position.
+    A scalar input of the reference that the candidate does not take was fixed at conversion
+    (torch.export specializes Python scalars): it feeds only the reference."""
     cand_names = cand_sig.input_names
+    fixed = [t.name for t in ref_sig.inputs if tuple(t.shape) == () and t.name not in cand_names]
+    ref_names = [n for n in ref_sig.input_names if n not in fixed]
     if set(ref_names) <= set(cand_names):
         return {n: n for n in ref_names}
     if len(ref_names) == len(cand_names):
@@ -463,12 +466,16 @@ def check(reference, candidate, data, *, precision: str, tolerance: Tolerance,
     if any(a != b for a, b in mapping.items()) and len(mapping) > 1:
         notes.append("inputs matched by position (names differ): " +
                      ", ".join(f"{a}→{b}" for a, b in mapping.items()))
+    for name in (n for n in reference.signature.input_names if n not in mapping):
+        values = np.unique(np.asarray(data.arrays[name]))
+        notes.append(f"scalar input '{name}' is fixed inside the artifact (the converter specialized it); "
+                     f"the reference ran with {name}={', '.join(map(str, values[:5]))}")
     progress(f"running the reference ({reference.runtime}) on {data.n} samples")
     axes = getattr(data, "axes", None) or {}  # inputs batched on another axis, scalars
     ref_out = reference.predict(data.arrays, **({"axes": axes} if axes else {}))
     progress(f"running the candidate ({candidate.runtime}) on {data.n} samples")
     cand_axes = {mapping[k]: a for k, a in axes.items() if k in mapping}
-    cand_out = candidate.predict({mapping[k]: v for k, v in data.arrays.items()},
+    cand_out = candidate.predict({mapping[k]: v for k, v in data.arrays.items() if k in mapping},
                                  **({"axes": cand_axes} if cand_axes else {}))
     notes += [n for n in candidate.notes if n not in notes]
     return compare(ref_out, cand_out, pairs, tolerance, precision=precision, data_source=data.source,

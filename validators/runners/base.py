@@ -69,11 +69,12 @@ class Runner:
     # -- shared -------------------------------------------------------------------------
     def batch_size(self) -> int | None:
         """The batch the model accepts: an int if fixed, None if the batch axis is dynamic."""
-        from edgekit.tensors import inferred_batch_axis
+        from edgekit.tensors import batch_axes
 
         sizes = set()
+        axes = batch_axes(self.signature.inputs)
         for s in self.signature.inputs:
-            axis = inferred_batch_axis(s)
+            axis = axes.get(s.name, 0)
             if axis is not None and s.shape:
                 sizes.add(s.shape[axis])
         if len(sizes) == 1:
