@@ -283,3 +283,7 @@ def test_inspect_suggests_only_its_own_options_and_answers_json(scripted_sr):
     assert inputs["sr"]["shape"] == [] and inputs["sr"]["dtype"] == "int64" and inputs["x"]["shape"] == [None, 16]
     res = run_cli("inspect", d / "sr.pt", "--input-shape", "x=Nx16", "--input-shape", "sr=1")
     assert_user_error(res, 2, "Python scalar", "needs no --input-shape")
+    res = run_cli("inspect", d / "sr.pt", "--input-shape", "x=Nx7")  # a wrong shape: the hint fits a scripted module
+    assert_user_error(res, 2, "fails on inputs of the given shape")
+    said = " ".join(res.stderr.split())
+    assert "scripted module" in said and "traced with" not in said, res
