@@ -430,6 +430,7 @@ def compare(ref_out: dict, cand_out: dict, pairs: list[tuple[str, str]], toleran
             m.update(kind_metrics(kind, r, c, precision))
             checks += _kind_checks(kind, m, tolerance)
         outputs.append(OutputParity(ref_name, cand_name, list(r.shape), m, checks))
+    notes = list(notes or []) + _kind_notes(outputs)
     accuracy = None
     first = np.asarray(ref_out[pairs[0][0]]) if pairs else None
     if labels is not None and first is not None and len(labels) == len(first):
@@ -453,7 +454,25 @@ def compare(ref_out: dict, cand_out: dict, pairs: list[tuple[str, str]], toleran
             accuracy["ok"] = drop_ci[0] <= tolerance.max_accuracy_drop + 1e-12
             accuracy["samples_for_gate"] = samples_for_gate(tolerance.max_accuracy_drop)
     return ParityReport(precision, tolerance, len(first) if first is not None else 0, data_source,
-                        outputs, list(notes or []), accuracy)
+                        outputs, notes, accuracy)
+
+
+def _kind_notes(outputs: list[OutputParity]) -> list[str]:
+    """Say how each kind was inferred, and what the margin rule left unjudged."""
+    notes = []
+    inferred = [f"{o.name}: {o.metrics['kind']} ({o.metrics['kind_source']})" for o in outputs
+                if o.metrics.get("kind") and o.metrics.get("kind_source") != "declared"]
+    if inferred:
+        notes.append("output kinds inferred (declare with --output-kind NAME=KIND): " + "; ".join(inferred))
+    for o in outputs:
+        amb = o.metrics.get("ambiguous") or o.metrics.get("ambiguous_positions")
+        if amb:
+            what = "samples" if "ambiguous" in o.metrics else "positions"
+            notes.append(f"{o.name}: {amb} {what} have their top two classes within the precision's noise; "
+                         "top-1 is judged on the others")
+        if o.metrics.get("note"):
+            notes.append(f"{o.name}: {o.metrics['note']}")
+    return notes
 
 
 def check(reference, candidate, data, *, precision: str, tolerance: Tolerance,
