@@ -205,8 +205,8 @@ def test_library_exception_in_quantize_static_is_exit_3_naming_library_and_step(
 
 
 def test_upstream_rule_keeps_edgekit_bugs_as_bugs():
-    """Only what the library raises becomes ConversionFailed: an error raised by edgekit's own
-    code inside the block (or in a callback edgekit handed to the library) stays a bug."""
+    """What the library (or code it runs) raises becomes ConversionFailed; an error raised by
+    edgekit's own code inside the block, or in a callback edgekit handed to the library, stays a bug."""
     import json
 
     from edgekit.errors import ConversionFailed, upstream
@@ -218,6 +218,12 @@ def test_upstream_rule_keeps_edgekit_bugs_as_bugs():
     with pytest.raises(AttributeError):  # the library called back into edgekit, which failed
         with upstream("json", "loads"):
             json.loads('{"a": 1}', object_hook=edgekit_function)
+    def users_model_code(_):  # code the library runs that is not edgekit's (a model's forward)
+        raise RuntimeError("shape mismatch in the user's layer")
+
+    with pytest.raises(ConversionFailed, match="json loads: RuntimeError: shape mismatch"):
+        with upstream("json", "loads"):
+            json.loads('{"a": 1}', object_hook=users_model_code)
     with pytest.raises(ZeroDivisionError):  # raised in the block itself
         with upstream("json", "loads"):
             1 / 0
