@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import BadInput, ConversionFailed, require
+from edgekit.errors import BadInput, ConversionFailed, require, upstream
 from edgekit.tensors import Signature, TensorSpec, check_shapes_against, specs_from_shapes
 from edgekit.validators.runners.base import Bound, Runner
 
@@ -146,12 +146,10 @@ class TorchRunner(Runner):
         module = self.eager_module()
         dyn = None if static else self.dynamic_shapes()
         args = self.example_inputs(batch=1 if (static or dyn is None) else 2)
-        try:
+        with upstream("torch", "torch.export", error=lambda exc: export_failure(exc, "torch.export")):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return torch.export.export(module, args, dynamic_shapes=dyn)
-        except Exception as exc:
-            raise export_failure(exc, "torch.export") from None
 
     # -- Runner --------------------------------------------------------------------------
     @classmethod
