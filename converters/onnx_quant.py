@@ -39,9 +39,12 @@ class _Reader:
     def get_next(self):
         if self._i >= self._n:
             return None
+        from edgekit.tensors import to_model_layout
+
         i = self._i
         self._i += 1
-        return {self._names[k]: v[i:i + 1] for k, v in self._data.arrays.items()}
+        axes = {self._names[k]: a for k, a in (self._data.axes or {}).items() if k in self._names}
+        return to_model_layout({self._names[k]: v[i:i + 1] for k, v in self._data.arrays.items()}, axes)
 
     def rewind(self):
         self._i = 0

@@ -293,3 +293,36 @@ def test_inspect_suggests_only_its_own_options_and_answers_json(scripted_sr):
     assert_user_error(res, 2, "fails on inputs of the given shape")
     said = " ".join(res.stderr.split())
     assert "scripted module" in said and "traced with" not in said, res
+
+
+@pytest.mark.slow
+def test_int8_calibration_feeds_a_state_batched_on_axis_1(tmp_path):
+    """The calibration reader gives onnxruntime each sample in the model's layout: state [2, 1, H]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((12, 3)) * 0.5).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(3, np.float32), "b"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([1], np.int64), "one")]
+    nodes = [helper.make_node("Slice", ["state", "zero", "one", "zero"], ["h0"]),
+             helper.make_node("Squeeze", ["h0", "zero"], ["h"]),
+             helper.make_node("Concat", ["x", "h"], ["xh"], axis=1),
+             helper.make_node("Gemm", ["xh", "w", "b"], ["y"]),
+             helper.make_node("Identity", ["state"], ["stateN"])]
+    graph = helper.make_graph(nodes, "stateful", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4]),
+        helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "B", 8])], [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 3]),
+        helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "B", 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "st.onnx"))
+    np.savez(tmp_path / "cal.npz", x=rng.standard_normal((64, 4)).astype(np.float32),
+             state=rng.standard_normal((2, 64, 8)).astype(np.float32))
+    res = run_cli("convert", tmp_path / "st.onnx", "--target", "onnx", "--quantize", "int8", "--calibration",
+                  tmp_path / "cal.npz", "-o", tmp_path / "st8.onnx", "--json")
+    assert res.code == 0, res
+    outs = {o["name"]: o for o in res.json["result"]["parity"]["outputs"]}
+    assert outs["y"]["passed"] and outs["stateN"]["shape"] == [64, 2, 8]  # compared sample by sample
