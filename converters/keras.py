@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
-from edgekit.errors import ConversionFailed, require
+from edgekit.errors import ConversionFailed, require, upstream
 from edgekit.isolation import progress
 
 CALIBRATION_LIMIT = 200  # samples used by full-int8 calibration
@@ -70,16 +70,19 @@ def _tflite_converter(model, signature, workdir: Path):
 
 
 def _run_tflite_conversion(converter, what: str) -> bytes:
-    try:
+    with upstream("tensorflow", "TFLiteConverter.convert", error=lambda exc: _tflite_error(exc, what)):
         return converter.convert()
-    except Exception as exc:  # TF raises ConverterError and friends with the MLIR diagnostic
-        text = str(exc)
-        ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)' op", text)))
-        named = f" Unsupported operator(s): {', '.join(ops)}." if ops else ""
-        raise ConversionFailed(f"the TFLite converter could not convert this model ({what}).{named}",
-                               hint="unsupported TensorFlow ops can sometimes be kept with Select TF ops, "
-                                    "which edgekit does not enable because mobile runtimes lack them",
-                               details=text[-2000:]) from None
+
+
+def _tflite_error(exc: Exception, what: str) -> ConversionFailed:
+    """TF raises ConverterError and friends with the MLIR diagnostic: name its operators."""
+    text = str(exc)
+    ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)' op", text)))
+    named = f" Unsupported operator(s): {', '.join(ops)}." if ops else ""
+    return ConversionFailed(f"the TFLite converter could not convert this model ({what}).{named}",
+                            hint="unsupported TensorFlow ops can sometimes be kept with Select TF ops, "
+                                 "which edgekit does not enable because mobile runtimes lack them",
+                            details=text[-2000:])
 
 
 @register("keras", "tflite", quantize=("none", "fp16", "dynamic", "int8"), options=("int8_io",),
@@ -141,13 +144,11 @@ def function_to_onnx(fn, specs, request: ConvertRequest, out_path: Path) -> Conv
     progress(f"converting to ONNX (tf2onnx, opset {ONNX_OPSET})")
     with tempfile.TemporaryDirectory(prefix="edgekit-tf2onnx-", dir=out_path.parent) as tmp:
         float_path = out_path if request.quantize == "none" else Path(tmp) / "float.onnx"
-        try:
+        with upstream("tf2onnx", "convert.from_function", error=lambda exc: ConversionFailed(
+                f"tf2onnx could not convert this model: {(str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]}",
+                details=str(exc)[-2000:])):
             tf2onnx.convert.from_function(fn, input_signature=specs, opset=ONNX_OPSET,
                                           output_path=str(float_path))
-        except Exception as exc:
-            raise ConversionFailed(f"tf2onnx could not convert this model: "
-                                   f"{str(exc).strip().splitlines()[-1][:300]}",
-                                   details=str(exc)[-2000:]) from None
         details = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": ONNX_OPSET}
         notes = [] if request.quantize == "none" else \
             onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details)

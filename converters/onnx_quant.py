@@ -20,7 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgekit.errors import BadInput, ConversionFailed, require
+from edgekit.errors import BadInput, ConversionFailed, require, upstream
 from edgekit.isolation import progress
 
 CALIBRATION_LIMIT = 200
@@ -46,9 +46,12 @@ class _Reader:
     def get_next(self):
         if self._i >= self._n:
             return None
+        from edgekit.tensors import to_model_layout
+
         i = self._i
         self._i += 1
-        return {self._names[k]: v[i:i + 1] for k, v in self._data.arrays.items()}
+        axes = {self._names[k]: a for k, a in (self._data.axes or {}).items() if k in self._names}
+        return to_model_layout({self._names[k]: v[i:i + 1] for k, v in self._data.arrays.items()}, axes)
 
     def rewind(self):
         self._i = 0
@@ -81,6 +84,22 @@ QUANTIZABLE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "LSTM
                    "EmbedLayerNormalization"}
 
 
+def subgraph_ops(graph) -> dict[str, int]:
+    """Counts of quantizable operators inside control-flow subgraphs (If/Loop/Scan bodies), at any depth."""
+    counts: dict[str, int] = {}
+
+    def walk(g, inside: bool) -> None:
+        for n in g.node:
+            if inside and n.op_type in QUANTIZABLE_OPS and n.domain in ("", "ai.onnx"):
+                counts[n.op_type] = counts.get(n.op_type, 0) + 1
+            for a in n.attribute:
+                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    walk(sub, True)
+
+    walk(graph, False)
+    return counts
+
+
 def _check_quantizable(float_path: Path, mode: str) -> None:
     import onnx
 
@@ -88,6 +107,16 @@ def _check_quantizable(float_path: Path, mode: str) -> None:
     ops = {n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx")}
     if not ops & QUANTIZABLE_OPS:
         kinds = sorted({n.op_type for n in model.graph.node})[:6]
+        nested = subgraph_ops(model.graph)
+        if nested:  # e.g. a streaming model whose Conv/LSTM sit in the branches of an If
+            found = ", ".join(f"{v} {k}" for k, v in sorted(nested.items()))
+            raise ConversionFailed(
+                f"nothing to quantize ({mode}) at the top level of the graph: its {found} sit inside "
+                f"control-flow subgraphs ({', '.join(sorted({n.op_type for n in model.graph.node if any(a.HasField('g') or a.graphs for a in n.attribute)}))}), "
+                "which onnxruntime's quantizers leave untouched, so they would stay float32 and the file "
+                "would come out unchanged.",
+                hint="keep it float (--quantize none); to quantize, export the model "
+                     "without control flow (one graph per branch, e.g. per sample rate)")
         raise ConversionFailed(f"nothing to quantize ({mode}): the model has no Conv/MatMul/Gemm operators "
                                f"(it uses {', '.join(kinds)}); int8 quantization would leave it unchanged.",
                                hint="keep it float (--quantize none); tree ensembles and linear ML operators "
@@ -106,8 +135,9 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
         model = onnx.load_model(str(float_path))
         # Transpose stays float32: onnxruntime 1.31's graph optimizer segfaults on some fp16
         # Transpose patterns (seen on torch's LSTM export); the casts around it cost little.
-        model16 = float16.convert_float_to_float16(
-            model, keep_io_types=True, op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ["Transpose"])
+        with upstream("onnxconverter-common", "convert_float_to_float16"):
+            model16 = float16.convert_float_to_float16(
+                model, keep_io_types=True, op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ["Transpose"])
         onnx.save_model(model16, str(out_path))
         notes.append("float16 weights and compute; inputs and outputs stay float32")
         return notes
@@ -127,41 +157,38 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
             try:
                 quant_pre_process(src, str(pre), skip_symbolic_shape=False)
             except Exception:  # symbolic shape inference fails on some graphs; ONNX shapes suffice
-                quant_pre_process(src, str(pre), skip_symbolic_shape=True)
+                with upstream("onnxruntime", "quant_pre_process"):
+                    quant_pre_process(src, str(pre), skip_symbolic_shape=True)
         finally:
             os.chdir(cwd)
-        try:
-            if mode == "dynamic":
-                progress("quantizing weights to int8 (dynamic)")
-                # DefaultTensorType: graphs with ai.onnx.ml ops (scikit-learn) leave some tensors
-                # without inferred types; float is what they carry
+        if mode == "dynamic":
+            progress("quantizing weights to int8 (dynamic)")
+            # DefaultTensorType: graphs with ai.onnx.ml ops (scikit-learn) leave some tensors
+            # without inferred types; float is what they carry
+            with upstream("onnxruntime", "quantize_dynamic"):
                 quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8, per_channel=False,
                                  extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
-                notes.append("dynamic: int8 weights, activations quantized at run time")
-            elif mode == "int8":
-                if calibration is None:
-                    raise BadInput("--quantize int8 needs --calibration data.")
-                names = _input_names(pre)
-                keys = list(calibration.arrays)
-                mapping = {k: k for k in keys} if set(keys) <= set(names) else dict(zip(keys, names))
-                n = min(calibration.n, CALIBRATION_LIMIT)
-                progress(f"calibrating and quantizing to int8 QDQ on {n} samples")
-                # U8U8 (see INT8_SCHEME): the same results on x86 CPUs with and without VNNI
+            notes.append("dynamic: int8 weights, activations quantized at run time")
+        elif mode == "int8":
+            if calibration is None:
+                raise BadInput("--quantize int8 needs --calibration data.")
+            names = _input_names(pre)
+            keys = list(calibration.arrays)
+            mapping = {k: k for k in keys} if set(keys) <= set(names) else dict(zip(keys, names))
+            n = min(calibration.n, CALIBRATION_LIMIT)
+            progress(f"calibrating and quantizing to int8 QDQ on {n} samples")
+            # U8U8 (see INT8_SCHEME): the same results on x86 CPUs with and without VNNI
+            with upstream("onnxruntime", "quantize_static"):
                 quantize_static(str(pre), str(out_path), _Reader(calibration, mapping, CALIBRATION_LIMIT),
                                 quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
                                 calibrate_method=CalibrationMethod.MinMax,
                                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": False})
-                notes.append(f"int8 static QDQ, per-channel weights, calibrated on {n} samples "
-                             f"from {calibration.source}")
-                notes.append(INT8_SCHEME)
-            else:
-                raise ValueError(f"unknown ONNX quantization mode {mode}")
-        except (BadInput, ValueError):
-            raise
-        except Exception as exc:
-            raise ConversionFailed(f"onnxruntime could not quantize the model ({mode}): {str(exc).strip()[:300]}",
-                                   details=str(exc)[-2000:]) from None
+            notes.append(f"int8 static QDQ, per-channel weights, calibrated on {n} samples "
+                         f"from {calibration.source}")
+            notes.append(INT8_SCHEME)
+        else:
+            raise ValueError(f"unknown ONNX quantization mode {mode}")
     return notes
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
-from edgekit.errors import ConversionFailed, require
+from edgekit.errors import ConversionFailed, require, upstream
 from edgekit.isolation import progress
 
 SKLEARN_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -163,11 +164,9 @@ def sklearn_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertRe
     register_custom_converters()
     progress(f"converting with skl2onnx {skl2onnx.__version__}")
     est = model.native
-    try:
+    with upstream("skl2onnx", "convert_sklearn", error=partial(_convert_error, "skl2onnx")):
         proto = skl2onnx.convert_sklearn(est, initial_types=initial_types(model.signature),
                                          target_opset=SKLEARN_OPSET, options=_zipmap_off(est) or None)
-    except Exception as exc:
-        raise _convert_error("skl2onnx", exc) from None
     return _finish(proto, model, request, out_path,
                    {"converter": "skl2onnx", "skl2onnx": skl2onnx.__version__, "opset": SKLEARN_OPSET})
 
@@ -177,14 +176,12 @@ def _onnxmltools_convert(model, request, out_path, lib: str) -> ConvertResult:
     types = initial_types(model.signature, "onnxmltools.convert.common.data_types")
     booster = model.native.booster
     progress(f"converting the {lib} model with onnxmltools {onnxmltools.__version__}")
-    try:
+    with upstream("onnxmltools", f"convert_{lib}", error=partial(_convert_error, "onnxmltools")):
         if lib == "xgboost":
             proto = onnxmltools.convert_xgboost(booster, initial_types=types, target_opset=ONNXMLTOOLS_OPSET)
         else:
             proto = onnxmltools.convert_lightgbm(booster, initial_types=types, target_opset=ONNXMLTOOLS_OPSET,
                                                  zipmap=False)
-    except Exception as exc:
-        raise _convert_error("onnxmltools", exc) from None
     return _finish(proto, model, request, out_path,
                    {"converter": "onnxmltools", "onnxmltools": onnxmltools.__version__, "opset": ONNXMLTOOLS_OPSET})
 

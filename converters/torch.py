@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
-from edgekit.errors import ConversionFailed, require
+from edgekit.errors import ConversionFailed, require, upstream
 from edgekit.isolation import progress
 
 CALIBRATION_LIMIT = 200  # samples used by int8 calibration
@@ -77,6 +77,13 @@ def _quiet():
 
 
 # ----------------------------------------------------------------------------- torchscript
+def _torchscript_error(exc: Exception, how: str, script: bool) -> ConversionFailed:
+    err = _helpers().export_failure(exc, how, "torchscript")
+    hint = ("scripting needs TorchScript-compatible Python; try tracing (drop --script)" if script
+            else "data-dependent control flow needs --script")
+    return ConversionFailed(err.message, hint=hint, details=err.details)
+
+
 @register("torch", "torchscript", options=("script",), extra="torch", library="torch.jit (trace/script + freeze)")
 @register("torchscript", "torchscript", options=("script",), extra="torch", library="torch.jit.freeze")
 def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
@@ -88,7 +95,8 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
     script = bool(request.options.get("script"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
+        how = "torch.jit.script" if script else "torch.jit.trace"
+        with upstream("torch", how, error=lambda exc: _torchscript_error(exc, how, script)):
             with torch.no_grad():
                 if isinstance(module, torch.jit.ScriptModule):
                     progress("freezing the TorchScript module")
@@ -109,12 +117,6 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
                     ts = module if script or isinstance(module, torch.jit.ScriptModule) else \
                         torch.jit.trace(module, model.example_inputs(batch=1))
                     frozen = torch.jit.freeze(ts.eval())
-        except Exception as exc:
-            how = "torch.jit.script" if script else "torch.jit.trace"
-            hint = ("scripting needs TorchScript-compatible Python; try tracing (drop --script)" if script
-                    else "data-dependent control flow needs --script")
-            err = rt.export_failure(exc, how, "torchscript")
-            raise ConversionFailed(err.message, hint=hint, details=err.details) from None
     trace_warnings = sorted({str(w.message).splitlines()[0][:160] for w in caught
                              if issubclass(w.category, torch.jit.TracerWarning)})
     # An ExportedProgram's graph is straight-line code: its only tracer warnings come from
@@ -247,27 +249,23 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
     details: dict = {"converter": "executorch", "torch": torch.__version__}
     progress("exporting with torch.export")
     ep = model.exported_program(static=True)
-    with _quiet():
-        try:
-            if request.quantize == "int8":
-                from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-                    XNNPACKQuantizer, get_symmetric_quantization_config)
+    with _quiet(), upstream("executorch", "export and lowering",
+                            error=lambda exc: rt.export_failure(exc, "ExecuTorch", "executorch")):
+        if request.quantize == "int8":
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                XNNPACKQuantizer, get_symmetric_quantization_config)
 
-                quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-                converted, n = _pt2e_quantize(ep, model, request, quantizer)
-                _check_quantized_share(converted, "executorch")
-                ep = torch.export.export(converted, model.example_inputs(batch=1))
-                notes.append(f"int8 PT2E (XNNPACKQuantizer, symmetric per-channel weights), calibrated on {n} "
-                             f"samples from {request.calibration.source}; inputs and outputs stay float32")
-            progress("lowering to the XNNPACK delegate")
-            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-            more_notes, deleg = _delegation_summary(edge.exported_program().graph_module)
-            progress("serializing the ExecuTorch program")
-            buffer = edge.to_executorch().buffer
-        except ConversionFailed:
-            raise
-        except Exception as exc:
-            raise rt.export_failure(exc, "ExecuTorch", "executorch") from None
+            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+            converted, n = _pt2e_quantize(ep, model, request, quantizer)
+            _check_quantized_share(converted, "executorch")
+            ep = torch.export.export(converted, model.example_inputs(batch=1))
+            notes.append(f"int8 PT2E (XNNPACKQuantizer, symmetric per-channel weights), calibrated on {n} "
+                         f"samples from {request.calibration.source}; inputs and outputs stay float32")
+        progress("lowering to the XNNPACK delegate")
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+        more_notes, deleg = _delegation_summary(edge.exported_program().graph_module)
+        progress("serializing the ExecuTorch program")
+        buffer = edge.to_executorch().buffer
     out_path.write_bytes(buffer)
     details.update(deleg)
     precision = "int8" if request.quantize == "int8" else "fp32"
@@ -303,13 +301,12 @@ def torch_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResu
     with tempfile.TemporaryDirectory(prefix="edgekit-torch-onnx-", dir=out_path.parent) as tmp:
         float_path = out_path if request.quantize == "none" else Path(tmp) / "float.onnx"
         with _quiet():
-            try:
+            with upstream("torch", "torch.onnx.export",
+                          error=lambda exc: rt.export_failure(exc, "torch.onnx.export", "onnx")):
                 torch.onnx.export(ep, (), str(float_path), dynamo=True, opset_version=ONNX_OPSET,
                                   input_names=model.signature.input_names,
                                   output_names=[s.name for s in model.signature.outputs],
                                   external_data=False, verbose=False, optimize=True)
-            except Exception as exc:
-                raise rt.export_failure(exc, "torch.onnx.export", "onnx") from None
         if request.quantize != "none":
             notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration)
     if model.dynamic_batch() and getattr(model, "runtime", "") != "torchscript":
@@ -335,48 +332,44 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
     progress("exporting with torch.export")
     ep = model.exported_program(static=True)
     args = model.example_inputs(batch=1)
-    with _quiet():
-        try:
-            module = ep.module()
-            kwargs = {}
-            if mode == "fp16":
-                from litert_torch.generative.quantize import quant_recipes
+    with _quiet(), upstream("litert-torch", "convert",
+                            error=lambda exc: rt.export_failure(exc, "litert-torch", "tflite")):
+        module = ep.module()
+        kwargs = {}
+        if mode == "fp16":
+            from litert_torch.generative.quantize import quant_recipes
 
-                kwargs["quant_config"] = quant_recipes.full_fp16_recipe()
-                notes.append("fp16 weights (litert-torch full_fp16_recipe); inputs and outputs stay float32")
-            elif mode in ("dynamic", "int8"):
-                from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-                from litert_torch.quantize.quant_config import QuantConfig
-                from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+            kwargs["quant_config"] = quant_recipes.full_fp16_recipe()
+            notes.append("fp16 weights (litert-torch full_fp16_recipe); inputs and outputs stay float32")
+        elif mode in ("dynamic", "int8"):
+            from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+            from litert_torch.quantize.quant_config import QuantConfig
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-                quantizer = PT2EQuantizer().set_global(
-                    get_symmetric_quantization_config(is_per_channel=True, is_dynamic=mode == "dynamic"))
-                prepared = prepare_pt2e(module, quantizer)
-                with torch.no_grad():
-                    if mode == "dynamic":
-                        prepared(*args)
-                        notes.append("dynamic-range int8: int8 per-channel weights, activations quantized at run time")
-                    else:
-                        samples = _calibration(request, model)
-                        progress(f"calibrating on {len(samples)} samples")
-                        for a in samples:
-                            prepared(*a)
-                        notes.append(f"full int8 (PT2E, symmetric per-channel weights), calibrated on "
-                                     f"{len(samples)} samples from {request.calibration.source}")
-                module = convert_pt2e(prepared, fold_quantize=False)
-                if mode == "int8":
-                    _check_quantized_share(module, "tflite")
-                kwargs["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
-            progress(f"converting with litert-torch ({'fp32' if mode == 'none' else mode})")
-            edge_model = litert_torch.convert(module, args, **kwargs)
-            with tempfile.TemporaryDirectory(prefix="edgekit-litert-", dir=out_path.parent) as tmp:
-                tmp_file = Path(tmp) / "model.tflite"
-                edge_model.export(str(tmp_file))
-                blob = tmp_file.read_bytes()
-        except ConversionFailed:
-            raise
-        except Exception as exc:
-            raise rt.export_failure(exc, "litert-torch", "tflite") from None
+            quantizer = PT2EQuantizer().set_global(
+                get_symmetric_quantization_config(is_per_channel=True, is_dynamic=mode == "dynamic"))
+            prepared = prepare_pt2e(module, quantizer)
+            with torch.no_grad():
+                if mode == "dynamic":
+                    prepared(*args)
+                    notes.append("dynamic-range int8: int8 per-channel weights, activations quantized at run time")
+                else:
+                    samples = _calibration(request, model)
+                    progress(f"calibrating on {len(samples)} samples")
+                    for a in samples:
+                        prepared(*a)
+                    notes.append(f"full int8 (PT2E, symmetric per-channel weights), calibrated on "
+                                 f"{len(samples)} samples from {request.calibration.source}")
+            module = convert_pt2e(prepared, fold_quantize=False)
+            if mode == "int8":
+                _check_quantized_share(module, "tflite")
+            kwargs["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
+        progress(f"converting with litert-torch ({'fp32' if mode == 'none' else mode})")
+        edge_model = litert_torch.convert(module, args, **kwargs)
+        with tempfile.TemporaryDirectory(prefix="edgekit-litert-", dir=out_path.parent) as tmp:
+            tmp_file = Path(tmp) / "model.tflite"
+            edge_model.export(str(tmp_file))
+            blob = tmp_file.read_bytes()
     if mode == "dynamic":
         blob, n_float = _float_depthwise(blob)
         if n_float:

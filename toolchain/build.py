@@ -175,7 +175,9 @@ def cache_key(job: Job) -> str:
         **job.inputs_digest,
         "model_options": {"input_shape": m.input_shape, "model_class": m.model_class, "model_args": m.model_args,
                           "signature": m.signature, "trust_pickle": m.trust_pickle, "trust_code": m.trust_code,
-                          "trust_types": m.trust_types, "label_column": m.label_column},
+                          "trust_types": m.trust_types, "label_column": m.label_column,
+                          # only when set, so existing builds keep their cache keys
+                          **{k: v for k, v in (("output_kinds", m.output_kinds), ("batch_axis", m.batch_axis)) if v}},
         "target": {k: v for k, v in vars(s).items()},
         "output": job.output,
         "versions": library_versions(job.extra),
@@ -361,7 +363,7 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
                          inputs=str(m.inputs) if m.inputs else None, validate=True,
                          tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust, label_column=m.label_column,
                          options={"int8_io": s.int8_io, "signature": m.signature}, timeout=timeout, verbose=verbose,
-                         on_progress=on_progress)
+                         on_progress=on_progress, output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None)
     t1 = time.perf_counter()
     # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
     # start, framework import + source load, conversion, parity; then host timing and arm64
@@ -686,7 +688,8 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
                             inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
                             tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
                             label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
-                            verbose=verbose, on_progress=cb, crash_exit_code=2)
+                            verbose=verbose, on_progress=cb, crash_exit_code=2,
+                            output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None)
         checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
                    "arm_instructions": entry.get("arm_instructions_per_inference")}
         if "arm64" in job.spec.arches:

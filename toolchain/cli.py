@@ -14,6 +14,7 @@ import click
 
 from edgekit import __version__
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
+from edgekit.targets import OUTPUT_KINDS  # light: data tables only
 from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
@@ -44,12 +45,15 @@ def trust_options(f):
     return f
 
 
+def signature_option(f):
+    return click.option("--signature", "signature_name", metavar="NAME",
+                        help="SavedModel sources: the signature to use (default: serving_default).")(f)
+
+
 def tabular_options(f):
     f = click.option("--label-column", metavar="NAME",
                      help="With a CSV (or .npz) for --inputs: the column holding the true labels (for accuracy).")(f)
-    f = click.option("--signature", "signature_name", metavar="NAME",
-                     help="SavedModel sources: the signature to use (default: serving_default).")(f)
-    return f
+    return signature_option(f)
 
 
 def source_model_options(f):
@@ -80,6 +84,34 @@ class Seconds(click.ParamType):
         if not math.isfinite(seconds) or seconds <= 0:
             self.fail(f"{value!r} is not a finite number of seconds greater than 0.", param, ctx)
         return seconds
+
+
+def layout_options(f):
+    f = click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
+                     help=f"What output NAME computes, to judge it by what matters: {', '.join(OUTPUT_KINDS)} "
+                          "(default: inferred, and the report says how). Repeatable.")(f)
+    f = click.option("--batch-axis", "batch_axes", multiple=True, metavar="NAME=K",
+                     help="The axis of input NAME that holds the samples in --inputs/--calibration, when it is "
+                          "not the first (e.g. a recurrent state [2, N, 128]: state=1). Repeatable.")(f)
+    return f
+
+
+def _named(values, option: str, example: str, allowed=None) -> dict | None:
+    """NAME=VALUE options -> {name: value}; a malformed one is a usage error (exit 2)."""
+    out = {}
+    for v in values or ():
+        name, sep, value = v.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise BadInput(f"{option} {v!r}: expected NAME=VALUE, e.g. {option} {example}.")
+        value = value.strip()
+        if allowed is int:
+            if not value.isdigit():
+                raise BadInput(f"{option} {v!r}: the axis must be a non-negative integer, e.g. {option} {example}.")
+            value = int(value)
+        elif allowed and value not in allowed:
+            raise BadInput(f"{option} {v!r}: unknown kind '{value}'.", hint=f"kinds: {', '.join(allowed)}")
+        out[name.strip()] = value
+    return out or None
 
 
 def timeout_option(stage: str):
@@ -185,13 +217,14 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--arm-cpu", type=click.Choice(arm.CPUS), default=arm.DEFAULT_CPU, show_default=True,
               help="Emulated ARM core for --validate-arch arm64.")
 @tolerance_options
+@layout_options
 @tabular_options
 @trust_options
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, script, int8_io,
-            output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, label_column, signature_name,
-            trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
+            output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, batch_axes, output_kinds,
+            label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
     The artifact is written only after the check passes (use --keep-failed to keep a
@@ -224,6 +257,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
     calibration = _data_file(calibration, "--calibration")
     inputs = _data_file(inputs, "--inputs")
+    batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
+    kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
     precision = precision_of(quantize)
     out = Path(output) if output else default_output(Path(model), tgt.extension, precision)
     if output and out.is_dir():
@@ -245,7 +280,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                             trust=_trust(trust_pickle, trust_code, trust_types),
                             options={"int8_io": int8_io, "signature": signature_name, "script": script},
                             source_options=src_options, seed=seed, label_column=label_column, timeout=timeout,
-                            verbose=verbose,
+                            verbose=verbose, batch_axis=batch_axis, output_kinds=kinds,
                             title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
@@ -321,13 +356,14 @@ def _print_notes(notes: list[str]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
 @source_model_options
 @tolerance_options
+@layout_options
 @tabular_options
 @trust_options
 @arm.arch_options
 @timeout_option("validate")
 @common_output
 def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, atol, rtol,
-             label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
+             batch_axes, output_kinds, label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
              max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
@@ -344,6 +380,8 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     src_options = source_options(_source(source), input_shapes, model_class, model_args)
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
+    batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
+    kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     if arches != ("host",):
         return arm.validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, inputs=inputs,
@@ -358,6 +396,7 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
                         precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
                         trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
                         signature=signature_name, timeout=timeout, verbose=verbose,
+                        batch_axis=batch_axis, output_kinds=kinds,
                         title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
                         crash_exit_code=2)
     parity = result["parity"]
@@ -365,6 +404,12 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
         ui.emit_json(document("validate", parity["passed"], result=result))
     ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))
     _print_notes(parity["notes"])
+    lat = result.get("latency")
+    if lat:
+        ui.info(f"  note: latency on this CPU (median, batch 1, {result['runtime']}): source {lat['source_ms']:.3f} ms, "
+                f"artifact {lat['artifact_ms']:.3f} ms ({lat['ratio']:.2f}x)")
+        if lat.get("warning"):
+            ui.warn(f"[bold red]QUANTIZED MODEL IS SLOWER:[/] {lat['warning']}")
     if not parity["passed"]:
         raise CheckFailed(f"parity failed: {failure_line(parity)}.")
     ui.info("[green]parity passed[/]")
@@ -378,12 +423,15 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads for the runtime (default: the runtime's own choice).")
 @click.option("--inputs", metavar="FILE", help=".npz of inputs (default: seeded random inputs).")
+@source_model_options
+@signature_option
 @trust_options
 @arm.arch_options
 @timeout_option("bench")
 @common_output
-def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_code, trust_types, arches, arm_cpu,
-          max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
+def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_class, model_args, signature_name,
+          trust_pickle, trust_code, trust_types, arches, arm_cpu, max_arm_instructions, max_arm_increase, arm_baseline,
+          timeout, json_out, quiet, verbose):
     """Measure the latency of one or more artifacts on the host CPU (and/or emulated arm64).
 
     Each artifact runs in its own child process: load time, first inference, then
@@ -396,14 +444,21 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document
 
-    for a in artifacts:
-        _source(a)
+    from edgekit.sources import SHAPE_SOURCES, WEIGHT_FORMATS, source_options
+
+    options = {}
+    for a in artifacts:  # --input-shape/--model-class describe the artifacts that need them
+        found = _source(a)
+        needs = found.spec.framework in SHAPE_SOURCES or found.name in WEIGHT_FORMATS
+        options[a] = {**(source_options(found, input_shapes, model_class, model_args) if needs else {}),
+                      "signature": signature_name}
     inputs = _data_file(inputs, "--inputs")
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     results = []
     for a in artifacts if "host" in arches else ():
         results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
                                   trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
+                                  options=options[a],
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
                                   title=f"benchmarking {ui.plain(Path(a).name)}", crash_exit_code=2))
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
@@ -430,10 +485,13 @@ def bench(artifacts, iterations, warmup, threads, inputs, trust_pickle, trust_co
 @click.argument("artifact", metavar="ARTIFACT")
 @click.option("--security", is_flag=True,
               help="Report what the file could do if loaded and what edgekit's policy decides, without loading it.")
+@source_model_options
+@signature_option
 @trust_options
 @timeout_option("inspect")
 @common_output
-def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
+def inspect(artifact, security, input_shapes, model_class, model_args, signature_name, trust_pickle, trust_code,
+            trust_types, timeout, json_out, quiet, verbose):
     """Show what ARTIFACT is: format, size, inputs/outputs (with quantization) and operators.
 
     With --security: what the file would be allowed to do and why (it is not loaded).
@@ -442,7 +500,7 @@ def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, 
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document, signature_table
 
-    _source(artifact)
+    found = _source(artifact)
     if security:
         rep = _run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
                          trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
@@ -457,7 +515,10 @@ def inspect(artifact, security, trust_pickle, trust_code, trust_types, timeout, 
             rows.append(["to allow it", rep["hint"]])
         ui.show(ui.table(f"security: {ui.plain(artifact)}", ["", ""], rows, show_header=False))
         return
-    result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact),
+    from edgekit.sources import source_options
+
+    src_options = {**source_options(found, input_shapes, model_class, model_args), "signature": signature_name}
+    result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact), source_options=src_options,
                         trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
                         title=f"inspecting {ui.plain(Path(artifact).name)}", crash_exit_code=2)
     if json_out:
@@ -699,19 +760,29 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_INTERNAL)
         _print_error(err)
         sys.exit(err.exit_code)
-    except Exception:
+    except Exception as exc:
         traceback.print_exc()
         click.echo("edgekit: internal error (a bug): please report it with the traceback above.", err=True)
+        _json_error({"type": "InternalError", "message": f"{type(exc).__name__}: {exc}"[:2000],
+                     "hint": "a bug in edgekit: please report it with the traceback on stderr", "details": None,
+                     "exit_code": EXIT_INTERNAL})
         sys.exit(EXIT_INTERNAL)
 
 
-def _print_error(exc: EdgekitError) -> None:
+def _json_error(error: dict) -> None:
+    """Under --json every failure is still one JSON document on stdout."""
     from edgekit import ui
 
     if ui.json_mode():
         from edgekit.report import document
 
-        ui.emit_json(document("error", False, error=exc.to_dict()))
+        ui.emit_json(document("error", False, error=error))
+
+
+def _print_error(exc: EdgekitError) -> None:
+    from edgekit import ui
+
+    _json_error(exc.to_dict())
     from rich.markup import escape
 
     label = "check failed" if isinstance(exc, CheckFailed) else "error"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.errors import BadInput
-from edgekit.targets import QUANTIZE_MODES, TARGETS
+from edgekit.targets import OUTPUT_KINDS, QUANTIZE_MODES, TARGETS
 
 ARCHES = ("host", "arm64")
 
@@ -53,6 +53,8 @@ class ModelSpec:
     trust_code: bool = False
     trust_types: list[str] = field(default_factory=list)
     label_column: str | None = None
+    output_kinds: dict = field(default_factory=dict)  # output name -> kind (edgekit.validators.parity.OUTPUT_KINDS)
+    batch_axis: dict = field(default_factory=dict)  # input name -> the axis holding the samples, when not 0
 
 
 @dataclass
@@ -70,7 +72,7 @@ _MODEL_KEYS = {
     "name": (str,), "source": (str,), "inputs": (str,), "calibration": (str,), "labels": (list,),
     "input_shape": (list, str), "model_class": (str,), "model_args": (dict,), "signature": (str,),
     "trust_pickle": (bool,), "trust_code": (bool,), "trust_types": (list,), "label_column": (str,),
-    "targets": (list,),
+    "targets": (list,), "output_kinds": (dict,), "batch_axis": (dict,),
 }
 _TARGET_KEYS = {
     "target": (str,), "quantize": (str,), "output": (str,), "atol": (int, float), "rtol": (int, float),
@@ -218,6 +220,12 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
         if not targets:
             chk.fail(f"{kp}.targets", "no targets: add at least one [[models.targets]] table.")
         shapes = m.get("input_shape", [])
+        for name, kind in m.get("output_kinds", {}).items():
+            if kind not in OUTPUT_KINDS:
+                chk.fail(f"{kp}.output_kinds.{name}", f"unknown kind '{kind}'.", hint=f"kinds: {', '.join(OUTPUT_KINDS)}")
+        for name, axis in m.get("batch_axis", {}).items():
+            if not isinstance(axis, int) or isinstance(axis, bool) or axis < 0:
+                chk.fail(f"{kp}.batch_axis.{name}", "expected a non-negative integer axis, e.g. batch_axis = {state = 1}.")
         models.append(ModelSpec(
             m["name"], base / m["source"], targets,
             inputs=base / m["inputs"] if "inputs" in m else None,
@@ -226,7 +234,8 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
             input_shape=[shapes] if isinstance(shapes, str) else list(shapes),
             model_class=m.get("model_class"), model_args=m.get("model_args", {}), signature=m.get("signature"),
             trust_pickle=m.get("trust_pickle", False), trust_code=m.get("trust_code", False),
-            trust_types=[str(t) for t in m.get("trust_types", [])], label_column=m.get("label_column")))
+            trust_types=[str(t) for t in m.get("trust_types", [])], label_column=m.get("label_column"),
+            output_kinds=dict(m.get("output_kinds", {})), batch_axis=dict(m.get("batch_axis", {}))))
     # absolute, but symbolic links not resolved: a link given as `out` must be seen (and refused)
     out_dir = Path(os.path.abspath(out if out else base / build.get("out", "build/edgekit")))
     timeout = build.get("timeout", 1800)

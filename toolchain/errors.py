@@ -119,3 +119,82 @@ def require(module: str, extra: str):
         if exc.name and module.split(".")[0] != exc.name.split(".")[0]:
             raise  # the module is there but broken: a real bug, keep the traceback
         raise missing_extra(module, extra) from None
+
+
+class upstream:
+    """Context manager (and decorator) around one call into a converter library: an exception
+    raised *by the library* becomes ConversionFailed (exit 3) naming the library and the step,
+    e.g. "onnxruntime quantize_static: ValueError: ...". This is the one rule for every converter.
+
+    An EdgekitError passes unchanged. An exception raised by edgekit's own code (in the block, or
+    in a callback edgekit handed to the library, such as a calibration reader) is a bug in edgekit
+    and passes unchanged too (exit 5, with its traceback); see _raised_by_library.
+    `packages` are the top-level modules that count as the library (default: `library` with
+    '-' as '_'); `error(exc)` may build the ConversionFailed in a converter's own words.
+    """
+
+    def __init__(self, library: str, step: str, *, packages: tuple[str, ...] | None = None,
+                 hint: str | None = None, error=None):
+        self.library = library
+        self.step = step
+        self.packages = tuple(packages or (library.replace("-", "_"),))
+        self.hint = hint
+        self.error = error  # optional exc -> EdgekitError, for a converter's own wording (naming operators)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or isinstance(exc, (EdgekitError, KeyboardInterrupt, SystemExit, MemoryError)):
+            return False
+        if not isinstance(exc, Exception) or not self._raised_by_library(tb):
+            return False
+        if self.error is not None:
+            raise self.error(exc) from None
+        head = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ConversionFailed(
+            f"{self.library} {self.step}: {type(exc).__name__}" + (f": {head}" if head else ""),
+            hint=self.hint or f"the converter library ({self.library}) failed on this model; try another "
+                              "--quantize/--target, or report it upstream with the model",
+            details=_traceback_text(exc)) from None
+
+    def __call__(self, func):
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with upstream(self.library, self.step, packages=self.packages, hint=self.hint, error=self.error):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+    def _raised_by_library(self, tb) -> bool:
+        """Who raised it: the innermost frame that is not the standard library or numpy (helpers
+        anyone calls). edgekit's own code -> a bug; the library, or code it ran (the user's model,
+        a library it uses) -> upstream."""
+        import sys
+
+        frames = []
+        tb = tb.tb_next if tb is not None else None  # skip the frame holding the `with`
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):
+            root = (frame.f_globals.get("__name__") or "").split(".")[0]
+            if root in self.packages:
+                return True
+            if root == "edgekit":
+                return False
+            if root in sys.stdlib_module_names or root in ("numpy", "__main__", ""):
+                continue
+            return True
+        return False
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """Where in the library it failed: the innermost frames and the exception, for `details`."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    where = [f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames]
+    return "\n".join(where + traceback.format_exception_only(type(exc), exc))[-2000:]

@@ -40,20 +40,22 @@ def inherit_layout(reference, candidate) -> None:
 
 
 def parity_data(reference, inputs: str | None, seed: int = 0,
-                label_column: str | None = None) -> tuple[Dataset, list[str]]:
+                label_column: str | None = None, batch_axis: dict | None = None) -> tuple[Dataset, list[str]]:
     from edgekit.tensors import load_dataset, random_dataset
 
     if inputs:
-        return load_dataset(inputs, reference.signature, "--inputs", label_column), []
+        return load_dataset(inputs, reference.signature, "--inputs", label_column, batch_axis), []
     sampler = getattr(reference, "random_dataset", None)  # runners that know realistic values
-    data = sampler(RANDOM_SAMPLES, seed) if sampler else random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed)
+    data = sampler(RANDOM_SAMPLES, seed) if sampler else random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed,
+                                                                        batch_axis=batch_axis)
     return data, [RANDOM_WARNING]
 
 
 def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
                   calibration: str | None = None, inputs: str | None = None, validate: bool = True,
                   tolerance: dict | None = None, trust: Trust = Trust(), options: dict | None = None,
-                  seed: int = 0, label_column: str | None = None, source_options: dict | None = None) -> dict:
+                  seed: int = 0, label_column: str | None = None, source_options: dict | None = None,
+                  batch_axis: dict | None = None, output_kinds: dict | None = None) -> dict:
     """Load the source, convert it into `staged_path`, and (by default) check parity.
 
     `source_options` describe sources without their own signature or code (--input-shape,
@@ -69,13 +71,17 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     if calibration:
         from edgekit.tensors import load_dataset
 
-        calib = load_dataset(calibration, reference.signature, "--calibration", label_column)
+        calib = load_dataset(calibration, reference.signature, "--calibration", label_column, batch_axis)
     request = ConvertRequest(target, quantize, calib, dict(options or {}))
     if validate:  # read the parity data before the (slow) conversion: bad data fails fast
         if inputs or calib is None:
-            data, warnings = parity_data(reference, inputs, seed, label_column)
+            data, warnings = parity_data(reference, inputs, seed, label_column, batch_axis)
         else:  # real samples beat random ones, even if they are the calibration samples
             data, warnings = calib, [CALIBRATION_NOTE]
+    scalars = getattr(reference, "python_scalars", None)  # forward(x, sr: int): export specializes sr
+    real = calib if calib is not None else (data if validate and inputs else None)
+    if scalars and real is not None:
+        reference.example_scalars = {k: real.arrays[k].reshape(-1)[0].item() for k in scalars if k in real.arrays}
     t0 = time.perf_counter()
     result = conv.func(reference, request, Path(staged_path))
     convert_s = time.perf_counter() - t0
@@ -95,7 +101,7 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
         inherit_layout(reference.signature, candidate.signature)
         out["signature"] = candidate.signature.to_dict()
         report = check(reference, candidate, data, precision=result.precision,
-                       tolerance=tolerance_for(result.precision, tolerance, reference.runtime))
+                       tolerance=tolerance_for(result.precision, tolerance, reference.runtime), kinds=output_kinds)
         report.notes = warnings + report.notes
         out["parity"] = report.to_dict()
     out["total_seconds"] = time.perf_counter() - t_start
@@ -105,7 +111,8 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
 def validate_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
                    tolerance: dict | None = None, trust: Trust = Trust(), seed: int = 0,
                    label_column: str | None = None, signature: str | None = None,
-                   source_options: dict | None = None) -> dict:
+                   source_options: dict | None = None, batch_axis: dict | None = None,
+                   output_kinds: dict | None = None) -> dict:
     """Parity of an existing artifact against its source model."""
     from edgekit.validators.parity import check
 
@@ -118,12 +125,33 @@ def validate_stage(source: str, artifact: str, *, inputs: str | None = None, pre
             candidate.detected.name == reference.detected.name and Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
     prec = precision or candidate.precision()
-    data, warnings = parity_data(reference, inputs, seed, label_column)
+    data, warnings = parity_data(reference, inputs, seed, label_column, batch_axis)
     report = check(reference, candidate, data, precision=prec,
-                   tolerance=tolerance_for(prec, tolerance, reference.runtime))
+                   tolerance=tolerance_for(prec, tolerance, reference.runtime), kinds=output_kinds)
     report.notes = warnings + report.notes
-    return {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
-            "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
+    out = {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
+           "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
+    if candidate.runtime == reference.runtime:  # comparable: the same runtime runs both files
+        out["latency"] = latency_vs_source(source, artifact, prec)
+    return out
+
+
+def latency_vs_source(source: str, artifact: str, precision: str) -> dict:
+    """Median batch-1 latency of the source and the artifact on the same runtime (alternating
+    rounds, as convert times a quantized file beside its float model), and a warning when the
+    artifact is more than SLOWER_LIMIT slower."""
+    from edgekit.converters.auto import median_ms
+    from edgekit.converters.onnx_quant import SLOWER_LIMIT
+
+    progress("timing the artifact beside the source (same runtime)")
+    src_ms, art_ms = median_ms([Path(source), Path(artifact)])
+    ratio = art_ms / src_ms if src_ms > 0 else 1.0
+    out = {"source_ms": src_ms, "artifact_ms": art_ms, "ratio": ratio, "slower": ratio > SLOWER_LIMIT}
+    if out["slower"]:
+        out["warning"] = (f"the artifact ({precision}) is {ratio:.1f}x slower than the source on this CPU "
+                          f"({art_ms:.3f} ms vs {src_ms:.3f} ms median, batch 1): keep the source's precision, "
+                          "or let convert --quantize auto choose by measurement")
+    return out
 
 
 def security_stage(path: str, *, trust: Trust = Trust()) -> dict:
@@ -132,11 +160,11 @@ def security_stage(path: str, *, trust: Trust = Trust()) -> dict:
     return security_report(path, trust)
 
 
-def inspect_stage(path: str, *, trust: Trust = Trust()) -> dict:
+def inspect_stage(path: str, *, trust: Trust = Trust(), source_options: dict | None = None) -> dict:
     """Format, size, signature, quantization parameters and operator counts of a model."""
     from edgekit.validators.latency import file_size
 
-    runner = open_model(path, trust=trust, options={"trust": trust})
+    runner = open_model(path, trust=trust, options={"trust": trust, **(source_options or {})})
     return {
         "path": path, "format": runner.detected.name, "description": runner.detected.spec.description,
         "detected_by": runner.detected.evidence, "size_bytes": file_size(Path(path)),

@@ -26,16 +26,21 @@ def parity_table(parity: dict, title: str | None = None):
     for o in parity["outputs"]:
         m = o["metrics"]
         failing = [c for c in o["checks"] if not c["ok"]]
-        rows.append([o["name"], mark(o["passed"]), fmt(m.get("max_abs")), fmt(m.get("mean_abs")),
-                     fmt(m.get("max_rel")), fmt(m.get("cosine"), 6), fmt(m.get("snr_db"), 4),
-                     fmt(m.get("top1", m.get("agreement"))),
+        agree = next((m[k] for k in ("top1", "agreement", "position_top1", "det_recall") if k in m), None)
+        rows.append([o["name"] + (f" ({m['kind']})" if m.get("kind") else ""), mark(o["passed"]),
+                     fmt(m.get("max_abs")), fmt(m.get("mean_abs")),
+                     fmt(m.get("max_rel")), fmt(m.get("cosine"), 6), fmt(m.get("snr_db"), 4), fmt(agree),
                      ", ".join(c["criterion"] for c in failing) or ""])
     tol = ", ".join(f"{k}={v:g}" for k, v in parity["tolerance"].items())
     caption = f"{parity['precision']} preset: {tol} · {parity['samples']} samples from {parity['data_source']}"
     acc = parity.get("accuracy")
     if acc:
         caption += (f" · accuracy {acc['reference'] * 100:.2f}% → {acc['candidate'] * 100:.2f}% "
-                    f"({acc['delta'] * 100:+.2f} pts)")
+                    f"({acc['delta'] * 100:+.2f} pts")
+        if acc.get("drop_ci95"):
+            lo, hi = acc["drop_ci95"]
+            caption += f"; drop 95% interval {lo * 100:+.2f} to {hi * 100:+.2f} on {acc['samples']} samples"
+        caption += ")"
     return table(title, ["output", "ok", "max abs", "mean abs", "max rel", "cosine", "SNR dB", "top-1", "failed"],
                  rows, caption=caption, caption_justify="left")
 

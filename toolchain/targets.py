@@ -34,7 +34,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            (("executorch", "1.5.1"),), "ExecuTorch program with the XNNPACK delegate"),
 )}
 
-QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8", "auto")  # auto: chosen by measurement (converters/auto.py)
+QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8", "auto")
+# what an output computes, so parity judges it by what matters (edgekit.validators.parity)
+OUTPUT_KINDS = ("classification", "regression", "embedding", "detection", "sequence")  # auto: chosen by measurement (converters/auto.py)
 
 
 def precision_of(quantize: str) -> str:

@@ -16,6 +16,9 @@ import numpy as np
 from edgekit.errors import BadInput
 
 LABELS_KEY = "_labels"  # reserved .npz key: ground-truth labels for accuracy
+BATCH_AXIS_KEY = "_batch_axis"  # reserved .npz key: strings "NAME=K", the batch axis of inputs not batched on 0
+BATCH_AXIS_HELP = ("--batch-axis NAME=K (or a '_batch_axis' string array in the .npz, e.g. ['state=1']): "
+                   "the axis of input NAME that holds the samples, when it is not the first")
 
 
 @dataclass
@@ -56,9 +59,10 @@ class Signature:
 class Dataset:
     """Named input arrays with a shared leading sample axis, plus optional labels."""
 
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray]  # always sample-first here, whatever the model's layout
     labels: np.ndarray | None
     source: str  # the file it came from, or "random (seed N)"
+    axes: dict | None = None  # input name -> the model's batch axis where it is not 0; None = a scalar input
 
     @property
     def n(self) -> int:
@@ -66,7 +70,60 @@ class Dataset:
 
     def take(self, count: int) -> "Dataset":
         labels = None if self.labels is None else self.labels[:count]
-        return Dataset({k: v[:count] for k, v in self.arrays.items()}, labels, self.source)
+        return Dataset({k: v[:count] for k, v in self.arrays.items()}, labels, self.source, self.axes)
+
+
+# ----------------------------------------------------------------------------- batch axes and scalars
+def inferred_batch_axis(spec: TensorSpec, shared_batch: bool = True):
+    """Where a tensor holds its samples: None for a scalar (shape []), else axis 0, unless axis 0
+    is fixed above 1 and exactly one other axis is dynamic while another tensor of the model has a
+    dynamic axis 0 (`shared_batch`): a recurrent state [2, B, H] beside an input [B, T]."""
+    shape = tuple(spec.shape)
+    if spec.shape is not None and len(shape) == 0:
+        return None
+    dynamic = [i for i, d in enumerate(shape) if d is None]
+    if shared_batch and shape and shape[0] is not None and shape[0] > 1 and len(dynamic) == 1:
+        return dynamic[0]
+    return 0
+
+
+def batch_axes(specs, declared: dict | None = None) -> dict:
+    """{name: axis} for the tensors not batched on axis 0 (None = scalar); declared axes win."""
+    specs = list(specs)
+    shared = any(s.shape and s.shape[0] is None for s in specs)
+    out = {s.name: inferred_batch_axis(s, shared) for s in specs}
+    out.update({k: v for k, v in (declared or {}).items() if k in out})
+    return {k: v for k, v in out.items() if v != 0}
+
+
+def parse_batch_axes(texts) -> dict[str, int]:
+    """--batch-axis NAME=K values (or the .npz's '_batch_axis' strings) -> {name: K}."""
+    out: dict[str, int] = {}
+    for t in texts or ():
+        name, sep, k = str(t).partition("=")
+        if not sep or not name.strip() or not k.strip().isdigit():
+            raise BadInput(f"--batch-axis {t!r}: expected NAME=K, e.g. state=1.", hint=BATCH_AXIS_HELP)
+        out[name.strip()] = int(k)
+    return out
+
+
+def to_model_layout(feeds: dict[str, np.ndarray], axes: dict | None) -> dict[str, np.ndarray]:
+    """Sample-first batch -> what the model takes: the batch axis moved to its place, a scalar
+    input as a 0-d array (the batch must then share one value)."""
+    if not axes:
+        return feeds
+    out = {}
+    for k, v in feeds.items():
+        a = axes.get(k, 0)
+        out[k] = np.asarray(v.reshape(-1)[0]) if a is None else (np.moveaxis(v, 0, a) if a else v)
+    return out
+
+
+def from_model_layout(outputs: dict[str, np.ndarray], axes: dict | None) -> dict[str, np.ndarray]:
+    """The model's outputs -> sample-first (the inverse of to_model_layout, for outputs)."""
+    if not axes:
+        return outputs
+    return {k: (np.moveaxis(np.asarray(v), axes[k], 0) if axes.get(k) else v) for k, v in outputs.items()}
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -109,11 +166,23 @@ def _sample_shape_ok(given: tuple, expected: tuple) -> bool:
 
 
 def match_inputs(arrays: dict[str, np.ndarray], signature: Signature, source: str,
-                 what: str = "--inputs") -> Dataset:
-    """Map data arrays onto the model's inputs by name, check dtype and shape, cast safely."""
+                 what: str = "--inputs", batch_axis: dict | None = None) -> Dataset:
+    """Map data arrays onto the model's inputs by name, check dtype and shape, cast safely.
+
+    Each array is in the model's own layout with the samples on the input's batch axis: axis 0,
+    or the one given by --batch-axis / the file's '_batch_axis' entry, or the only dynamic axis
+    of an input whose first axis is fixed. A scalar input takes a 0-d array (one value for every
+    sample) or one value per sample. The data set keeps every array sample-first."""
     labels = arrays.get(LABELS_KEY)
-    data = {k: v for k, v in arrays.items() if k != LABELS_KEY}
+    declared = dict(batch_axis or {})
+    if BATCH_AXIS_KEY in arrays:
+        declared = {**parse_batch_axes(np.asarray(arrays[BATCH_AXIS_KEY]).reshape(-1).tolist()), **declared}
+    data = {k: v for k, v in arrays.items() if k not in (LABELS_KEY, BATCH_AXIS_KEY)}
     specs = signature.inputs
+    unknown = sorted(set(declared) - {s.name for s in specs})
+    if unknown:
+        raise BadInput(f"{source}: batch axis given for {', '.join(unknown)}, which the model does not take.",
+                       hint="model inputs: " + "; ".join(s.describe() for s in specs))
     if len(specs) == 1 and specs[0].name not in data:
         if len(data) != 1:
             raise BadInput(f"{source}: the model has one input '{specs[0].name}', but the file holds "
@@ -125,10 +194,13 @@ def match_inputs(arrays: dict[str, np.ndarray], signature: Signature, source: st
         raise BadInput(f"{source}: no array for model input(s) {', '.join(missing)}; "
                        f"the file holds {', '.join(data) or 'nothing'}.",
                        hint="expected: " + "; ".join(s.describe() for s in specs))
+    axes = batch_axes(specs, declared)
     out: dict[str, np.ndarray] = {}
+    scalars: dict[str, np.ndarray] = {}
     problems = []
     for s in specs:
-        arr = data[s.name]
+        arr = np.asarray(data[s.name])
+        axis = axes.get(s.name, 0)
         if arr.ndim == 1 and len(s.shape) == 2 and s.shape[1] == 1:
             arr = arr.reshape(-1, 1)  # a column of values for a [N, 1] input (one input per column)
         # float data for a quantized integer input: the runner quantizes it with the file's own
@@ -138,22 +210,52 @@ def match_inputs(arrays: dict[str, np.ndarray], signature: Signature, source: st
         if not quantized and not _kind_compatible(arr.dtype, s.dtype):
             problems.append(f"'{s.name}' dtype: expected {s.dtype}, given {arr.dtype}")
             continue
-        if s.shape and not _sample_shape_ok(arr.shape, tuple(s.shape)):
-            problems.append(f"'{s.name}' shape: expected [N, {', '.join('?' if d is None else str(d) for d in s.shape[1:])}]"
-                            f" (model {s.shape_str()}), given {list(arr.shape)}")
+        if axis is None:  # a scalar input
+            if arr.ndim > 1:
+                problems.append(f"'{s.name}' is a scalar: give a 0-d array (one value for every sample) or one "
+                                f"value per sample, not {list(arr.shape)}")
+                continue
+            if arr.ndim == 0:
+                scalars[s.name] = arr
+                continue
+        elif axis >= max(len(s.shape), 1) or (arr.ndim and axis >= arr.ndim):
+            problems.append(f"'{s.name}': batch axis {axis} does not exist in model {s.shape_str()}")
             continue
+        elif s.shape and not _sample_shape_ok(_axis_first(arr.shape, axis), _axis_first(tuple(s.shape), axis)):
+            dims = ["?" if d is None else str(d) for d in s.shape]
+            dims[axis] = "N"
+            where = "" if axis == 0 else f", samples on axis {axis}"
+            problems.append(f"'{s.name}' shape: expected [{', '.join(dims)}]"
+                            f" (model {s.shape_str()}{where}), given {list(arr.shape)}")
+            continue
+        elif axis:
+            arr = np.moveaxis(arr, axis, 0)
         out[s.name] = arr if quantized or s.dtype in ("str", "string") else arr.astype(s.dtype, copy=False)
     if problems:
         raise BadInput(f"{source}: the data does not fit the model: " + "; ".join(problems) + ".",
-                       hint="expected inputs: " + "; ".join(s.describe() for s in specs))
+                       hint="expected inputs: " + "; ".join(s.describe() for s in specs) +
+                            (f". Inputs batched on another axis: {BATCH_AXIS_HELP}" if axes or declared else ""))
     counts = {len(v) for v in out.values()}
+    if not out and scalars:
+        counts = {1}  # only scalars: one sample
     if len(counts) != 1:
-        raise BadInput(f"{source}: inputs have different sample counts {sorted(counts)}.")
-    if 0 in counts:
+        raise BadInput(f"{source}: inputs have different sample counts {sorted(counts)}.",
+                       hint=f"every input holds the same samples; {BATCH_AXIS_HELP}")
+    n = counts.pop()
+    for name, arr in scalars.items():
+        spec = next(t for t in specs if t.name == name)
+        out[name] = np.full(n, arr, dtype=arr.dtype if spec.dtype in ("str", "string") else spec.dtype)
+    out = {s.name: out[s.name] for s in specs}
+    if n == 0:
         raise BadInput(f"{source}: the data holds zero samples.", hint=f"{what} needs at least one sample")
-    if labels is not None and len(labels) != counts.pop():
+    if labels is not None and len(labels) != n:
         raise BadInput(f"{source}: '{LABELS_KEY}' has {len(labels)} entries but the inputs have a different count.")
-    return Dataset(out, labels, source)
+    return Dataset(out, labels, source, axes or None)
+
+
+def _axis_first(shape: tuple, axis: int) -> tuple:
+    shape = tuple(shape)
+    return (shape[axis],) + shape[:axis] + shape[axis + 1:] if 0 < axis < len(shape) else shape
 
 
 MAX_CSV_BYTES = 512 * 1024 * 1024
@@ -267,7 +369,7 @@ def match_table(columns: dict[str, np.ndarray], signature: Signature, source: st
 
 
 def load_dataset(path: str | Path, signature: Signature, what: str = "--inputs",
-                 label_column: str | None = None) -> Dataset:
+                 label_column: str | None = None, batch_axis: dict | None = None) -> Dataset:
     """The data set in `path` (.npz or CSV) matched to `signature`; see match_inputs/match_table."""
     p = Path(path)
     if p.is_file() and p.stat().st_size:
@@ -281,15 +383,19 @@ def load_dataset(path: str | Path, signature: Signature, what: str = "--inputs",
             raise BadInput(f"{path}: no array '{label_column}' (given by --label-column); the file holds "
                            f"{', '.join(arrays)}.")
         arrays = {**{k: v for k, v in arrays.items() if k != label_column}, LABELS_KEY: arrays[label_column]}
-    return match_inputs(arrays, signature, str(path), what)
+    return match_inputs(arrays, signature, str(path), what, batch_axis)
 
 
-def random_dataset(signature: Signature, n: int = 16, seed: int = 0) -> Dataset:
-    """Seeded random inputs shaped by the signature (dynamic axes become n / 1)."""
+def random_dataset(signature: Signature, n: int = 16, seed: int = 0, batch_axis: dict | None = None) -> Dataset:
+    """Seeded random inputs shaped by the signature (the batch axis becomes n, other dynamic
+    axes 1; a scalar input gets one value shared by every sample)."""
     rng = np.random.default_rng(seed)
     arrays = {}
+    axes = batch_axes(signature.inputs, batch_axis)
     for s in signature.inputs:
-        shape = [n] + [1 if d is None else int(d) for d in s.shape[1:]]
+        axis = axes.get(s.name, 0)
+        rest = () if axis is None else _axis_first(tuple(s.shape), axis)[1:]
+        shape = [n] + [1 if d is None else int(d) for d in rest]
         dt = np.dtype(s.dtype) if s.dtype not in ("str", "string") else None
         if dt is None:
             arrays[s.name] = np.array([f"text {i}" for i in range(n)]).reshape(shape)
@@ -299,7 +405,9 @@ def random_dataset(signature: Signature, n: int = 16, seed: int = 0) -> Dataset:
             arrays[s.name] = rng.integers(0, 2, shape).astype(dt)
         else:
             arrays[s.name] = rng.integers(0, 10, shape).astype(dt)
-    return Dataset(arrays, None, f"random (seed {seed})")
+        if axis is None:  # one value for all samples, so batches can share it
+            arrays[s.name] = np.full(n, arrays[s.name].reshape(-1)[0], dtype=arrays[s.name].dtype)
+    return Dataset(arrays, None, f"random (seed {seed})", axes or None)
 
 
 # ----------------------------------------------------------------------------- --input-shape

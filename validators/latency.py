@@ -60,16 +60,17 @@ def import_runtime(path: Path) -> float | None:
 
 
 def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 10,
-            iterations: int = 100, inputs: str | None = None, seed: int = 0) -> dict:
+            iterations: int = 100, inputs: str | None = None, seed: int = 0, options: dict | None = None) -> dict:
     """Load `path`, time it, and return the statistics (runs inside a child process)."""
     from edgekit.loading import Trust, open_model
-    from edgekit.tensors import load_dataset, random_dataset
+    from edgekit.tensors import load_dataset, random_dataset, to_model_layout
 
     p = Path(path)
     import_s = import_runtime(p)
     progress(f"loading {p.name}")
     t0 = time.perf_counter()
-    runner = open_model(p, trust=trust or Trust(), threads=threads)
+    runner = open_model(p, trust=trust or Trust(), threads=threads,  # options: --input-shape, --signature...
+                        options={"trust": trust or Trust(), **(options or {})} if options else None)
     load_s = time.perf_counter() - t0
     batch = runner.batch_size() or 1
     if inputs:
@@ -79,6 +80,7 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
     feeds = {k: v[:batch] for k, v in data.arrays.items()}
     if len(next(iter(feeds.values()))) < batch:
         feeds = {k: np.concatenate([v] * batch)[:batch] for k, v in feeds.items()}
+    feeds = to_model_layout(feeds, data.axes)  # a state batched on axis 1, a scalar as 0-d
     t0 = time.perf_counter()
     runner.infer(feeds)  # the checked path: bad inputs fail here with a clear error
     first_s = time.perf_counter() - t0

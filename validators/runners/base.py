@@ -69,24 +69,41 @@ class Runner:
     # -- shared -------------------------------------------------------------------------
     def batch_size(self) -> int | None:
         """The batch the model accepts: an int if fixed, None if the batch axis is dynamic."""
-        sizes = {s.shape[0] for s in self.signature.inputs if s.shape}
+        from edgekit.tensors import batch_axes
+
+        sizes = set()
+        axes = batch_axes(self.signature.inputs)
+        for s in self.signature.inputs:
+            axis = axes.get(s.name, 0)
+            if axis is not None and s.shape:
+                sizes.add(s.shape[axis])
         if len(sizes) == 1:
             size = sizes.pop()
             return None if size is None else int(size)
         return None
 
-    def predict(self, arrays: dict[str, np.ndarray], max_batch: int = 256) -> dict[str, np.ndarray]:
-        """Infer a whole data set (leading sample axis) in batches the model accepts."""
+    def predict(self, arrays: dict[str, np.ndarray], max_batch: int = 256,
+                axes: dict | None = None) -> dict[str, np.ndarray]:
+        """Infer a whole data set (leading sample axis) in batches the model accepts.
+
+        `axes` (edgekit.tensors.Dataset.axes) say which inputs the model batches on another
+        axis or takes as scalars; outputs batched on another axis come back sample-first."""
+        from edgekit.tensors import batch_axes, from_model_layout, to_model_layout
+
+        axes = {**batch_axes(self.signature.inputs), **(axes or {})}
+        out_axes = batch_axes(self.signature.outputs)
         n = len(next(iter(arrays.values())))
         fixed = self.batch_size()
         step = fixed or max_batch
+        if any(a is None and k in arrays and np.unique(arrays[k]).size > 1 for k, a in axes.items()):
+            step = 1  # a scalar input that changes between samples: one sample per call
         chunks: list[dict[str, np.ndarray]] = []
         for start in range(0, n, step):
             feeds = {k: v[start:start + step] for k, v in arrays.items()}
             real = len(next(iter(feeds.values())))
             if fixed and real < fixed:  # pad the last batch of a fixed-batch model, then trim
                 feeds = {k: np.concatenate([v] + [v[-1:]] * (fixed - real)) for k, v in feeds.items()}
-            out = self.infer(feeds)
+            out = from_model_layout(self.infer(to_model_layout(feeds, axes)), out_axes)
             chunks.append({k: np.asarray(v)[:real] for k, v in out.items()})
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import BadInput, ConversionFailed, require
+from edgekit.errors import BadInput, ConversionFailed, require, upstream
 from edgekit.tensors import Signature, TensorSpec, check_shapes_against, specs_from_shapes
 from edgekit.validators.runners.base import Bound, Runner
 
@@ -107,12 +107,19 @@ class TorchRunner(Runner):
     def dynamic_batch(self) -> bool:
         return any(s.shape and s.shape[0] is None for s in self.signature.inputs)
 
+    python_scalars: dict = {}  # forward() arguments typed int/float/bool (not tensors): name -> type
+    example_scalars: dict = {}  # their values from the user's data, for tracing/export (set by the pipeline)
+
     def example_inputs(self, batch: int | None = None, seed: int = 0) -> tuple:
-        """Seeded example tensors for tracing/export; batch defaults to the signature's (1 if dynamic)."""
+        """Seeded example tensors for tracing/export; batch defaults to the signature's (1 if dynamic).
+        A Python scalar argument gets the value from the user's data when there is one, else 0."""
         torch = _torch()
         g = torch.Generator().manual_seed(seed)
         out = []
         for s in self.signature.inputs:
+            if s.name in self.python_scalars:
+                out.append(self.python_scalars[s.name](self.example_scalars.get(s.name, 0)))
+                continue
             shape = [(batch or 1) if d is None else (batch if (i == 0 and batch) else d)
                      for i, d in enumerate(s.shape)]
             dt = getattr(torch, s.dtype)
@@ -139,12 +146,10 @@ class TorchRunner(Runner):
         module = self.eager_module()
         dyn = None if static else self.dynamic_shapes()
         args = self.example_inputs(batch=1 if (static or dyn is None) else 2)
-        try:
+        with upstream("torch", "torch.export", error=lambda exc: export_failure(exc, "torch.export")):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return torch.export.export(module, args, dynamic_shapes=dyn)
-        except Exception as exc:
-            raise export_failure(exc, "torch.export") from None
 
     # -- Runner --------------------------------------------------------------------------
     @classmethod
@@ -153,7 +158,9 @@ class TorchRunner(Runner):
 
     def _args(self, feeds: dict[str, np.ndarray]) -> list:
         torch = _torch()
-        return [torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(getattr(torch, s.dtype))
+        return [self.python_scalars[s.name](np.asarray(feeds[s.name]).reshape(-1)[0].item())
+                if s.name in self.python_scalars else
+                torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(getattr(torch, s.dtype))
                 for s in self.signature.inputs]
 
     def _outputs(self, out) -> dict[str, np.ndarray]:
@@ -440,16 +447,28 @@ class TorchScriptRunner(TorchRunner):
                 check_shapes_against(shapes, self.signature, str(self.path))
             self._optimize()
             return self
-        names = [a.name for a in module.forward.schema.arguments[1:]]
-        inputs = specs_from_shapes(shapes, names, str(self.path))
+        args = module.forward.schema.arguments[1:]
+        self.python_scalars = {a.name: _SCALAR_TYPES[str(a.type)][0] for a in args if str(a.type) in _SCALAR_TYPES}
+        named = [s.name for s in shapes if s.name in self.python_scalars]
+        if named:
+            raise BadInput(f"{self.path}: forward() takes {', '.join(named)} as a Python scalar, which needs no "
+                           "--input-shape.", hint="give its value in the data file as a 0-d array, e.g. "
+                                                  f"numpy.savez(..., {named[0]}=numpy.array(16000)); drop its --input-shape")
+        tensors = specs_from_shapes(shapes, [a.name for a in args if a.name not in self.python_scalars],
+                                    str(self.path))
+        by_name = {t.name: t for t in tensors}
+        inputs = [by_name.get(a.name) or TensorSpec(a.name, _SCALAR_TYPES[str(a.type)][1], ()) for a in args]
         self.signature = Signature(inputs, [])
+        scripted = not self.metadata and _is_scripted(module)
         try:
             self.signature.outputs = self._outputs_from_run()
         except Exception as exc:
             raise BadInput(f"{self.path}: the TorchScript module fails on inputs of the given shape(s) "
                            f"({'; '.join(s.describe() for s in inputs)}): "
                            f"{str(exc).strip().splitlines()[-1][:300]}",
-                           hint="check --input-shape against what the model was traced with") from None
+                           hint="check --input-shape against the shapes forward() expects (a scripted module: "
+                                "read its code with print(torch.jit.load(path).code))" if scripted else
+                                "check --input-shape against what the model was traced with") from None
         self._optimize()
         return self
 
@@ -527,6 +546,19 @@ class TorchScriptRunner(TorchRunner):
             if kind.startswith("aten::"):
                 counts[kind] = counts.get(kind, 0) + 1
         return counts
+
+
+_SCALAR_TYPES = {"int": (int, "int64"), "float": (float, "float64"), "bool": (bool, "bool")}
+
+
+def _is_scripted(module) -> bool:
+    """A guess, for hints: torch.jit.script keeps control flow (prim::If/Loop) and Python scalar
+    arguments; torch.jit.trace records straight-line tensor code."""
+    try:
+        return any(n.kind() in ("prim::If", "prim::Loop") for n in module.inlined_graph.nodes()) or \
+            any(str(a.type) in _SCALAR_TYPES for a in module.forward.schema.arguments[1:])
+    except Exception:  # noqa: BLE001 - only a hint depends on it
+        return False
 
 
 def _big_images(signature: Signature, min_pixels: int = 32 * 32) -> bool:
