@@ -59,11 +59,35 @@ def import_runtime(path: Path) -> float | None:
         return None
 
 
+def dynamic_axes(signature) -> list[str]:
+    """Inputs with a dynamic axis besides the batch (e.g. an image's height and width): random
+    data cannot stand in for them, since any size edgekit picked would be invented."""
+    return [s.describe() for s in signature.inputs if any(d is None for d in s.shape[1:])]
+
+
+def random_samples(runner, n: int, seed: int, flags: str):
+    """Seeded random inputs for `runner`, or BadInput (exit 2) naming `flags` when an input has a
+    dynamic non-batch axis: timing or checking a 1x1 image measures nothing and can crash."""
+    from edgekit.errors import BadInput
+    from edgekit.tensors import random_dataset
+
+    dynamic = dynamic_axes(runner.signature)
+    if dynamic:
+        raise BadInput(f"{runner.path.name}: input {'; '.join(dynamic)} has dynamic axes besides the batch, so "
+                       "edgekit cannot make up inputs for it (it would have to invent an image size).",
+                       hint=f"pass {flags}")
+    sampler = getattr(runner, "random_dataset", None)  # runners that know realistic values
+    return sampler(n, seed) if sampler else random_dataset(runner.signature, n=n, seed=seed)
+
+
 def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 10,
-            iterations: int = 100, inputs: str | None = None, seed: int = 0) -> dict:
-    """Load `path`, time it, and return the statistics (runs inside a child process)."""
+            iterations: int = 100, inputs: str | None = None, seed: int = 0, data=None) -> dict:
+    """Load `path`, time it, and return the statistics (runs inside a child process).
+
+    The timed batch is the first of `data` (an edgekit Dataset, for callers in-process), else of
+    the `inputs` file, else seeded random inputs (refused for dynamic spatial axes)."""
     from edgekit.loading import Trust, open_model
-    from edgekit.tensors import load_dataset, random_dataset
+    from edgekit.tensors import load_dataset
 
     p = Path(path)
     import_s = import_runtime(p)
@@ -72,10 +96,10 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
     runner = open_model(p, trust=trust or Trust(), threads=threads)
     load_s = time.perf_counter() - t0
     batch = runner.batch_size() or 1
-    if inputs:
+    if data is None and inputs:
         data = load_dataset(inputs, runner.signature)
-    else:
-        data = random_dataset(runner.signature, n=batch, seed=seed)
+    elif data is None:
+        data = random_samples(runner, batch, seed, "--inputs with real samples (.npz keyed by input name)")
     feeds = {k: v[:batch] for k, v in data.arrays.items()}
     if len(next(iter(feeds.values()))) < batch:
         feeds = {k: np.concatenate([v] * batch)[:batch] for k, v in feeds.items()}
