@@ -75,6 +75,7 @@ def _gate_data(model, samples):
 
 def convert(conv, model, request, out_path: Path):
     """Run `conv` (a registry.Converter) for each candidate precision and keep the best file."""
+    from edgekit.validators.latency import timed_on
     from edgekit.converters.registry import ConvertResult
     from edgekit.loading import open_model
     from edgekit.targets import get_target, precision_of, tolerance_preset
@@ -142,11 +143,13 @@ def convert(conv, model, request, out_path: Path):
     fp32 = next((r for r in rows if r["mode"] == "none" and "median_ms" in r), None)
     details = dict(base.details)
     details["auto"] = rows
+    details["auto_data"] = {"gate": f"{data.n} samples from {data.source}", "timing": timed_on(real)}
     if fp32 is not None:
         ratio = chosen["median_ms"] / fp32["median_ms"] if fp32["median_ms"] else 1.0
         details["latency_vs_fp32"] = {"fp32_ms": fp32["median_ms"], "quantized_ms": chosen["median_ms"],
                                       "ratio": ratio, "mode": chosen["mode"], "fp32_size_bytes": fp32["size_bytes"],
-                                      "quantized_size_bytes": chosen["size_bytes"], "slower": ratio > SLOWER_LIMIT}
+                                      "quantized_size_bytes": chosen["size_bytes"], "slower": ratio > SLOWER_LIMIT,
+                                      "timed_on": timed_on(real)}
     tried = "; ".join(f"{r['mode']} " + (f"{r['median_ms']:.3f} ms" if "median_ms" in r else "-") +
                       f" {'pass' if r.get('passed') else 'fail'}" for r in rows)
     notes = [f"--quantize auto chose {chosen['precision']}: the fastest candidate that passed parity on this CPU "

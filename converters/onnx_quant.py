@@ -86,17 +86,16 @@ def load_error(path: Path) -> str | None:
     return None
 
 
-def _retype_casts(model) -> bool:
-    """Set each Cast output's value_info to the type the Cast produces; True if any was wrong."""
-    produced = {n.output[0]: a.i for n in model.graph.node if n.op_type == "Cast" for a in n.attribute
-                if a.name == "to"}
-    fixed = False
-    for vi in model.graph.value_info:
-        to = produced.get(vi.name)
-        if to is not None and vi.type.tensor_type.elem_type != to:
-            vi.type.tensor_type.elem_type = to
-            fixed = True
-    return fixed
+def _casts_to_float(model) -> list[str]:
+    """Names of the Cast(to=float) nodes (unnamed nodes get a name, needed to block them)."""
+    from onnx import TensorProto
+
+    names = []
+    for k, node in enumerate(model.graph.node):
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT for a in node.attribute):
+            node.name = node.name or f"edgekit_cast_{k}"
+            names.append(node.name)
+    return names
 
 
 def _unloadable(step: str, error: str, tried: list[str]) -> ConversionFailed:
@@ -135,20 +134,25 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
         progress("converting weights to float16 (onnxconverter-common)")
         # Transpose stays float32: onnxruntime 1.31's graph optimizer segfaults on some fp16
         # Transpose patterns (seen on torch's LSTM export); the casts around it cost little.
-        model16 = float16.convert_float_to_float16(
-            onnx.load_model(str(float_path)), keep_io_types=True,
-            op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ["Transpose"])
-        onnx.save_model(model16, str(out_path))
+        blocked = list(float16.DEFAULT_OP_BLOCK_LIST) + ["Transpose"]
+        model = onnx.load_model(str(float_path))
+        onnx.save_model(float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked),
+                        str(out_path))
         error = load_error(out_path)
-        if error is not None and _retype_casts(model16):
+        casts = _casts_to_float(model)
+        if error is not None and casts:
             # onnxconverter-common 1.16 turns Cast(to=float) (one-hot casts, torch's arange grids) into
-            # Cast(to=float16) but leaves the output's value_info float, so onnxruntime refuses the
-            # file ("Type (tensor(float16)) of output arg ... Cast"): the value_info is corrected
-            onnx.save_model(model16, str(out_path))
+            # Cast(to=float16) but leaves the output typed float, and onnxruntime refuses the file
+            # ("Type (tensor(float16)) of output arg ... Cast"): those Cast nodes are kept as they are.
+            # (op_block_list=["Cast"] would also block the casts it inserts: it never finishes.)
+            onnx.save_model(float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked,
+                                                             node_block_list=casts), str(out_path))
             error = load_error(out_path)
-            notes.append("corrected the types onnxconverter-common left stale on Cast outputs")
+            notes.append(f"{len(casts)} Cast-to-float node(s) kept in float32: onnxconverter-common's plain "
+                         "float16 conversion of them does not load in onnxruntime")
         if error is not None:
-            raise _unloadable("onnxconverter-common's float16 conversion", error, ["float16 conversion"])
+            raise _unloadable("onnxconverter-common's float16 conversion", error,
+                              ["float16 conversion"] + (["again keeping Cast-to-float nodes"] if casts else []))
         notes.insert(0, "float16 weights and compute; inputs and outputs stay float32")
         return notes
     # Pre-processing levels, tried in turn until the quantized file loads: onnxruntime's graph
@@ -262,13 +266,15 @@ def _slower_warning(mode: str, q_ms: float, f_ms: float) -> str:
 
 
 def _compare_with_float(float_path: Path, quant_path: Path, mode: str, report: dict, samples=None) -> list[str]:
+    from edgekit.validators.latency import timed_on
+
     progress("timing the quantized model beside the float model" + (f" on {samples.source}" if samples else ""))
     f_ms, q_ms = _median_ms([float_path, quant_path], samples)
     ratio = q_ms / f_ms if f_ms > 0 else 1.0
     report["latency_vs_fp32"] = {"fp32_ms": f_ms, "quantized_ms": q_ms, "ratio": ratio, "mode": mode,
                                  "fp32_size_bytes": float_path.stat().st_size,
                                  "quantized_size_bytes": quant_path.stat().st_size,
-                                 "slower": ratio > SLOWER_LIMIT}
+                                 "slower": ratio > SLOWER_LIMIT, "timed_on": timed_on(samples)}
     notes = [f"latency on this CPU (median, batch 1): fp32 {f_ms:.3f} ms, {mode} {q_ms:.3f} ms ({ratio:.2f}x)"]
     if ratio > SLOWER_LIMIT:
         report.setdefault("warnings", []).append(_slower_warning(mode, q_ms, f_ms))

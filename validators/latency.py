@@ -80,6 +80,14 @@ def random_samples(runner, n: int, seed: int, flags: str):
     return sampler(n, seed) if sampler else random_dataset(runner.signature, n=n, seed=seed)
 
 
+def timed_on(samples) -> str:
+    """What a timing ran on, e.g. 'val.npz sample 0, images 1x3x320x320' (or random inputs)."""
+    if samples is None:
+        return "seeded random inputs"
+    shapes = ", ".join(f"{k} " + "x".join(map(str, (1, *v.shape[1:]))) for k, v in samples.arrays.items())
+    return f"{samples.source} sample 0, {shapes}"
+
+
 def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 10,
             iterations: int = 100, inputs: str | None = None, seed: int = 0, data=None) -> dict:
     """Load `path`, time it, and return the statistics (runs inside a child process).
