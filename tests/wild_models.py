@@ -187,13 +187,13 @@ def _torch_modules():
 
 
 def _export(module, example, path: Path, dynamic: dict, input_name: str, output_name: str,
-            fold: bool = True) -> None:
+            fold: bool = True, opset: int = OPSET) -> None:
     import torch
 
     module.eval()
     with torch.no_grad():
         torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
-                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=fold)
+                          dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=fold)
 
 
 def _train(module, x: np.ndarray, y: np.ndarray, loss_fn, steps: int = 60, seed: int = 0) -> None:
@@ -259,8 +259,9 @@ def build_text_det(folder: Path, height: int = 96, width: int = 320, n_calib: in
     return folder
 
 
-def build_text_cls(folder: Path, n_calib: int = 32, n_val: int = 32) -> Path:
-    """Text-direction classifier, input `x` [N,3,48,192], output `softmax_0.tmp_0` [N, 2] (0 / 180 deg)."""
+def build_text_cls(folder: Path, n_calib: int = 32, n_val: int = 32, opset: int = OPSET) -> Path:
+    """Text-direction classifier, input `x` [N,3,48,192], output `softmax_0.tmp_0` [N, 2] (0 / 180 deg).
+    PP-OCR's ships at opset 11, whose fp16 MaxPool onnxruntime's arm64 build has no NHWC kernel for."""
     import torch
 
     folder = Path(folder)
@@ -278,7 +279,8 @@ def build_text_cls(folder: Path, n_calib: int = 32, n_val: int = 32) -> Path:
     val, yv = rotated(n_val, 6)
     _train(model, calib, yc, lambda p, t: torch.nn.functional.nll_loss(torch.log(p + 1e-6), t), steps=60)
     _export(model, torch.from_numpy(val[:1]), folder / "model.onnx",
-            {"x": {0: "batch"}, "softmax_0.tmp_0": {0: "batch"}}, "x", "softmax_0.tmp_0", fold=False)  # paddle2onnx keeps the bias Reshape
+            {"x": {0: "batch"}, "softmax_0.tmp_0": {0: "batch"}}, "x", "softmax_0.tmp_0",
+            fold=False, opset=opset)  # paddle2onnx keeps the bias Reshape
     np.savez(folder / "calib.npz", x=calib)
     np.savez(folder / "val.npz", x=val, _labels=yv)
     return folder
