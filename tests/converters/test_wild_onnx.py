@@ -148,16 +148,13 @@ def test_ocr_recognizer_every_precision_and_auto_on_real_inputs(text_rec, tmp_pa
     candidate, gates them on --inputs and times them at the real width."""
     res = run_cli("convert", text_rec / "model.onnx", "--target", "onnx", "--quantize", "auto", "--calibration",
                   text_rec / "calib.npz", "--inputs", text_rec / "val.npz", "-o", tmp_path / "rec.onnx", "--json")
-    assert res.code in (0, 1), res  # a verdict, never a crash or "bad input"
-    assert "Traceback" not in res.stderr
-    doc = res.json
-    details = doc["result"]["details"] if doc.get("result") else None
-    if res.code == 0:
-        rows = details["auto"]
-        assert [r["mode"] for r in rows] == ["none", "fp16", "dynamic", "int8"]
-        assert all("size_bytes" in r for r in rows), rows  # every candidate converted to a loadable file
-        assert details["auto_data"]["gate"].endswith("val.npz")
-        assert "x 1x3x48x160" in details["auto_data"]["timing"]
+    assert res.code == 0, res  # was INVALID_GRAPH ... reported as bad input (exit 2) on PP-OCR models
+    details = res.json["result"]["details"]
+    rows = details["auto"]
+    assert [r["mode"] for r in rows] == ["none", "fp16", "dynamic", "int8"]
+    assert all(r["passed"] and r["size_bytes"] > 0 for r in rows), rows  # every candidate loads and passes
+    assert details["auto_data"]["gate"] == f"16 samples from {text_rec / 'val.npz'}"
+    assert "x 1x3x48x160" in details["auto_data"]["timing"]  # the real width, not 1x1
 
 
 def test_auto_records_a_candidate_whose_converter_raises_and_goes_on(text_cls, tmp_path):
