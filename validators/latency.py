@@ -71,13 +71,15 @@ def random_samples(runner, n: int, seed: int, flags: str):
     from edgekit.errors import BadInput
     from edgekit.tensors import random_dataset
 
+    sampler = getattr(runner, "random_dataset", None)  # runners that know realistic values (and sizes)
+    if sampler:
+        return sampler(n, seed)
     dynamic = dynamic_axes(runner.signature)
     if dynamic:
         raise BadInput(f"{runner.path.name}: input {'; '.join(dynamic)} has dynamic axes besides the batch, so "
                        "edgekit cannot make up inputs for it (it would have to invent an image size).",
                        hint=f"pass {flags}")
-    sampler = getattr(runner, "random_dataset", None)  # runners that know realistic values
-    return sampler(n, seed) if sampler else random_dataset(runner.signature, n=n, seed=seed)
+    return random_dataset(runner.signature, n=n, seed=seed)
 
 
 def timed_on(samples) -> str:
@@ -86,6 +88,15 @@ def timed_on(samples) -> str:
         return "seeded random inputs"
     shapes = ", ".join(f"{k} " + "x".join(map(str, (1, *v.shape[1:]))) for k, v in samples.arrays.items())
     return f"{samples.source} sample 0, {shapes}"
+
+
+def _renamed(data, names: list[str]):
+    """`data` keyed by `names`: by name when they match, else by position (as parity does)."""
+    from edgekit.tensors import Dataset
+
+    if set(data.arrays) <= set(names) or len(data.arrays) != len(names):
+        return data
+    return Dataset(dict(zip(names, data.arrays.values())), data.labels, data.source)
 
 
 def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 10,
@@ -104,6 +115,8 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
     runner = open_model(p, trust=trust or Trust(), threads=threads)
     load_s = time.perf_counter() - t0
     batch = runner.batch_size() or 1
+    if data is not None:  # samples written for the source model: the artifact's names may differ
+        data = _renamed(data, runner.signature.input_names)
     if data is None and inputs:
         data = load_dataset(inputs, runner.signature)
     elif data is None:

@@ -67,12 +67,13 @@ def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu:
                    label_column: str | None = None, signature: str | None = None,
                    source_options: dict | None = None) -> dict:
     """Parity of `artifact` against `source` on each architecture; returns {"results": [...]}."""
-    from edgekit.pipeline import parity_data, recorded_precision, tolerance_for
+    from edgekit.pipeline import parity_data, pin_input_shapes, recorded_precision, tolerance_for
     from edgekit.validators.parity import check
 
     progress(f"loading {Path(source).name}")
     reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
                                                          **(source_options or {})})
+    pin_input_shapes(reference, source_options)
     if Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
     data, warnings = parity_data(reference, inputs, seed, label_column)
@@ -123,14 +124,15 @@ def refused_on_arm(exc, source: str, artifact: str, candidate, precision: str, t
 def measure(path: str, *, cpu: str | None = None, trust: Trust | None = None, warmup: int = 10,
             iterations: int = 100, inputs: str | None = None, seed: int = 0, threads: int | None = None) -> dict:
     """Emulated arm64 latency and instructions per inference of one artifact (in a child)."""
-    from edgekit.tensors import load_dataset, random_dataset
-    from edgekit.validators.latency import file_size
+    from edgekit.tensors import load_dataset
+    from edgekit.validators.latency import file_size, random_samples
 
     p = Path(path)
     progress(f"loading {p.name} (signature on the host)")
     runner = open_arm(p, cpu=cpu, trust=trust or Trust())
     batch = runner.batch_size() or 1
-    data = load_dataset(inputs, runner.signature) if inputs else random_dataset(runner.signature, n=batch, seed=seed)
+    data = load_dataset(inputs, runner.signature) if inputs else \
+        random_samples(runner, batch, seed, "--inputs with real samples (.npz keyed by input name)")
     runner.run(data.arrays, warmup=warmup, iterations=iterations, outputs=False)
     result = arm_summary(runner)
     result.update({"artifact": str(p), "runtime": runner.runtime, "size_bytes": file_size(p),
