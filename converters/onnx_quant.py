@@ -99,7 +99,8 @@ def _casts_to_float(model) -> list[str]:
 
 
 def _unloadable(step: str, error: str, tried: list[str]) -> ConversionFailed:
-    return ConversionFailed(f"{step} wrote a model onnxruntime cannot load ({'; '.join(tried)}): {error[:300]}",
+    short = error if len(error) <= 300 else f"{error[:120]} … {error[-180:]}"  # ORT puts the reason last
+    return ConversionFailed(f"{step} wrote a model onnxruntime cannot load ({'; '.join(tried)}): {short}",
                             hint="keep a float precision (--quantize none/fp16), or quantize with "
                                  "onnxruntime.quantization by hand and validate the result with 'edgekit validate'",
                             details=error[-2000:])
@@ -163,10 +164,11 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
               ("pre-processing without graph optimisation", True), ("no pre-processing", None)]
     tried: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgekit-quant-", dir=out_path.parent) as tmp:
+        source = _at_least_opset(Path(float_path), Path(tmp) / "opset.onnx", QDQ_MIN_OPSET, notes)
         for level, (what, skip_opt) in enumerate(levels):
             pre = Path(tmp).resolve() / f"preprocessed{level}.onnx"
             try:
-                _pre_process(Path(float_path), pre, skip_opt, tmp)
+                _pre_process(source, pre, skip_opt, tmp)
             except Exception as exc:  # the next level does less
                 tried.append(f"{what}: failed ({str(exc).strip()[:100]})")
                 continue
@@ -185,6 +187,31 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
                                       "wrote a file that does not load")
                 return notes + step_notes
         raise _unloadable(f"onnxruntime.quantization ({mode})", error, tried)
+
+
+# per-channel DequantizeLinear (its `axis`) and int32 bias scales per channel need opset 13;
+# PP-OCR files ship at opset 11, where onnxruntime's quantizer writes files that do not load
+QDQ_MIN_OPSET = 13
+
+
+def _at_least_opset(float_path: Path, upgraded: Path, opset: int, notes: list[str]) -> Path:
+    """`float_path`, or a copy converted to `opset` when its ai.onnx opset is older (onnx's version
+    converter); the original if the converter cannot (the quantized file's load check then says)."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load_model(str(float_path))
+    old = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if old >= opset:
+        return float_path
+    progress(f"converting the model from opset {old} to {opset} for per-channel quantization")
+    try:
+        onnx.save_model(version_converter.convert_version(model, opset), str(upgraded))
+    except Exception:  # an op without an adapter: quantize as is
+        return float_path
+    notes.append(f"converted from opset {old} to {opset} before quantizing: per-channel QDQ needs opset "
+                 f"{opset} (at {old} onnxruntime's quantizer writes a file that does not load)")
+    return upgraded
 
 
 def _pre_process(float_path: Path, pre: Path, skip_optimization: bool | None, tmp: str) -> None:

@@ -198,3 +198,31 @@ def test_a_file_arm64_cannot_run_fails_the_check_beside_the_host_verdict(text_cl
     assert not arm["parity"]["passed"] and arm["parity"]["arch"] == "arm64"
     assert "does not run on arm64" in arm["error"] and "com.ms.internal.nhwc.MaxPool" in arm["error"]
     assert not out.exists() and result["output"] is None  # a file arm64 cannot load is not shipped
+
+
+# ----------------------------------------------------------------------------- item 4: int8 of PP-OCR files
+@pytest.mark.slow
+def test_int8_of_an_opset_11_ocr_model_loads(text_cls, tmp_path):
+    """PP-OCR files are opset 11: per-channel QDQ written at that opset did not load (INVALID_GRAPH,
+    reported as bad input). edgekit converts the float model to opset 13 first."""
+    res = run_cli("convert", text_cls / "model.onnx", "--target", "onnx", "--quantize", "int8", "--calibration",
+                  text_cls / "calib.npz", "--inputs", text_cls / "val.npz", "-o", tmp_path / "cls.int8.onnx", "--json")
+    assert res.code == 0, res
+    assert any("from opset 11 to 13" in n for n in res.json["result"]["notes"])
+
+
+def test_a_self_made_file_that_does_not_load_is_a_conversion_failure(text_cls, tmp_path, monkeypatch):
+    """Without the opset upgrade the quantizer's file does not load at any pre-processing level:
+    that is edgekit's failure (ConversionFailed, exit 3, naming the step and what was tried)."""
+    from edgekit.converters import onnx_quant
+    from edgekit.errors import ConversionFailed
+    from edgekit.tensors import load_dataset
+    from edgekit.loading import open_model
+
+    monkeypatch.setattr(onnx_quant, "QDQ_MIN_OPSET", 11)  # the step this test shows is needed
+    calib = load_dataset(text_cls / "calib.npz", open_model(text_cls / "model.onnx").signature)
+    with pytest.raises(ConversionFailed) as e:
+        onnx_quant.quantize(text_cls / "model.onnx", tmp_path / "q.onnx", "int8", calib)
+    msg = e.value.message
+    assert msg.startswith("onnxruntime.quantization (int8) wrote a model onnxruntime cannot load")
+    assert "without graph optimisation" in msg and "no pre-processing" in msg and "axis" in msg
