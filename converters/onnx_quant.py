@@ -156,15 +156,17 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
                               ["float16 conversion"] + (["again keeping Cast-to-float nodes"] if casts else []))
         notes.insert(0, "float16 weights and compute; inputs and outputs stay float32")
         return notes
-    # Pre-processing levels, tried in turn until the quantized file loads: onnxruntime's graph
-    # optimisation fuses Conv+Add into ConvAddFusion_* biases that quantize_static has turned into
-    # int32 DequantizeLinear inputs onnxruntime then rejects (INVALID_GRAPH, seen on PP-OCR models),
-    # so a file that does not load is redone without the optimisation, then without pre-processing.
+    # Pre-processing levels, tried in turn until the quantized file loads. On PP-OCR models int8
+    # ended in INVALID_GRAPH on the ConvAddFusion_* biases onnxruntime's graph optimisation makes;
+    # rebuilt here, the cause was their opset 11 (fixed by _at_least_opset), but a quantizer that
+    # cannot take the optimised graph is still redone without the optimisation, then without
+    # pre-processing, and a file that loads at no level is a conversion failure (exit 3).
     levels = [("pre-processing (shape inference, graph optimisation)", False),
               ("pre-processing without graph optimisation", True), ("no pre-processing", None)]
     tried: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgekit-quant-", dir=out_path.parent) as tmp:
-        source = _at_least_opset(Path(float_path), Path(tmp) / "opset.onnx", QDQ_MIN_OPSET, notes)
+        source = Path(float_path) if mode != "int8" else \
+            _at_least_opset(Path(float_path), Path(tmp) / "opset.onnx", QDQ_MIN_OPSET, notes)
         for level, (what, skip_opt) in enumerate(levels):
             pre = Path(tmp).resolve() / f"preprocessed{level}.onnx"
             try:

@@ -83,6 +83,7 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     `source_options` describe sources without their own signature or code (--input-shape,
     --model-class, --model-args); the source's runner interprets them."""
     from edgekit.converters.registry import ConvertRequest, lookup
+    from edgekit.tensors import load_dataset
 
     t_start = time.perf_counter()
     progress(f"loading {Path(source).name}")
@@ -90,8 +91,6 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
                                                          **(source_options or {})})
     pin_input_shapes(reference, source_options)
     conv = lookup(reference.detected.spec.framework, target, quantize)
-    from edgekit.tensors import load_dataset
-
     calib = None
     if calibration:
         calib = load_dataset(calibration, reference.signature, "--calibration", label_column)
