@@ -156,16 +156,16 @@ def _torch_modules():
             return torch.sigmoid(self.head(p))
 
     class DirectionClassifier(nn.Module):
-        """PP-OCR text direction (0 / 180 degrees): conv + MaxPool blocks, global pool, FC, softmax."""
+        """PP-OCR text direction (0 / 180 degrees): conv + MaxPool blocks, pool over width, FC, softmax."""
 
         def __init__(self, w=8):
             super().__init__()
             self.body = nn.Sequential(ConvAdd(3, w), nn.MaxPool2d(2), ConvAdd(w, 2 * w), nn.MaxPool2d(2),
                                       ConvAdd(2 * w, 4 * w), nn.MaxPool2d(2), ConvAdd(4 * w, 4 * w))
-            self.fc = nn.Linear(4 * w, 2)
+            self.fc = nn.Linear(4 * w * 6, 2)  # 48 / 8 = 6 rows: where the text sits tells its direction
 
         def forward(self, x):
-            return torch.softmax(self.fc(self.body(x).mean((2, 3))), 1)
+            return torch.softmax(self.fc(self.body(x).mean(3).flatten(1)), 1)
 
     class Recognizer(nn.Module):
         """CRNN: conv (height pooled to 1, width / 4) -> BiLSTM -> FC -> softmax, [N, T, C]."""
@@ -259,7 +259,7 @@ def build_text_det(folder: Path, height: int = 96, width: int = 320, n_calib: in
     return folder
 
 
-def build_text_cls(folder: Path, n_calib: int = 32, n_val: int = 32, opset: int = OPSET) -> Path:
+def build_text_cls(folder: Path, n_calib: int = 48, n_val: int = 32, opset: int = OPSET) -> Path:
     """Text-direction classifier, input `x` [N,3,48,192], output `softmax_0.tmp_0` [N, 2] (0 / 180 deg).
     PP-OCR's ships at opset 11, whose fp16 MaxPool onnxruntime's arm64 build has no NHWC kernel for."""
     import torch
@@ -277,7 +277,7 @@ def build_text_cls(folder: Path, n_calib: int = 32, n_val: int = 32, opset: int 
 
     calib, yc = rotated(n_calib, 5)
     val, yv = rotated(n_val, 6)
-    _train(model, calib, yc, lambda p, t: torch.nn.functional.nll_loss(torch.log(p + 1e-6), t), steps=60)
+    _train(model, calib, yc, lambda p, t: torch.nn.functional.nll_loss(torch.log(p + 1e-6), t), steps=120)
     _export(model, torch.from_numpy(val[:1]), folder / "model.onnx",
             {"x": {0: "batch"}, "softmax_0.tmp_0": {0: "batch"}}, "x", "softmax_0.tmp_0",
             fold=False, opset=opset)  # paddle2onnx keeps the bias Reshape
