@@ -157,10 +157,13 @@ def validate_stage(source: str, artifact: str, *, inputs: str | None = None, pre
     if candidate.detected.spec.framework == reference.detected.spec.framework and \
             candidate.detected.name == reference.detected.name and Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
-    prec = precision or recorded_precision(artifact) or candidate.precision()
+    recorded = None if precision else recorded_precision(artifact)
+    prec = precision or recorded or candidate.precision()
     data, warnings = parity_data(reference, inputs, seed, label_column)
     report = check(reference, candidate, data, precision=prec,
                    tolerance=tolerance_for(prec, tolerance, reference.runtime))
+    if recorded:
+        warnings = warnings + [f"the {recorded} preset is the precision recorded in {Path(artifact).name}.report.json"]
     report.notes = warnings + report.notes
     return {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
             "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}

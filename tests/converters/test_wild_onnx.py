@@ -99,6 +99,7 @@ def test_fp16_file_inspects_as_fp16_and_validate_uses_the_recorded_precision(det
     v = run_cli("validate", d / "model.onnx", art, "--inputs", d / "val.npz", "--json")
     assert v.code == 0, v
     assert v.json["result"]["parity"]["precision"] == "fp16"
+    assert any("recorded in resaved.onnx.report.json" in n for n in v.json["result"]["parity"]["notes"])
 
 
 def test_weights_in_constant_nodes_and_casts_inspect_as_fp16(tmp_path):
