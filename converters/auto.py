@@ -10,8 +10,11 @@ fp32 sibling (beyond the margin), which is the point: a quantized file is handed
 where it pays on this CPU.
 
 Candidates: every precision the converter declares, except int8 without --calibration.
-A candidate whose conversion fails (ConversionFailed, e.g. nothing quantizable) is recorded
-with the reason and skipped. The decision table goes to `details["auto"]` (rendered by
+Every candidate is tried: one whose conversion or check raises anything (nothing quantizable,
+a converter library's own error, a file that does not load) is recorded with the reason and
+skipped. The gate and the timing run on real samples (`request.samples`: --inputs, else
+--calibration) at the shapes the model really gets; random inputs only when there are none
+(refused for dynamic spatial axes). The decision table goes to `details["auto"]` (rendered by
 edgekit.report), plus `details["latency_vs_fp32"]` for the chosen file.
 """
 
@@ -22,7 +25,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from edgekit.errors import CheckFailed, ConversionFailed
+from edgekit.errors import CheckFailed, EdgekitError
 from edgekit.isolation import progress
 
 TIE_MARGIN = 1.05  # candidates within 5% of the fastest count as equally fast; the smallest wins
@@ -30,20 +33,28 @@ SLOWER_LIMIT = 1.10  # a chosen file this much slower than fp32 (cannot happen u
 LATENCY_ITERATIONS = 40
 LATENCY_ROUNDS = 2
 GATE_SAMPLES = 64  # calibration samples the parity gate uses
-GATE_RANDOM = 16  # seeded random samples when there is no calibration data
+GATE_RANDOM = 16  # seeded random samples when there are no real ones
 
 
-def median_ms(paths: list[Path], rounds: int = LATENCY_ROUNDS, iterations: int = LATENCY_ITERATIONS) -> list[float]:
-    """Median batch-1 latency of each model file; rounds alternate between the files so that
-    load on a shared machine hits them alike, and each file's best round counts."""
+def median_ms(paths: list[Path], rounds: int = LATENCY_ROUNDS, iterations: int = LATENCY_ITERATIONS,
+              data=None) -> list[float]:
+    """Median batch-1 latency of each model file, on the first sample of `data` (a Dataset of
+    real inputs) when given; rounds alternate between the files so that load on a shared
+    machine hits them alike, and each file's best round counts."""
     from edgekit.validators.latency import measure
 
     best = [float("inf")] * len(paths)
     for _ in range(rounds):
         for i, p in enumerate(paths):
-            r = measure(str(p), warmup=5, iterations=iterations)
+            r = measure(str(p), warmup=5, iterations=iterations, data=data)
             best[i] = min(best[i], r["median_ms"])
     return best
+
+
+def _why(exc: BaseException) -> str:
+    """One line on why a candidate failed: edgekit's message, or the library's exception."""
+    text = exc.message if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(str(text).split())[:200]
 
 
 def candidates(conv, calibration) -> list[str]:
@@ -51,16 +62,15 @@ def candidates(conv, calibration) -> list[str]:
     return [q for q in conv.quantize if q != "auto" and (q != "int8" or calibration is not None)]
 
 
-def _gate_data(model, calibration):
-    """Parity data for the gate: the calibration set (real data) when given, else seeded random inputs."""
-    from edgekit.tensors import Dataset, random_dataset
+def _gate_data(model, samples):
+    """Parity data for the gate: real samples (--inputs, else --calibration) when given, else
+    seeded random inputs (refused when the model has dynamic axes besides the batch)."""
+    from edgekit.pipeline import shape_flags
+    from edgekit.validators.latency import random_samples
 
-    if calibration is None:
-        sampler = getattr(model, "random_dataset", None)  # runners that know realistic values
-        return sampler(GATE_RANDOM, 0) if sampler else random_dataset(model.signature, n=GATE_RANDOM, seed=0)
-    n = min(calibration.n, GATE_SAMPLES)
-    labels = calibration.labels[:n] if getattr(calibration, "labels", None) is not None else None
-    return Dataset({k: v[:n] for k, v in calibration.arrays.items()}, labels, calibration.source)
+    if samples is None:
+        return random_samples(model, GATE_RANDOM, 0, shape_flags(model))
+    return samples.take(min(samples.n, GATE_SAMPLES))
 
 
 def convert(conv, model, request, out_path: Path):
@@ -68,14 +78,17 @@ def convert(conv, model, request, out_path: Path):
     from edgekit.converters.registry import ConvertResult
     from edgekit.loading import open_model
     from edgekit.targets import get_target, precision_of, tolerance_preset
+    from edgekit.validators.latency import timed_on
     from edgekit.validators.parity import check
 
     out_path = Path(out_path)
     target = get_target(conv.target)
     modes = candidates(conv, request.calibration)
-    data = _gate_data(model, request.calibration)
+    real = request.samples if request.samples is not None else request.calibration
+    data = _gate_data(model, real)
     rows: list[dict] = []
     results: dict[str, object] = {}
+    failures: dict[str, BaseException] = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-auto-", dir=out_path.parent) as tmp:
         files: dict[str, Path] = {}
         for mode in modes:
@@ -86,21 +99,28 @@ def convert(conv, model, request, out_path: Path):
             progress(f"auto: converting the {precision} candidate")
             try:
                 result = conv.impl(model, replace(request, quantize=mode), path)
-            except ConversionFailed as exc:
-                row.update(passed=False, reason=f"conversion failed: {exc.message[:200]}")
+            except Exception as exc:  # any candidate may break (a converter library's own error): try the next
+                row.update(passed=False, reason=f"conversion failed: {_why(exc)}")
+                failures[mode] = exc
                 continue
             results[mode] = result
             row["size_bytes"] = path.stat().st_size
-            progress(f"auto: checking parity of the {precision} candidate on {data.n} samples")
-            cand = open_model(path, runtime=target.runtime)
-            rep = check(model, cand, data, precision=result.precision,
-                        tolerance=tolerance_preset(result.precision, getattr(model, "runtime", None)))
+            progress(f"auto: checking parity of the {precision} candidate on {data.n} samples from {data.source}")
+            try:
+                cand = open_model(path, runtime=target.runtime)
+                rep = check(model, cand, data, precision=result.precision,
+                            tolerance=tolerance_preset(result.precision, getattr(model, "runtime", None)))
+            except Exception as exc:  # a file that does not load or run is a failed candidate
+                row.update(passed=False, reason=f"check failed: {_why(exc)}")
+                continue
             row["passed"] = rep.passed
             row["reason"] = "parity passed" if rep.passed else f"parity failed: {rep.failure_summary()}"
             row["parity"] = {o.name: {k: o.metrics.get(k) for k in ("max_abs", "cosine", "snr_db", "top1", "agreement")
                                       if k in o.metrics} for o in rep.outputs}
             files[mode] = path
         passing = [r for r in rows if r.get("passed")]
+        if not passing and "none" in failures:
+            raise failures["none"]  # even the float conversion fails: that is the error to show
         if not passing:
             raise CheckFailed(f"--quantize auto: no candidate for {conv.target} passed parity against the source "
                               f"({'; '.join(r['mode'] + ': ' + r.get('reason', '') for r in rows)[:600]}).",
@@ -108,7 +128,7 @@ def convert(conv, model, request, out_path: Path):
                                    "the full parity report")
         progress(f"auto: timing {len(passing)} candidate(s) on this CPU")
         timed = [r["mode"] for r in passing]
-        for mode, ms in zip(timed, median_ms([files[m] for m in timed])):
+        for mode, ms in zip(timed, median_ms([files[m] for m in timed], data=real)):
             next(r for r in rows if r["mode"] == mode)["median_ms"] = ms
         fastest = min(r["median_ms"] for r in passing)
         tied = [r for r in passing if r["median_ms"] <= fastest * TIE_MARGIN]
@@ -123,11 +143,13 @@ def convert(conv, model, request, out_path: Path):
     fp32 = next((r for r in rows if r["mode"] == "none" and "median_ms" in r), None)
     details = dict(base.details)
     details["auto"] = rows
+    details["auto_data"] = {"gate": f"{data.n} samples from {data.source}", "timing": timed_on(real)}
     if fp32 is not None:
         ratio = chosen["median_ms"] / fp32["median_ms"] if fp32["median_ms"] else 1.0
         details["latency_vs_fp32"] = {"fp32_ms": fp32["median_ms"], "quantized_ms": chosen["median_ms"],
                                       "ratio": ratio, "mode": chosen["mode"], "fp32_size_bytes": fp32["size_bytes"],
-                                      "quantized_size_bytes": chosen["size_bytes"], "slower": ratio > SLOWER_LIMIT}
+                                      "quantized_size_bytes": chosen["size_bytes"], "slower": ratio > SLOWER_LIMIT,
+                                      "timed_on": timed_on(real)}
     tried = "; ".join(f"{r['mode']} " + (f"{r['median_ms']:.3f} ms" if "median_ms" in r else "-") +
                       f" {'pass' if r.get('passed') else 'fail'}" for r in rows)
     notes = [f"--quantize auto chose {chosen['precision']}: the fastest candidate that passed parity on this CPU "

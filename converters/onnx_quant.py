@@ -65,18 +65,55 @@ def _input_names(model_path: Path) -> list[str]:
     return [i.name for i in m.graph.input if i.name not in inits]
 
 
-def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, report: dict | None = None) -> list[str]:
+def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, report: dict | None = None,
+             samples=None) -> list[str]:
     """Write `out_path`, the `mode` quantization of the float ONNX model at `float_path`.
 
     Returns notes for the report. `calibration` (an edgekit Dataset keyed like the source
     model's inputs, matched to the ONNX inputs by name or position) is required for int8.
+    `samples` (real inputs, else the calibration data) is what the float/quantized timing runs on.
     `report`, if given, receives structured results: 'precision', 'latency_vs_fp32', 'warnings'.
     """
     report = {} if report is None else report
     notes = _quantize_one(Path(float_path), Path(out_path), mode, calibration)
     report["precision"] = mode
-    notes += _compare_with_float(Path(float_path), Path(out_path), mode, report)
+    notes += _compare_with_float(Path(float_path), Path(out_path), mode, report,
+                                 samples if samples is not None else calibration)
     return notes
+
+
+def load_error(path: Path) -> str | None:
+    """Why onnxruntime cannot load a file edgekit just wrote (None if it loads). A file of our own
+    making that does not load is a conversion failure, never the user's bad input."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        return str(exc).strip()
+    return None
+
+
+def _casts_to_float(model) -> list[str]:
+    """Names of the Cast(to=float) nodes (unnamed nodes get a name, needed to block them)."""
+    from onnx import TensorProto
+
+    names = []
+    for k, node in enumerate(model.graph.node):
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT for a in node.attribute):
+            node.name = node.name or f"edgekit_cast_{k}"
+            names.append(node.name)
+    return names
+
+
+def _unloadable(step: str, error: str, tried: list[str]) -> ConversionFailed:
+    short = error if len(error) <= 300 else f"{error[:120]} … {error[-180:]}"  # ORT puts the reason last
+    return ConversionFailed(f"{step} wrote a model onnxruntime cannot load ({'; '.join(tried)}): {short}",
+                            hint="keep a float precision (--quantize none/fp16), or quantize with "
+                                 "onnxruntime.quantization by hand and validate the result with 'edgekit validate'",
+                            details=error[-2000:])
 
 
 # ops onnxruntime's int8 quantizers rewrite; a model with none of them would come out unchanged
@@ -132,71 +169,160 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
         onnx = require("onnx", "core")
         float16 = require("onnxconverter_common.float16", "core")
         progress("converting weights to float16 (onnxconverter-common)")
-        model = onnx.load_model(str(float_path))
         # Transpose stays float32: onnxruntime 1.31's graph optimizer segfaults on some fp16
         # Transpose patterns (seen on torch's LSTM export); the casts around it cost little.
+        blocked = list(float16.DEFAULT_OP_BLOCK_LIST) + ["Transpose"]
+        model = onnx.load_model(str(float_path))
         with upstream("onnxconverter-common", "convert_float_to_float16"):
-            model16 = float16.convert_float_to_float16(
-                model, keep_io_types=True, op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ["Transpose"])
+            model16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
         onnx.save_model(model16, str(out_path))
-        notes.append("float16 weights and compute; inputs and outputs stay float32")
+        error = load_error(out_path)
+        casts = _casts_to_float(model)
+        if error is not None and casts:
+            # onnxconverter-common 1.16 turns Cast(to=float) (one-hot casts, torch's arange grids) into
+            # Cast(to=float16) but leaves the output typed float, and onnxruntime refuses the file
+            # ("Type (tensor(float16)) of output arg ... Cast"): those Cast nodes are kept as they are.
+            # (op_block_list=["Cast"] would also block the casts it inserts: it never finishes.)
+            with upstream("onnxconverter-common", "convert_float_to_float16"):
+                model16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked,
+                                                           node_block_list=casts)
+            onnx.save_model(model16, str(out_path))
+            error = load_error(out_path)
+            notes.append(f"{len(casts)} Cast-to-float node(s) kept in float32: onnxconverter-common's plain "
+                         "float16 conversion of them does not load in onnxruntime")
+        if error is not None:
+            raise _unloadable("onnxconverter-common's float16 conversion", error,
+                              ["float16 conversion"] + (["again keeping Cast-to-float nodes"] if casts else []))
+        notes.insert(0, "float16 weights and compute; inputs and outputs stay float32")
         return notes
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
+    # Pre-processing levels, tried in turn until the quantized file loads. On PP-OCR models int8
+    # ended in INVALID_GRAPH on the ConvAddFusion_* biases onnxruntime's graph optimisation makes;
+    # rebuilt here, the cause was their opset 11 (fixed by _at_least_opset), but a quantizer that
+    # cannot take the optimised graph is still redone without the optimisation, then without
+    # pre-processing, and a file that loads at no level is a conversion failure (exit 3).
+    levels = [("pre-processing (shape inference, graph optimisation)", False),
+              ("pre-processing without graph optimisation", True), ("no pre-processing", None)]
+    tried: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-quant-", dir=out_path.parent) as tmp:
+        source = Path(float_path) if mode != "int8" else \
+            _at_least_opset(Path(float_path), Path(tmp) / "opset.onnx", QDQ_MIN_OPSET, notes)
+        for level, (what, skip_opt) in enumerate(levels):
+            pre = Path(tmp).resolve() / f"preprocessed{level}.onnx"
+            try:
+                _pre_process(source, pre, skip_opt, tmp)
+            except Exception as exc:  # the next level does less
+                tried.append(f"{what}: failed ({str(exc).strip()[:100]})")
+                continue
+            try:
+                step_notes = _quantize_file(pre, out_path, mode, calibration)
+            except ConversionFailed as exc:  # the quantizer itself broke on this level's graph
+                if level == len(levels) - 1:
+                    raise
+                tried.append(f"{mode} after {what}: failed ({exc.message[:100]})")
+                continue
+            error = load_error(out_path)
+            tried.append(f"{mode} after {what}" + ("" if error is None else ": does not load"))
+            if error is None:
+                if level:
+                    step_notes.append(f"quantized after {what}: with full pre-processing onnxruntime's quantizer "
+                                      "wrote a file that does not load")
+                return notes + step_notes
+        raise _unloadable(f"onnxruntime.quantization ({mode})", error, tried)
+
+
+# per-channel DequantizeLinear (its `axis`) and int32 bias scales per channel need opset 13;
+# PP-OCR files ship at opset 11, where onnxruntime's quantizer writes files that do not load
+QDQ_MIN_OPSET = 13
+
+
+def _at_least_opset(float_path: Path, upgraded: Path, opset: int, notes: list[str]) -> Path:
+    """`float_path`, or a copy converted to `opset` when its ai.onnx opset is older (onnx's version
+    converter); the original if the converter cannot (the quantized file's load check then says)."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load_model(str(float_path))
+    old = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if old >= opset:
+        return float_path
+    progress(f"converting the model from opset {old} to {opset} for per-channel quantization")
+    try:
+        onnx.save_model(version_converter.convert_version(model, opset), str(upgraded))
+    except Exception:  # an op without an adapter: quantize as is
+        return float_path
+    notes.append(f"converted from opset {old} to {opset} before quantizing: per-channel QDQ needs opset "
+                 f"{opset} (at {old} onnxruntime's quantizer writes a file that does not load)")
+    return upgraded
+
+
+def _pre_process(float_path: Path, pre: Path, skip_optimization: bool | None, tmp: str) -> None:
+    """onnxruntime's quant_pre_process at a level (None: none at all, the float file as is)."""
+    import shutil
+
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix="edgekit-quant-", dir=out_path.parent) as tmp:
-        pre = Path(tmp).resolve() / "preprocessed.onnx"
-        src = str(Path(float_path).resolve())
-        progress("pre-processing for quantization (shape inference, graph optimisation)")
-        # onnxruntime's symbolic shape inference may drop 'sym_shape_infer_temp.onnx' into the
-        # working directory: run it from the temp folder so nothing lands in the user's folder
-        cwd = os.getcwd()
-        os.chdir(tmp)
+    src = str(Path(float_path).resolve())
+    if skip_optimization is None:
+        shutil.copyfile(src, pre)
+        return
+    progress("pre-processing for quantization (shape inference" +
+             (")" if skip_optimization else ", graph optimisation)"))
+    # onnxruntime's symbolic shape inference may drop 'sym_shape_infer_temp.onnx' into the
+    # working directory: run it from the temp folder so nothing lands in the user's folder
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
         try:
-            try:
-                quant_pre_process(src, str(pre), skip_symbolic_shape=False)
-            except Exception:  # symbolic shape inference fails on some graphs; ONNX shapes suffice
-                with upstream("onnxruntime", "quant_pre_process"):
-                    quant_pre_process(src, str(pre), skip_symbolic_shape=True)
-        finally:
-            os.chdir(cwd)
-        if mode == "dynamic":
-            progress("quantizing weights to int8 (dynamic)")
-            # DefaultTensorType: graphs with ai.onnx.ml ops (scikit-learn) leave some tensors
-            # without inferred types; float is what they carry
-            with upstream("onnxruntime", "quantize_dynamic"):
-                quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8, per_channel=False,
-                                 extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
-            notes.append("dynamic: int8 weights, activations quantized at run time")
-        elif mode == "int8":
-            if calibration is None:
-                raise BadInput("--quantize int8 needs --calibration data.")
-            names = _input_names(pre)
-            keys = list(calibration.arrays)
-            mapping = {k: k for k in keys} if set(keys) <= set(names) else dict(zip(keys, names))
-            n = min(calibration.n, CALIBRATION_LIMIT)
-            progress(f"calibrating and quantizing to int8 QDQ on {n} samples")
-            # U8U8 (see INT8_SCHEME): the same results on x86 CPUs with and without VNNI
-            with upstream("onnxruntime", "quantize_static"):
-                quantize_static(str(pre), str(out_path), _Reader(calibration, mapping, CALIBRATION_LIMIT),
-                                quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
-                                calibrate_method=CalibrationMethod.MinMax,
-                                extra_options={"ActivationSymmetric": False, "WeightSymmetric": False})
-            notes.append(f"int8 static QDQ, per-channel weights, calibrated on {n} samples "
-                         f"from {calibration.source}")
-            notes.append(INT8_SCHEME)
-        else:
-            raise ValueError(f"unknown ONNX quantization mode {mode}")
+            quant_pre_process(src, str(pre), skip_symbolic_shape=False, skip_optimization=skip_optimization)
+        except Exception:  # symbolic shape inference fails on some graphs; ONNX shapes suffice
+            quant_pre_process(src, str(pre), skip_symbolic_shape=True, skip_optimization=skip_optimization)
+    finally:
+        os.chdir(cwd)
+
+
+def _quantize_file(pre: Path, out_path: Path, mode: str, calibration) -> list[str]:
+    """One quantizer call on a pre-processed file (the argument choice lives here)."""
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+
+    notes: list[str] = []
+    # a library failure raises ConversionFailed (errors.upstream): the caller tries the next level
+    if mode == "dynamic":
+        progress("quantizing weights to int8 (dynamic)")
+        # DefaultTensorType: graphs with ai.onnx.ml ops (scikit-learn) leave some tensors
+        # without inferred types; float is what they carry
+        with upstream("onnxruntime", "quantize_dynamic"):
+            quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8, per_channel=False,
+                             extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
+        notes.append("dynamic: int8 weights, activations quantized at run time")
+    elif mode == "int8":
+        if calibration is None:
+            raise BadInput("--quantize int8 needs --calibration data.")
+        names = _input_names(pre)
+        keys = list(calibration.arrays)
+        mapping = {k: k for k in keys} if set(keys) <= set(names) else dict(zip(keys, names))
+        n = min(calibration.n, CALIBRATION_LIMIT)
+        progress(f"calibrating and quantizing to int8 QDQ on {n} samples")
+        # U8U8 (see INT8_SCHEME): the same results on x86 CPUs with and without VNNI
+        with upstream("onnxruntime", "quantize_static"):
+            quantize_static(str(pre), str(out_path), _Reader(calibration, mapping, CALIBRATION_LIMIT),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": False})
+        notes.append(f"int8 static QDQ, per-channel weights, calibrated on {n} samples "
+                     f"from {calibration.source}")
+        notes.append(INT8_SCHEME)
+    else:
+        raise ValueError(f"unknown ONNX quantization mode {mode}")
     return notes
 
 
 # ----------------------------------------------------------------------------- latency
-def _median_ms(paths: list[Path]) -> list[float]:
+def _median_ms(paths: list[Path], samples=None) -> list[float]:
     from edgekit.converters.auto import median_ms
 
-    return median_ms(paths)
+    return median_ms(paths, data=samples)
 
 
 def _slower_warning(mode: str, q_ms: float, f_ms: float) -> str:
@@ -206,14 +332,16 @@ def _slower_warning(mode: str, q_ms: float, f_ms: float) -> str:
             f"({q_ms:.3f} ms vs {f_ms:.3f} ms median, batch 1): {fix}")
 
 
-def _compare_with_float(float_path: Path, quant_path: Path, mode: str, report: dict) -> list[str]:
-    progress("timing the quantized model beside the float model")
-    f_ms, q_ms = _median_ms([float_path, quant_path])
+def _compare_with_float(float_path: Path, quant_path: Path, mode: str, report: dict, samples=None) -> list[str]:
+    from edgekit.validators.latency import timed_on
+
+    progress("timing the quantized model beside the float model" + (f" on {samples.source}" if samples else ""))
+    f_ms, q_ms = _median_ms([float_path, quant_path], samples)
     ratio = q_ms / f_ms if f_ms > 0 else 1.0
     report["latency_vs_fp32"] = {"fp32_ms": f_ms, "quantized_ms": q_ms, "ratio": ratio, "mode": mode,
                                  "fp32_size_bytes": float_path.stat().st_size,
                                  "quantized_size_bytes": quant_path.stat().st_size,
-                                 "slower": ratio > SLOWER_LIMIT}
+                                 "slower": ratio > SLOWER_LIMIT, "timed_on": timed_on(samples)}
     notes = [f"latency on this CPU (median, batch 1): fp32 {f_ms:.3f} ms, {mode} {q_ms:.3f} ms ({ratio:.2f}x)"]
     if ratio > SLOWER_LIMIT:
         report.setdefault("warnings", []).append(_slower_warning(mode, q_ms, f_ms))

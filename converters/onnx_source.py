@@ -49,5 +49,6 @@ def onnx_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResul
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-", dir=out_path.parent) as tmp:
         float_path = Path(tmp) / "float.onnx"
         onnx.save_model(proto, str(float_path))
-        notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details)
+        notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
+                                       samples=request.samples)
     return ConvertResult(out_path, details.get("precision", request.quantize), notes, details)

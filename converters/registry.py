@@ -25,6 +25,9 @@ class ConvertRequest:
     quantize: str = "none"
     calibration: Any = None  # edgekit.tensors.Dataset or None
     options: dict = field(default_factory=dict)
+    # real samples (--inputs, else --calibration) that timing and auto's parity gate run on,
+    # so that they see the shapes the model really gets (a dynamic H/W is never invented)
+    samples: Any = None
 
 
 @dataclass

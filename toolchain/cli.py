@@ -63,7 +63,8 @@ def source_model_options(f):
                      help="With a state_dict/.safetensors source: the model's class or factory, imported from "
                           "your Python path (current folder first).")(f)
     f = click.option("--input-shape", "input_shapes", multiple=True, metavar="SPEC",
-                     help="Input shape for sources without a signature (TorchScript, model class + weights): "
+                     help="Input shape for sources without a signature (TorchScript, model class + weights), "
+                          "or to pin a source's dynamic axes (e.g. an ONNX image's H and W) for random inputs: "
                           "[NAME=]DIMS[:DTYPE], e.g. 1x3x224x224, x=1x16:int64, Nx3x224x224 (dynamic batch). "
                           "Repeat per input.")(f)
     return f

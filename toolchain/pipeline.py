@@ -39,16 +39,39 @@ def inherit_layout(reference, candidate) -> None:
                 c.layout = r.layout
 
 
+def shape_flags(reference) -> str:
+    """What to pass when random inputs cannot stand in for real ones (dynamic H/W...)."""
+    dyn = [s for s in reference.signature.inputs if any(d is None for d in s.shape[1:])]
+    pins = " ".join(f"--input-shape {s.name}=" + "x".join("1" if i == 0 and d is None else (str(d) if d else "SIZE")
+                                                           for i, d in enumerate(s.shape)) for s in dyn)
+    return f"--inputs with real samples (.npz keyed by input name), or {pins} to pin the dynamic axes"
+
+
+def pin_input_shapes(reference, source_options: dict | None) -> None:
+    """--input-shape on a source that has its own signature (ONNX, Keras...): it must agree with
+    that signature, and pins its dynamic axes (all but the batch) for random inputs."""
+    from edgekit.sources import SHAPE_SOURCES
+    from edgekit.tensors import check_shapes_against
+
+    shapes = (source_options or {}).get("input_shapes")
+    if not shapes or reference.detected.spec.framework in SHAPE_SOURCES:
+        return  # those runners build their signature from --input-shape themselves
+    check_shapes_against(shapes, reference.signature, str(reference.path))
+    by_name = {s.name: s for s in shapes} if shapes[0].name else dict(zip(reference.signature.input_names, shapes))
+    for spec in reference.signature.inputs:
+        given = by_name.get(spec.name)
+        if given is not None:
+            spec.shape = (spec.shape[0], *[g if d is None else d for g, d in zip(given.shape[1:], spec.shape[1:])])
+
+
 def parity_data(reference, inputs: str | None, seed: int = 0,
                 label_column: str | None = None, batch_axis: dict | None = None) -> tuple[Dataset, list[str]]:
-    from edgekit.tensors import load_dataset, random_dataset
+    from edgekit.tensors import load_dataset
+    from edgekit.validators.latency import random_samples
 
     if inputs:
         return load_dataset(inputs, reference.signature, "--inputs", label_column, batch_axis), []
-    sampler = getattr(reference, "random_dataset", None)  # runners that know realistic values
-    data = sampler(RANDOM_SAMPLES, seed) if sampler else random_dataset(reference.signature, n=RANDOM_SAMPLES, seed=seed,
-                                                                        batch_axis=batch_axis)
-    return data, [RANDOM_WARNING]
+    return random_samples(reference, RANDOM_SAMPLES, seed, shape_flags(reference), batch_axis), [RANDOM_WARNING]
 
 
 def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
@@ -61,25 +84,26 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     `source_options` describe sources without their own signature or code (--input-shape,
     --model-class, --model-args); the source's runner interprets them."""
     from edgekit.converters.registry import ConvertRequest, lookup
+    from edgekit.tensors import load_dataset
 
     t_start = time.perf_counter()
     progress(f"loading {Path(source).name}")
     reference = open_model(source, trust=trust, options={"trust": trust, "signature": (options or {}).get("signature"),
                                                          **(source_options or {})})
+    pin_input_shapes(reference, source_options)
     conv = lookup(reference.detected.spec.framework, target, quantize)
     calib = None
     if calibration:
-        from edgekit.tensors import load_dataset
-
         calib = load_dataset(calibration, reference.signature, "--calibration", label_column, batch_axis)
-    request = ConvertRequest(target, quantize, calib, dict(options or {}))
+    real = load_dataset(inputs, reference.signature, "--inputs", label_column, batch_axis) if inputs else calib
+    # timing and auto's gate run on real samples: --inputs, else --calibration
+    request = ConvertRequest(target, quantize, calib, dict(options or {}), samples=real)
     if validate:  # read the parity data before the (slow) conversion: bad data fails fast
-        if inputs or calib is None:
-            data, warnings = parity_data(reference, inputs, seed, label_column, batch_axis)
-        else:  # real samples beat random ones, even if they are the calibration samples
-            data, warnings = calib, [CALIBRATION_NOTE]
+        if real is not None:  # real samples beat random ones, even if they are the calibration samples
+            data, warnings = real, ([] if inputs else [CALIBRATION_NOTE])
+        else:
+            data, warnings = parity_data(reference, None, seed, label_column, batch_axis)
     scalars = getattr(reference, "python_scalars", None)  # forward(x, sr: int): export specializes sr
-    real = calib if calib is not None else (data if validate and inputs else None)
     if scalars and real is not None:
         reference.example_scalars = {k: real.arrays[k].reshape(-1)[0].item() for k in scalars if k in real.arrays}
     t0 = time.perf_counter()
@@ -108,6 +132,20 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
     return out
 
 
+def recorded_precision(artifact: str) -> str | None:
+    """The precision `edgekit convert` recorded in <artifact>.report.json (what it was checked
+    with), so that validate judges the file as convert did; None without a readable report."""
+    import json
+
+    report = Path(str(artifact) + ".report.json")
+    try:
+        doc = json.loads(report.read_text())
+        prec = doc["result"]["precision"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return prec if prec in ("fp32", "fp16", "dynamic", "int8") else None
+
+
 def validate_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
                    tolerance: dict | None = None, trust: Trust = Trust(), seed: int = 0,
                    label_column: str | None = None, signature: str | None = None,
@@ -119,15 +157,19 @@ def validate_stage(source: str, artifact: str, *, inputs: str | None = None, pre
     progress(f"loading {Path(source).name}")
     reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
                                                          **(source_options or {})})
+    pin_input_shapes(reference, source_options)
     progress(f"loading {Path(artifact).name}")
     candidate = open_model(artifact, trust=trust)
     if candidate.detected.spec.framework == reference.detected.spec.framework and \
             candidate.detected.name == reference.detected.name and Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
-    prec = precision or candidate.precision()
+    recorded = None if precision else recorded_precision(artifact)
+    prec = precision or recorded or candidate.precision()
     data, warnings = parity_data(reference, inputs, seed, label_column, batch_axis)
     report = check(reference, candidate, data, precision=prec,
                    tolerance=tolerance_for(prec, tolerance, reference.runtime), kinds=output_kinds)
+    if recorded:
+        warnings = warnings + [f"the {recorded} preset is the precision recorded in {Path(artifact).name}.report.json"]
     report.notes = warnings + report.notes
     out = {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
            "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}

@@ -22,9 +22,8 @@ def source_options(found: Detected, input_shapes=(), model_class: str | None = N
         from edgekit.tensors import parse_input_shapes
 
         shapes = parse_input_shapes(input_shapes)
-    if shapes and found.spec.framework not in SHAPE_SOURCES:
-        raise BadInput(f"{found.path}: a {found.spec.description} carries its own input signature; --input-shape is "
-                       "only for sources without one (TorchScript, model class + weights).")
+    # a source with its own signature takes --input-shape too: it pins the dynamic axes (checked
+    # against the signature in the stage, edgekit.pipeline.pin_input_shapes)
     if model_class and found.name not in WEIGHT_FORMATS:
         raise BadInput(f"--model-class is for weights files (state_dict, .safetensors); {found.path} is a "
                        f"{found.spec.description}, which carries its own model.",

@@ -59,11 +59,55 @@ def import_runtime(path: Path) -> float | None:
         return None
 
 
+def dynamic_axes(signature) -> list[str]:
+    """Inputs with a dynamic axis besides the batch (e.g. an image's height and width): random
+    data cannot stand in for them, since any size edgekit picked would be invented."""
+    return [s.describe() for s in signature.inputs if any(d is None for d in s.shape[1:])]
+
+
+def random_samples(runner, n: int, seed: int, flags: str, batch_axis: dict | None = None):
+    """Seeded random inputs for `runner`, or BadInput (exit 2) naming `flags` when an input has a
+    dynamic non-batch axis: timing or checking a 1x1 image measures nothing and can crash."""
+    from edgekit.errors import BadInput
+    from edgekit.tensors import random_dataset
+
+    sampler = getattr(runner, "random_dataset", None)  # runners that know realistic values (and sizes)
+    if sampler:
+        return sampler(n, seed)
+    dynamic = dynamic_axes(runner.signature)
+    if dynamic:
+        raise BadInput(f"{runner.path.name}: input {'; '.join(dynamic)} has dynamic axes besides the batch, so "
+                       "edgekit cannot make up inputs for it (it would have to invent an image size).",
+                       hint=f"pass {flags}")
+    return random_dataset(runner.signature, n=n, seed=seed, batch_axis=batch_axis)
+
+
+def timed_on(samples) -> str:
+    """What a timing ran on, e.g. 'val.npz sample 0, images 1x3x320x320' (or random inputs)."""
+    if samples is None:
+        return "seeded random inputs"
+    shapes = ", ".join(f"{k} " + "x".join(map(str, (1, *v.shape[1:]))) for k, v in samples.arrays.items())
+    return f"{samples.source} sample 0, {shapes}"
+
+
+def _renamed(data, names: list[str]):
+    """`data` keyed by `names`: by name when they match, else by position (as parity does)."""
+    from edgekit.tensors import Dataset
+
+    if set(data.arrays) <= set(names) or len(data.arrays) != len(names):
+        return data
+    return Dataset(dict(zip(names, data.arrays.values())), data.labels, data.source)
+
+
 def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 10,
-            iterations: int = 100, inputs: str | None = None, seed: int = 0, options: dict | None = None) -> dict:
-    """Load `path`, time it, and return the statistics (runs inside a child process)."""
+            iterations: int = 100, inputs: str | None = None, seed: int = 0, options: dict | None = None,
+            data=None) -> dict:
+    """Load `path`, time it, and return the statistics (runs inside a child process).
+
+    The timed batch is the first of `data` (an edgekit Dataset, for callers in-process), else of
+    the `inputs` file, else seeded random inputs (refused for dynamic spatial axes)."""
     from edgekit.loading import Trust, open_model
-    from edgekit.tensors import load_dataset, random_dataset, to_model_layout
+    from edgekit.tensors import load_dataset, to_model_layout
 
     p = Path(path)
     import_s = import_runtime(p)
@@ -73,10 +117,12 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
                         options={"trust": trust or Trust(), **(options or {})} if options else None)
     load_s = time.perf_counter() - t0
     batch = runner.batch_size() or 1
-    if inputs:
+    if data is not None:  # samples written for the source model: the artifact's names may differ
+        data = _renamed(data, runner.signature.input_names)
+    if data is None and inputs:
         data = load_dataset(inputs, runner.signature)
-    else:
-        data = random_dataset(runner.signature, n=batch, seed=seed)
+    elif data is None:
+        data = random_samples(runner, batch, seed, "--inputs with real samples (.npz keyed by input name)")
     feeds = {k: v[:batch] for k, v in data.arrays.items()}
     if len(next(iter(feeds.values()))) < batch:
         feeds = {k: np.concatenate([v] * batch)[:batch] for k, v in feeds.items()}

@@ -37,6 +37,8 @@ class Check:
     def describe(self) -> str:
         if self.criterion == "allclose":
             return f"abs error {self.value:.3g} at the worst element (allowed {self.limit:.3g} = atol + rtol·|ref|)"
+        if self.criterion == "runs_on_arch":
+            return "the artifact does not load or run on this architecture (see the note)"
         if self.criterion == "finite":
             return "NaN or Inf in the outputs"
         if self.criterion == "min_rows_close":

@@ -131,6 +131,8 @@ def arm_bench_table(results: list[dict], iterations: int, warmup: int):
 
 def arm_summary(result: dict) -> str:
     arm = result.get("arm") or {}
+    if result.get("error"):
+        return f"arm64 ({arm.get('cpu')}): did not run"
     return (f"arm64 ({arm.get('cpu')}): instructions/inference {fmt_count(arm.get('instructions_per_inference'))}, "
             f"median {arm['median_ms']:.3f} ms ({EMULATED_LABEL})" if arm.get("median_ms") is not None else
             f"arm64 ({arm.get('cpu')}): ran under QEMU")

@@ -67,12 +67,13 @@ def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu:
                    label_column: str | None = None, signature: str | None = None,
                    source_options: dict | None = None) -> dict:
     """Parity of `artifact` against `source` on each architecture; returns {"results": [...]}."""
-    from edgekit.pipeline import parity_data, tolerance_for
+    from edgekit.pipeline import parity_data, pin_input_shapes, recorded_precision, tolerance_for
     from edgekit.validators.parity import check
 
     progress(f"loading {Path(source).name}")
     reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
                                                          **(source_options or {})})
+    pin_input_shapes(reference, source_options)
     if Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
     data, warnings = parity_data(reference, inputs, seed, label_column)
@@ -84,9 +85,17 @@ def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu:
             candidate = open_arm(artifact, cpu=cpu, trust=trust, warmup=VALIDATE_WARMUP, iterations=iterations)
         else:
             candidate = open_model(artifact, trust=trust)
-        prec = precision or candidate.precision()
-        report = check(once, candidate, data, precision=prec,
-                       tolerance=tolerance_for(prec, tolerance, reference.runtime))
+        prec = precision or recorded_precision(artifact) or candidate.precision()
+        tol = tolerance_for(prec, tolerance, reference.runtime)
+        try:
+            report = check(once, candidate, data, precision=prec, tolerance=tol)
+        except BadInput as exc:
+            if arch != "arm64":
+                raise
+            # the file loads and runs on the host but not on arm64 (e.g. a kernel missing from
+            # onnxruntime's arm64 build): a failed check there, shown beside the host verdict
+            results.append(refused_on_arm(exc, source, artifact, candidate, prec, tol, data, warnings))
+            continue
         report.arch = arch
         report.notes = warnings + report.notes
         result = {"arch": arch, "source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
@@ -97,17 +106,33 @@ def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu:
     return {"results": results}
 
 
+def refused_on_arm(exc, source: str, artifact: str, candidate, precision: str, tolerance, data,
+                   warnings: list[str]) -> dict:
+    """The result of an artifact that arm64 refused to load or run: parity failed (exit 1), with why."""
+    from edgekit.validators.parity import Check, OutputParity, ParityReport
+
+    why = f"it does not run on arm64: {exc.message}"
+    report = ParityReport(precision, tolerance, data.n, data.source,
+                          [OutputParity("(model)", "(model)", [], {}, [Check("runs_on_arch", 0.0, 1.0, False)])],
+                          notes=warnings + [why], arch="arm64")
+    result = {"arch": "arm64", "source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
+              "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict(),
+              "error": why, "arm": arm_summary(candidate)}
+    return result
+
+
 def measure(path: str, *, cpu: str | None = None, trust: Trust | None = None, warmup: int = 10,
             iterations: int = 100, inputs: str | None = None, seed: int = 0, threads: int | None = None) -> dict:
     """Emulated arm64 latency and instructions per inference of one artifact (in a child)."""
-    from edgekit.tensors import load_dataset, random_dataset
-    from edgekit.validators.latency import file_size
+    from edgekit.tensors import load_dataset
+    from edgekit.validators.latency import file_size, random_samples
 
     p = Path(path)
     progress(f"loading {p.name} (signature on the host)")
     runner = open_arm(p, cpu=cpu, trust=trust or Trust())
     batch = runner.batch_size() or 1
-    data = load_dataset(inputs, runner.signature) if inputs else random_dataset(runner.signature, n=batch, seed=seed)
+    data = load_dataset(inputs, runner.signature) if inputs else \
+        random_samples(runner, batch, seed, "--inputs with real samples (.npz keyed by input name)")
     runner.run(data.arrays, warmup=warmup, iterations=iterations, outputs=False)
     result = arm_summary(runner)
     result.update({"artifact": str(p), "runtime": runner.runtime, "size_bytes": file_size(p),

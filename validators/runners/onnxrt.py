@@ -114,11 +114,26 @@ class OnnxRuntimeRunner(Runner):
             return "dynamic"
         if "QuantizeLinear" in ops or "QLinearConv" in ops or "QLinearMatMul" in ops:
             return "int8"
-        if any(t.data_type == TensorProto.FLOAT16 for t in self._graph().graph.initializer):
-            return "fp16"
-        return "fp32"
+        return "fp16" if _has_fp16(self._graph().graph, TensorProto.FLOAT16) else "fp32"
 
     def version(self) -> str:
         import onnxruntime as ort
 
         return ort.__version__
+
+
+def _has_fp16(graph, fp16: int) -> bool:
+    """float16 weights anywhere: initializers, Constant nodes (how torch and onnxconverter-common
+    often store them) or a Cast to float16, in the graph and its subgraphs (If/Loop bodies)."""
+    if any(t.data_type == fp16 for t in graph.initializer):
+        return True
+    for node in graph.node:
+        for a in node.attribute:
+            if node.op_type == "Constant" and a.name == "value" and a.t.data_type == fp16:
+                return True
+            if node.op_type == "Cast" and a.name == "to" and a.i == fp16:
+                return True
+            if any(_has_fp16(g, fp16) for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)):
+                return True
+    return False
+
