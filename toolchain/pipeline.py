@@ -174,19 +174,20 @@ def validate_stage(source: str, artifact: str, *, inputs: str | None = None, pre
     out = {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
            "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
     if candidate.runtime == reference.runtime:  # comparable: the same runtime runs both files
-        out["latency"] = latency_vs_source(source, artifact, prec)
+        out["latency"] = latency_vs_source(source, artifact, prec, data)
     return out
 
 
-def latency_vs_source(source: str, artifact: str, precision: str) -> dict:
+def latency_vs_source(source: str, artifact: str, precision: str, data=None) -> dict:
     """Median batch-1 latency of the source and the artifact on the same runtime (alternating
     rounds, as convert times a quantized file beside its float model), and a warning when the
-    artifact is more than SLOWER_LIMIT slower."""
+    artifact is more than SLOWER_LIMIT slower. Timed on the first sample of `data` (the parity
+    samples: real shapes, never an invented image size)."""
     from edgekit.converters.auto import median_ms
     from edgekit.converters.onnx_quant import SLOWER_LIMIT
 
     progress("timing the artifact beside the source (same runtime)")
-    src_ms, art_ms = median_ms([Path(source), Path(artifact)])
+    src_ms, art_ms = median_ms([Path(source), Path(artifact)], data=data)
     ratio = art_ms / src_ms if src_ms > 0 else 1.0
     out = {"source_ms": src_ms, "artifact_ms": art_ms, "ratio": ratio, "slower": ratio > SLOWER_LIMIT}
     if out["slower"]:

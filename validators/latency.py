@@ -59,10 +59,15 @@ def import_runtime(path: Path) -> float | None:
         return None
 
 
-def dynamic_axes(signature) -> list[str]:
+def dynamic_axes(signature, batch_axis: dict | None = None) -> list[str]:
     """Inputs with a dynamic axis besides the batch (e.g. an image's height and width): random
-    data cannot stand in for them, since any size edgekit picked would be invented."""
-    return [s.describe() for s in signature.inputs if any(d is None for d in s.shape[1:])]
+    data cannot stand in for them, since any size edgekit picked would be invented. The batch
+    axis is each input's own (a recurrent state [2, N, 128] is batched on axis 1)."""
+    from edgekit.tensors import batch_axes
+
+    axes = batch_axes(signature.inputs, batch_axis)
+    return [s.describe() for s in signature.inputs
+            if any(d is None for i, d in enumerate(s.shape) if i != axes.get(s.name, 0))]
 
 
 def random_samples(runner, n: int, seed: int, flags: str, batch_axis: dict | None = None):
@@ -74,7 +79,7 @@ def random_samples(runner, n: int, seed: int, flags: str, batch_axis: dict | Non
     sampler = getattr(runner, "random_dataset", None)  # runners that know realistic values (and sizes)
     if sampler:
         return sampler(n, seed)
-    dynamic = dynamic_axes(runner.signature)
+    dynamic = dynamic_axes(runner.signature, batch_axis)
     if dynamic:
         raise BadInput(f"{runner.path.name}: input {'; '.join(dynamic)} has dynamic axes besides the batch, so "
                        "edgekit cannot make up inputs for it (it would have to invent an image size).",

@@ -153,7 +153,14 @@ def test_ocr_recognizer_every_precision_and_auto_on_real_inputs(text_rec, tmp_pa
     details = res.json["result"]["details"]
     rows = details["auto"]
     assert [r["mode"] for r in rows] == ["none", "fp16", "dynamic", "int8"]
-    assert all(r["passed"] and r["size_bytes"] > 0 for r in rows), rows  # every candidate loads and passes
+    assert all(r["size_bytes"] > 0 for r in rows), rows  # every candidate is made and loads
+    by_mode = {r["mode"]: r for r in rows}
+    assert by_mode["none"]["passed"] and by_mode["fp16"]["passed"], rows
+    # a briefly trained recognizer: int8/dynamic change whole decoded sequences (argmax per position),
+    # which the sequence kind catches even at cosine 0.9998; they are recorded with that reason
+    for mode in ("dynamic", "int8"):
+        assert by_mode[mode]["passed"] or "whole-sequence agreement" in by_mode[mode]["reason"], rows
+    assert res.json["result"]["precision"] in ("fp32", "fp16")
     assert details["auto_data"]["gate"] == f"16 samples from {text_rec / 'val.npz'}"
     assert "x 1x3x48x160" in details["auto_data"]["timing"]  # the real width, not 1x1
 

@@ -176,7 +176,10 @@ def test_vad_validate_and_int8_refusal_say_what_is_there(vad, tmp_path):
     res = run_cli("validate", vad / "vad.onnx", tmp_path / "copy.onnx", "--inputs", vad / "mixed_rates.npz", "--json")
     assert res.code == 0, res
     assert {o["name"] for o in res.json["result"]["parity"]["outputs"]} == {"prob", "stateN"}
-    res = run_cli("validate", vad / "vad.onnx", tmp_path / "copy.onnx")  # random inputs: state and sr shaped right
+    # no data and a dynamic time axis: edgekit will not invent a length (exit 2 saying how to give one) ...
+    assert_user_error(run_cli("validate", vad / "vad.onnx", tmp_path / "copy.onnx"), 2, "--input-shape")
+    # ... and with the length pinned, random inputs get state and sr shaped right
+    res = run_cli("validate", vad / "vad.onnx", tmp_path / "copy.onnx", "--input-shape", "input=1x512")
     assert res.code == 0, res
     res = run_cli("convert", vad / "vad.onnx", "--target", "onnx", "--quantize", "int8", "--calibration",
                   vad / "one_rate.npz", "-o", tmp_path / "q.onnx")
