@@ -137,18 +137,63 @@ _WEIGHTS_ONLY_GLOBALS = {
 }
 
 
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "STRING", "BINSTRING",
+               "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}
+
+
 def pickle_globals(data: bytes) -> list[str]:
-    """The `module name` pairs a pickle would import, read from its opcodes without running it."""
+    """The `module name` pairs a pickle would import, read from its opcodes without running it.
+
+    The stack and the memo are followed symbolically, so STACK_GLOBAL finds its two strings
+    even when they were memoized (PUT/BINPUT/LONG_BINPUT/MEMOIZE) and fetched back
+    (GET/BINGET/LONG_BINGET), or pushed long before. GLOBAL, INST and STACK_GLOBAL are
+    reported; extension-registry codes (EXT1/2/4) and unresolvable STACK_GLOBALs are
+    reported as '<...>' entries, which no allowlist accepts.
+    """
     found: list[str] = []
-    strings: list[str] = []
+    stack: list = []
+    marks: list[int] = []
+    memo: dict = {}
     try:
         for op, arg, _ in pickletools.genops(data):
-            if op.name == "GLOBAL":
+            name = op.name
+            if name in ("GLOBAL", "INST"):
                 found.append(str(arg).replace("\n", " "))
-            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(str(arg))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]} {strings[-1]}")
+            elif name.startswith("EXT"):
+                found.append(f"<extension registry code {arg}>")
+            if name == "MARK":
+                marks.append(len(stack))
+                continue
+            if name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = stack[-1] if stack else None
+                continue
+            if name == "MEMOIZE":
+                memo[len(memo)] = stack[-1] if stack else None
+                continue
+            if name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo.get(arg))
+                continue
+            if name == "DUP":
+                stack.append(stack[-1] if stack else None)
+                continue
+            if name == "STACK_GLOBAL":
+                mod, attr = (stack[-2], stack[-1]) if len(stack) >= 2 else (None, None)
+                if isinstance(mod, str) and isinstance(attr, str):
+                    found.append(f"{mod} {attr}")
+                else:
+                    found.append("<STACK_GLOBAL of a computed name>")
+                del stack[-2:]
+                stack.append(None)
+                continue
+            before = op.stack_before
+            if pickletools.markobject in before:
+                del stack[marks.pop() if marks else 0:]
+            else:
+                del stack[max(0, len(stack) - len(before)):]
+            if name in _STRING_OPS:
+                stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else str(arg))
+            else:
+                stack.extend(None for a in op.stack_after if a is not pickletools.markobject)
     except Exception:  # a malformed pickle: report what was seen so far
         found.append("<unparseable>")
     return found

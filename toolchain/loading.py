@@ -29,14 +29,15 @@ class Trust:
     types: tuple[str, ...] = field(default_factory=tuple)  # --trust-type for skops
 
 
-def check_policy(found: Detected, trust: Trust) -> None:
-    """Raise UnsafeModel if loading `found` could run code the user did not allow."""
+def check_policy(found: Detected, trust: Trust) -> list:
+    """Raise UnsafeModel if loading `found` could run code the user did not allow; return
+    the findings the trust flags allowed (empty for a file with nothing to allow)."""
     spec = found.spec
     if spec.pickle_based and not trust.pickle:
         alt = {"torch_pickle": "re-save it with torch.export.save (a .pt2), or save the state_dict "
                                "and pass --model-class",
                "pickle": "save it with skops (skops.io.dump) instead"}.get(spec.name, "use a non-pickle format")
-        imports = [g for g in _pickle_globals_of(found) if g][:6]
+        imports = [g.replace(" ", ".") for g in _pickle_globals_of(found) if g][:6]
         seen = f" It would import: {', '.join(imports)}." if imports else ""
         raise UnsafeModel(f"{found.path}: is a {spec.description}; loading it runs arbitrary Python code, "
                           f"so edgekit refuses it by default.{seen}",
@@ -45,6 +46,25 @@ def check_policy(found: Detected, trust: Trust) -> None:
         scan_keras_config(found)
     if spec.name == "skops":
         skops_trusted_types(found, trust)
+    from edgekit.scan import refuse
+
+    findings, alternative = content_findings(found)
+    return refuse(found.path, findings, trust, alternative)
+
+
+def content_findings(found: Detected) -> tuple[list, str]:
+    """What the content scans find that the framework's loader would unpickle, evaluate or
+    run beyond plain pickles: every member of a .pt2 that torch.export.load would unpickle
+    or eval, and the file/Python/process ops of a TensorFlow graph; plus what to do instead.
+    `check_policy` refuses from these; inspect --security lists them."""
+    from edgekit import scan
+
+    if found.spec.name == "torch_export":
+        return scan.scan_pt2(found.path), scan.PT2_ALTERNATIVE
+    if found.spec.name == "savedmodel":
+        return scan.scan_tf_graph(found.path), ("export the model without file, Python or process ops in its "
+                                                "graph (tf.saved_model.save of the model alone)")
+    return [], ""
 
 
 # Types skops does not trust by default that edgekit allows: they are rebuilt from plain
@@ -277,6 +297,7 @@ def open_model(path: str | os.PathLike, *, trust: Trust = Trust(), threads: int 
                        hint="pass a model file")
     check_policy(found, trust)
     cls = runner_class(runtime or found.spec.runtime)
+    options = {**(options or {}), "trust": (options or {}).get("trust") or trust}  # runners re-check with it
     runner = cls(found.path, threads=threads, options=options)
     runner.detected = found
     return runner.load()
@@ -287,10 +308,12 @@ _CAPABILITIES = {
     "torch_pickle": "runs arbitrary Python code when loaded (pickle inside a torch.save archive)",
     "torch_state_dict": "weights only: loaded with torch.load(weights_only=True), which rebuilds tensors only",
     "torchscript": "runs TorchScript code (torch operators only, no Python) when executed",
-    "torch_export": "a torch.export graph of ATen operators; weights as tensors (no pickled Python objects)",
+    "torch_export": "a torch.export graph of ATen operators; torch.export.load would also unpickle some members "
+                    "and eval symbolic shapes and guards: edgekit checks every member and loads weights only",
     "keras": "a JSON config of layers plus weights; Lambda layers and unsafe deserialization would carry code",
     "hdf5": "legacy Keras: a JSON config plus weights; Keras ignores safe_mode here, so edgekit's scan is the guard",
-    "savedmodel": "a TensorFlow graph: runs TF operators (which include file I/O ops) when executed",
+    "savedmodel": "a TensorFlow graph: runs TF operators when executed; edgekit refuses file, Python and process "
+                  "ops outside the saver unless --trust-code",
     "onnx": "a graph of ONNX operators, no code; may reference external data files",
     "tflite": "a flatbuffer graph of TFLite operators, no code",
     "executorch": "a flatbuffer program of ExecuTorch operators, no code",
@@ -314,8 +337,12 @@ def security_report(path: str | os.PathLike, trust: Trust = Trust()) -> dict:
         report["findings"].append(f"zip archive: {len(infos)} members, "
                                   f"{sum(i.file_size for i in infos)} bytes uncompressed (limits checked)")
     if found.spec.pickle_based or found.name == "torch_state_dict":
-        imports = _pickle_globals_of(found)
+        imports = [g.replace(" ", ".") for g in _pickle_globals_of(found)]
         report["findings"].append("pickle imports: " + (", ".join(imports) if imports else "none"))
+    code, _ = content_findings(found)  # the same scans check_policy refuses from (below)
+    report["findings"] += [f"would run code: {f} (needs --trust-{f.needs})" for f in code]
+    if found.name in ("torch_export", "savedmodel") and not code:
+        report["findings"].append("no member or op that would run code")
     if found.name == "onnx":
         import onnx
         from onnx.external_data_helper import uses_external_data
