@@ -354,23 +354,15 @@ UNSAFE_TF_OPS = {
 }
 
 
-def _saver_functions(meta_graph) -> set[str]:
-    """Names of the functions the SavedModel's own saver uses (restore and save)."""
-    names: set[str] = set()
-    saver = meta_graph.saver_def
-    for tensor in (saver.save_tensor_name, saver.restore_op_name, saver.filename_tensor_name):
-        if tensor:
-            names.add(tensor.split(":")[0].split("/")[0])
-    return names
+CHECKPOINT_OPS = {"Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice", "MergeV2Checkpoints",
+                  "ShardedFilename", "ShardedFilespec"}
 
 
-def _saver_closure(library) -> set[str]:
-    """Functions reachable from the saver ops' node names (tf.saved_model writes its saver as
-    functions called from StatefulPartitionedCall nodes named saver_filename/StatefulPartitionedCall…)."""
-    by_name = {f.signature.name: f for f in library.function}
-    roots = {name for name in by_name if "save" in name.lower() and ("traced" in name.lower() or
-                                                                    name.startswith("__inference_save") or
-                                                                    name.startswith("__inference__traced"))}
+def _called(nodes) -> set[str]:
+    return {attr.func.name for node in nodes for attr in node.attr.values() if attr.HasField("func")}
+
+
+def _closure(roots: set[str], by_name: dict) -> set[str]:
     seen: set[str] = set()
     stack = list(roots)
     while stack:
@@ -378,11 +370,26 @@ def _saver_closure(library) -> set[str]:
         if fn in seen or fn not in by_name:
             continue
         seen.add(fn)
-        for node in by_name[fn].node_def:
-            for attr in node.attr.values():
-                if attr.HasField("func"):
-                    stack.append(attr.func.name)
+        stack.extend(_called(by_name[fn].node_def))
     return seen
+
+
+def _saver_parts(meta_graph) -> tuple[set[str], set[str]]:
+    """The saver's graph nodes (its name scope) and the functions only the saver calls.
+
+    tf.saved_model.save writes a saver: nodes named in saver_def (StatefulPartitionedCall_1/_2
+    calling __inference__traced_save/_restore functions in TF2, a 'save/' scope in TF1).
+    Only functions reachable from those nodes and from no other node count as the saver's,
+    so a serving function cannot be passed off as one by naming it in saver_def."""
+    saver = meta_graph.saver_def
+    names = {t.split(":")[0] for t in (saver.save_tensor_name, saver.restore_op_name) if t}
+    scopes = {n.split("/")[0] for n in names if "/" in n}
+    graph = meta_graph.graph_def
+    by_name = {f.signature.name: f for f in graph.library.function}
+    saver_nodes = [n for n in graph.node if n.name in names or n.name.split("/")[0] in scopes]
+    others = [n for n in graph.node if n not in saver_nodes]
+    only_saver = _closure(_called(saver_nodes), by_name) - _closure(_called(others), by_name)
+    return {n.name for n in saver_nodes}, only_saver
 
 
 def scan_tf_graph(path) -> list[Finding]:
@@ -408,26 +415,21 @@ def scan_tf_graph(path) -> list[Finding]:
         if p.is_dir():
             sm = saved_model_pb2.SavedModel()
             sm.ParseFromString(data)
-            graphs = [(mg.graph_def, _saver_closure(mg.graph_def.library), mg) for mg in sm.meta_graphs]
+            graphs = [(mg.graph_def, *_saver_parts(mg)) for mg in sm.meta_graphs]
         else:
             gd = graph_pb2.GraphDef()
             gd.ParseFromString(data)
-            graphs = [(gd, set(), None)]
+            graphs = [(gd, set(), set())]
     except Exception as exc:  # protobuf DecodeError and friends
         raise BadInput(f"{pb}: not a readable TensorFlow graph ({str(exc)[:160]}).") from None
     findings: list[Finding] = []
-    for graph, saver_fns, meta in graphs:
-        saver_nodes = set()
-        if meta is not None:
-            saver_nodes = {n.split("/")[0] for n in _saver_functions(meta)}
+    for graph, saver_nodes, saver_fns in graphs:
         for node in graph.node:
-            if node.op in UNSAFE_TF_OPS and node.name.split("/")[0] not in saver_nodes:
+            if node.op in UNSAFE_TF_OPS and not (node.op in CHECKPOINT_OPS and node.name in saver_nodes):
                 findings.append(Finding(f"graph node '{node.name}'", f"op {node.op} {UNSAFE_TF_OPS[node.op]}", "code"))
         for fn in graph.library.function:
-            if fn.signature.name in saver_fns:
-                continue
             for node in fn.node_def:
-                if node.op in UNSAFE_TF_OPS:
+                if node.op in UNSAFE_TF_OPS and not (node.op in CHECKPOINT_OPS and fn.signature.name in saver_fns):
                     findings.append(Finding(f"function '{fn.signature.name}' node '{node.name}'",
                                             f"op {node.op} {UNSAFE_TF_OPS[node.op]}", "code"))
     return findings
