@@ -258,6 +258,13 @@ def _looks_like_csv(path: Path) -> bool:
     if b"\x00" in chunk:
         return False
     truncated = len(chunk) == 64 * 1024
+    if truncated and b"\n" not in chunk:
+        head = chunk.decode("utf-8", "ignore")
+        if head.count(",") >= 1 and sum(c.isprintable() for c in head[:4096]) > 0.95 * len(head[:4096]):
+            raise BadInput(f"{path}: looks like a CSV table, but its header line is longer than 64 KiB "
+                           "(edgekit reads CSV headers up to 64 KiB).",
+                           hint="shorten the column names, or save the data as .npz")
+        return False
     if truncated:
         chunk = chunk[:chunk.rfind(b"\n") + 1]  # the last line may be cut (even mid-character)
     try:
@@ -289,13 +296,35 @@ def detect(path: str | os.PathLike, expected: tuple[str, ...] | None = None) -> 
     a message naming both what was found and what was expected.
     """
     p = Path(path)
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(p).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise BadInput(f"{shown}: the file name is not valid UTF-8 (its bytes are shown escaped); the model "
+                       "runtimes edgekit drives take UTF-8 paths only.",
+                       hint="rename the file (or a folder above it) to a UTF-8 name") from None
     if not p.exists():
         raise BadInput(f"{p}: no such file or folder.", hint="check the path")
+    check_regular(p)
     found = _detect(p)
     if expected and found.name not in expected:
         want = ", ".join(FORMATS[e].description for e in expected)
         raise BadInput(f"{p}: is a {found.spec.description}, but a {want} is needed here.")
     return found
+
+
+def check_regular(p: Path) -> None:
+    """Refuse FIFOs, sockets and devices before anything opens them (opening a FIFO blocks)."""
+    import stat
+
+    mode = p.stat().st_mode  # stat, never open: a FIFO would block an open()
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "not a regular file")
+    raise BadInput(f"{p}: is {kind}; edgekit reads models and data only from regular files.",
+                   hint="copy the data to a regular file and pass that")
 
 
 def _detect(p: Path) -> Detected:

@@ -205,7 +205,11 @@ def _all_tensors(graph, depth: int = 0):
     if depth > MAX_GRAPH_DEPTH:
         raise ValueError(f"subgraphs nested more than {MAX_GRAPH_DEPTH} deep")
     yield from graph.initializer
-    for node in graph.node:
+    yield from _node_tensors(graph.node, depth)
+
+
+def _node_tensors(nodes, depth: int):
+    for node in nodes:
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
@@ -214,6 +218,38 @@ def _all_tensors(graph, depth: int = 0):
                 yield from _all_tensors(attr.g, depth + 1)
             for g in attr.graphs:
                 yield from _all_tensors(g, depth + 1)
+
+
+def _model_tensors(model):
+    """Every tensor of an ONNX model: its graph, subgraphs and model-local functions, after
+    checking that subgraphs and function calls together nest at most MAX_GRAPH_DEPTH deep
+    (a function's body counts as one level, like a subgraph) and that no function calls itself."""
+    funcs = {(f.domain, f.name): f for f in model.functions}
+    memo: dict = {}
+
+    def deepest(nodes, depth: int, active: tuple) -> int:
+        if depth > MAX_GRAPH_DEPTH or len(active) > MAX_GRAPH_DEPTH:
+            raise ValueError(f"subgraphs and model-local functions nested more than {MAX_GRAPH_DEPTH} deep")
+        out = depth
+        for node in nodes:
+            for attr in node.attribute:
+                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    out = max(out, deepest(g.node, depth + 1, active))
+            key = (node.domain, node.op_type)
+            if key in funcs:
+                if key in active:
+                    raise ValueError(f"model-local function '{node.op_type}' calls itself")
+                if key not in memo:
+                    memo[key] = deepest(funcs[key].node, 0, active + (key,))
+                out = max(out, depth + 1 + memo[key])
+                if out > MAX_GRAPH_DEPTH:
+                    raise ValueError(f"subgraphs and model-local functions nested more than {MAX_GRAPH_DEPTH} deep")
+        return out
+
+    deepest(model.graph.node, 0, ())
+    yield from _all_tensors(model.graph)
+    for f in funcs.values():
+        yield from _node_tensors(f.node, 1)
 
 
 def check_onnx_file(path: str | os.PathLike) -> None:
@@ -231,7 +267,7 @@ def check_onnx_file(path: str | os.PathLike) -> None:
         raise BadInput(f"{p}: not a readable ONNX model ({str(exc).strip()[:200]}).") from None
     base = p.resolve().parent
     try:
-        tensors = list(_all_tensors(model.graph))
+        tensors = list(_model_tensors(model))
     except ValueError as exc:
         raise BadInput(f"{p}: refused: {exc}.") from None
     for t in tensors:
@@ -348,7 +384,11 @@ def security_report(path: str | os.PathLike, trust: Trust = Trust()) -> dict:
         from onnx.external_data_helper import uses_external_data
 
         model = onnx.load_model(str(found.path), load_external_data=False)
-        locs = sorted({e.value for t in _all_tensors(model.graph) if uses_external_data(t)
+        try:
+            tensors = list(_model_tensors(model))
+        except ValueError:
+            tensors = []  # check_onnx_file below refuses the file and says why
+        locs = sorted({e.value for t in tensors if uses_external_data(t)
                        for e in t.external_data if e.key == "location"})
         report["findings"].append("external data: " + (", ".join(locs) if locs else "none"))
     try:

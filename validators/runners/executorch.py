@@ -104,7 +104,16 @@ class ExecuTorchRunner(Runner):
     def _program(self):
         from executorch.exir._serialize._program import deserialize_pte_binary
 
-        pte = deserialize_pte_binary(self.path.read_bytes())
+        try:
+            pte = deserialize_pte_binary(self.path.read_bytes())
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{self.path}: a name in the program is not valid UTF-8 (byte "
+                           f"{exc.object[exc.start:exc.start + 1].hex()} at {exc.start}); the file is corrupt or crafted.",
+                           hint="export the program again") from None
+        except Exception as exc:  # the flatbuffer does not parse: load() accepted what the runtime could use
+            raise BadInput(f"{self.path}: the program's flatbuffer cannot be read ({type(exc).__name__}: "
+                           f"{str(exc).strip()[:200]}); the file is corrupt or crafted.",
+                           hint="export the program again") from None
         return getattr(pte, "program", pte)
 
     def op_counts(self) -> dict[str, int]:
