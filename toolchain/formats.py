@@ -13,6 +13,7 @@ import pickletools
 import re
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,12 +96,33 @@ def check_zip_limits(path: Path, zf: zipfile.ZipFile) -> None:
                            "like zip bombs.")
 
 
+ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError,
+                   ValueError, UnicodeDecodeError)
+
+
+def read_member(path, zf: zipfile.ZipFile, name, limit: int | None = None) -> bytes:
+    """One member's bytes, with a clean BadInput for a corrupt archive (bad CRC, broken
+    deflate stream, unsupported compression, encryption) or a member over `limit` bytes."""
+    try:
+        info = name if isinstance(name, zipfile.ZipInfo) else zf.getinfo(name)
+        if limit is not None and info.file_size > limit:
+            raise BadInput(f"{path}: member '{info.filename}' is {info.file_size} bytes, over the {limit} byte "
+                           "limit for it.")
+        return zf.read(info)
+    except KeyError:
+        raise BadInput(f"{path}: the archive has no member '{name}'.") from None
+    except ZIP_READ_ERRORS as exc:
+        raise BadInput(f"{path}: the archive is corrupt: member '{getattr(name, 'filename', name)}' cannot be "
+                       f"read ({type(exc).__name__}: {str(exc)[:120]}).",
+                       hint="the file is probably truncated or corrupt; export it again") from None
+
+
 def _zip_kind(path: Path) -> tuple[str, str]:
     try:
         with zipfile.ZipFile(path) as zf:
             check_zip_limits(path, zf)
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise BadInput(f"{path}: looks like a zip file but cannot be read as one ({exc}).",
                        hint="the file is probably truncated or corrupt; export it again") from None
     base = {n.split("/", 1)[-1] if "/" in n else n for n in names}
@@ -115,7 +137,7 @@ def _zip_kind(path: Path) -> tuple[str, str]:
     if "data.pkl" in base:
         pkl = next(n for n in names if n == "data.pkl" or n.endswith("/data.pkl"))
         with zipfile.ZipFile(path) as zf:
-            data = zf.read(pkl) if zf.getinfo(pkl).file_size <= _MAX_PICKLE_SCAN else b""
+            data = read_member(path, zf, pkl) if zf.getinfo(pkl).file_size <= _MAX_PICKLE_SCAN else b""
         if data and _pickle_is_weights_only(data):
             return "torch_state_dict", "zip with data.pkl referencing only tensors"
         return "torch_pickle", "zip with data.pkl referencing Python classes"

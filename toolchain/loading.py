@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.errors import BadInput, UnsafeModel
-from edgekit.formats import Detected, FORMATS, detect, pickle_globals
+from edgekit.formats import FORMATS, ZIP_READ_ERRORS, Detected, detect, pickle_globals, read_member
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
@@ -118,22 +118,19 @@ def _pickle_globals_of(found: Detected) -> list[str]:
         if zipfile.is_zipfile(found.path):
             with zipfile.ZipFile(found.path) as zf:
                 name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
-                data = zf.read(name)[:MAX_CONFIG_BYTES] if name else b""
+                data = read_member(found.path, zf, name, MAX_CONFIG_BYTES) if name else b""
         else:
-            data = found.path.read_bytes()[:MAX_CONFIG_BYTES]
+            with open(found.path, "rb") as fh:
+                data = fh.read(MAX_CONFIG_BYTES)
         return sorted(set(pickle_globals(data)))
-    except (OSError, zipfile.BadZipFile):
-        return []
+    except (OSError, BadInput, *ZIP_READ_ERRORS):
+        return ["<unreadable>"]
 
 
 def _keras_config(found: Detected) -> dict | None:
     if found.spec.name == "keras":
         with zipfile.ZipFile(found.path) as zf:
-            info = zf.getinfo("config.json")
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise BadInput(f"{found.path}: config.json is {info.file_size} bytes, over the "
-                               f"{MAX_CONFIG_BYTES} byte limit.")
-            text = zf.read(info)
+            text = read_member(found.path, zf, "config.json", MAX_CONFIG_BYTES)
     else:
         from edgekit.errors import require
 
@@ -144,6 +141,8 @@ def _keras_config(found: Detected) -> dict | None:
             return None  # weights-only .h5: no config, nothing to deserialize
     try:
         return json.loads(text)
+    except RecursionError:
+        raise BadInput(f"{found.path}: the model config is nested too deeply to read.") from None
     except ValueError as exc:
         raise BadInput(f"{found.path}: the model config is not valid JSON ({exc}).") from None
 
@@ -176,7 +175,10 @@ def scan_keras_config(found: Detected) -> None:
     """Refuse Keras configs that carry code (Lambda layers, unsafe deserialization)."""
     config = _keras_config(found)
     hits: list[str] = []
-    _walk_config(config, "", hits)
+    try:
+        _walk_config(config, "", hits)
+    except RecursionError:
+        raise BadInput(f"{found.path}: the model config is nested too deeply to read.") from None
     hits = list(dict.fromkeys(_dedupe_layers(hits)))
     if hits:
         raise UnsafeModel(f"{found.path}: the model contains code that would run when loaded: "

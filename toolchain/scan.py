@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import BadInput, UnsafeModel
-from edgekit.formats import check_zip_limits, pickle_globals
+from edgekit.formats import ZIP_READ_ERRORS, check_zip_limits, pickle_globals, read_member
 
 MAX_MEMBER_BYTES = 256 * 1024 * 1024  # JSON / pickle members read for scanning
 
@@ -194,7 +194,7 @@ def _scan_torch_save(member: str, data: bytes, findings: list[Finding], what: st
             if len(pkl) != 1 or pkl[0].file_size > MAX_MEMBER_BYTES:
                 raise zipfile.BadZipFile("no single data.pkl")
             imports = pickle_globals(zf.read(pkl[0]))
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (BadInput, *ZIP_READ_ERRORS) as exc:
         findings.append(Finding(member, f"{what}: not a readable torch.save archive ({exc}); torch would retry "
                                         "with weights_only=False", "pickle"))
         return
@@ -205,10 +205,7 @@ def _scan_torch_save(member: str, data: bytes, findings: list[Finding], what: st
 
 
 def _read(zf: zipfile.ZipFile, name: str) -> bytes:
-    info = zf.getinfo(name)
-    if info.file_size > MAX_MEMBER_BYTES:
-        raise BadInput(f"{name}: {info.file_size} bytes, over the {MAX_MEMBER_BYTES} byte limit for this member.")
-    return zf.read(info)
+    return read_member(getattr(zf, "filename", None) or "archive", zf, name, MAX_MEMBER_BYTES)
 
 
 def scan_pt2(source) -> list[Finding]:
@@ -218,7 +215,7 @@ def scan_pt2(source) -> list[Finding]:
     """
     try:
         zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise BadInput(f"{source if not isinstance(source, bytes) else 'archive'}: not a readable .pt2 archive "
                        f"({exc}).") from None
     findings: list[Finding] = []
