@@ -85,6 +85,11 @@ def check_zip_limits(path: Path, zf: zipfile.ZipFile) -> None:
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_MEMBERS:
         raise BadInput(f"{path}: the archive has {len(infos)} members, over the limit of {MAX_ZIP_MEMBERS}.")
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise BadInput(f"{path}: the archive has two members named '{dup[:120]}'; readers disagree on which one "
+                       "counts, so edgekit refuses it.", hint="export the file again")
     total = sum(i.file_size for i in infos)
     if total > MAX_ZIP_UNCOMPRESSED:
         raise BadInput(f"{path}: the archive would unpack to {total / 1024 ** 3:.1f} GiB, over the limit of "
@@ -135,10 +140,10 @@ def _zip_kind(path: Path) -> tuple[str, str]:
     if "data.pkl" in base and any("/code/" in f"/{n}" for n in names):
         return "torchscript", "zip with data.pkl + code/"
     if "data.pkl" in base:
-        pkl = next(n for n in names if n == "data.pkl" or n.endswith("/data.pkl"))
+        pkls = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
         with zipfile.ZipFile(path) as zf:
-            data = read_member(path, zf, pkl) if zf.getinfo(pkl).file_size <= _MAX_PICKLE_SCAN else b""
-        if data and _pickle_is_weights_only(data):
+            data = [read_member(path, zf, n) if zf.getinfo(n).file_size <= _MAX_PICKLE_SCAN else b"" for n in pkls]
+        if all(data) and all(_pickle_is_weights_only(d) for d in data):
             return "torch_state_dict", "zip with data.pkl referencing only tensors"
         return "torch_pickle", "zip with data.pkl referencing Python classes"
     if names and all(n.endswith(".npy") for n in names):

@@ -222,7 +222,12 @@ def scan_pt2(source) -> list[Finding]:
     with zf:
         check_zip_limits(Path(str(getattr(zf, "filename", "") or "archive")), zf)
         full = zf.namelist()
-        rel = {(n.split("/", 1)[1] if "/" in n else n): n for n in full}
+        tops = {n.split("/", 1)[0] for n in full}
+        if len(tops) != 1 or any("/" not in n for n in full):
+            raise BadInput(f"{getattr(zf, 'filename', None) or 'archive'}: a .pt2 keeps every member in one top "
+                           f"folder; this one has {len(tops)} ({', '.join(sorted(tops)[:3])}), so torch and "
+                           "edgekit could read different members.", hint="save the program again with torch.export.save")
+        rel = {n.split("/", 1)[1]: n for n in full}
         if "archive_format" not in rel:
             findings.append(Finding("version", "an old (torch 2.7) archive layout that torch reads with "
                                                "weights_only=False", "pickle"))

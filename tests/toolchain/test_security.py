@@ -206,3 +206,29 @@ def test_savedmodel_with_write_file_is_refused(tmp_path, samples_dir):
     good = run_cli("inspect", samples_dir / "digits_savedmodel")
     assert good.code == 0, good
     assert run_cli("inspect", "--security", "--json", samples_dir / "digits_savedmodel").json["result"]["allowed"]
+
+
+def test_zip_member_confusion_is_refused(hostile, tmp_path):
+    """Two members with one name, or members in two top folders: zipfile and torch's reader
+    could pick different ones, so what was scanned would not be what torch loads."""
+    from edgekit.errors import BadInput
+    from edgekit.formats import detect
+    from edgekit.scan import scan_pt2
+
+    evil = payload_pickle(hostile / MARKER)
+    with zipfile.ZipFile(hostile / "good.pt2") as zin:
+        members = [(i.filename, zin.read(i)) for i in zin.infolist()]
+    top = members[0][0].split("/", 1)[0]
+    dup, two = tmp_path / "dup.pt2", tmp_path / "two.pt2"
+    with pytest.warns(UserWarning), zipfile.ZipFile(dup, "w") as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+        zf.writestr(f"{top}/data/sample_inputs/model.pt", evil)
+    with zipfile.ZipFile(two, "w") as zf:
+        zf.writestr("aaa/data/sample_inputs/model.pt", evil)
+        for name, data in members:
+            zf.writestr(name, data)
+    with pytest.raises(BadInput, match="two members named"):
+        detect(dup)
+    with pytest.raises(BadInput, match="one top folder"):
+        scan_pt2(two)
