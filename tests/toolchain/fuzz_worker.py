@@ -40,6 +40,10 @@ def main() -> None:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # answers go to a private copy of stdout; what native code prints to fd 1 goes to stderr
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     # warm the frameworks up once (what the CLI's stage child imports per run)
     from edgekit.validators.runners import runner_class
 
@@ -48,12 +52,12 @@ def main() -> None:
             runner_class(runtime).import_runtime()
         except Exception:  # noqa: BLE001 - a missing extra shows up as exit 4 per case
             pass
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True}), file=answers, flush=True)
     for line in sys.stdin:
         path = line.rstrip("\n")
         if not path:
             continue
-        print(json.dumps(run_case(path)), flush=True)
+        print(json.dumps(run_case(path)), file=answers, flush=True)
 
 
 if __name__ == "__main__":
