@@ -8,7 +8,6 @@ file (exit 2, no traceback, naming what it found) and that the marker does not e
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
