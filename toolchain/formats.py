@@ -127,7 +127,7 @@ def _zip_kind(path: Path) -> tuple[str, str]:
         with zipfile.ZipFile(path) as zf:
             check_zip_limits(path, zf)
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise BadInput(f"{path}: looks like a zip file but cannot be read as one ({exc}).",
                        hint="the file is probably truncated or corrupt; export it again") from None
     base = {n.split("/", 1)[-1] if "/" in n else n for n in names}
