@@ -66,9 +66,14 @@ class ExecuTorchRunner(Runner):
             return TensorSpec(name, SCALAR_TYPES.get(int(info.dtype()), str(info.dtype())),
                               tuple(int(d) for d in info.sizes()))
 
-        self.signature = Signature(
-            [spec(n, meta.input_tensor_meta(i)) for i, n in enumerate(_names("input", meta.num_inputs()))],
-            [spec(n, meta.output_tensor_meta(i)) for i, n in enumerate(_names("output", meta.num_outputs()))])
+        try:
+            self.signature = Signature(
+                [spec(n, meta.input_tensor_meta(i)) for i, n in enumerate(_names("input", meta.num_inputs()))],
+                [spec(n, meta.output_tensor_meta(i)) for i, n in enumerate(_names("output", meta.num_outputs()))])
+        except (IndexError, RuntimeError, ValueError) as exc:  # e.g. an input that is not a tensor in a mutated file
+            raise BadInput(f"{self.path}: the program's input/output metadata cannot be read ({exc}); edgekit runs "
+                           "programs whose inputs and outputs are tensors.",
+                           hint="the file is probably corrupt; export the program again") from None
         return self
 
     def _args(self, feeds: dict[str, np.ndarray]) -> list:
