@@ -231,3 +231,55 @@ def test_zip_member_confusion_is_refused(hostile, tmp_path):
         detect(dup)
     with pytest.raises(BadInput, match="one top folder"):
         scan_pt2(two)
+
+
+@pytest.mark.tf
+def test_op_scan_reads_function_bodies_and_is_not_fooled_by_saver_def(tmp_path):
+    """Hand-built protos (no TensorFlow runtime): an op in a function-library body is found,
+    checkpoint ops are allowed only in functions the saver alone calls, and naming the
+    serving node in saver_def does not exempt it."""
+    from tensorflow.core.framework import graph_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from edgekit.scan import scan_tf_graph
+
+    def library(graph, fname, ops):
+        fn = graph.library.function.add()
+        fn.signature.name = fname
+        for i, op in enumerate(ops):
+            node = fn.node_def.add()
+            node.name, node.op = f"n{i}", op
+
+    def call(graph, name, fname):
+        node = graph.node.add()
+        node.name, node.op = name, "StatefulPartitionedCall"
+        node.attr["f"].func.name = fname
+
+    sm = saved_model_pb2.SavedModel()
+    mg = sm.meta_graphs.add()
+    g = mg.graph_def
+    library(g, "serve", ["MatMul", "PyFunc"])
+    library(g, "traced_save", ["SaveV2", "MergeV2Checkpoints"])
+    library(g, "traced_restore", ["RestoreV2", "WriteFile"])
+    call(g, "StatefulPartitionedCall", "serve")
+    call(g, "StatefulPartitionedCall_1", "traced_save")
+    call(g, "StatefulPartitionedCall_2", "traced_restore")
+    mg.saver_def.save_tensor_name = "StatefulPartitionedCall_1:0"
+    mg.saver_def.restore_op_name = "StatefulPartitionedCall_2"
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(sm.SerializeToString())
+    found = {(f.member, f.what.split()[1]) for f in scan_tf_graph(tmp_path / "sm")}
+    assert found == {("function 'serve' node 'n1'", "PyFunc"), ("function 'traced_restore' node 'n1'", "WriteFile")}
+    # the serving call named as the saver: its checkpoint ops are still refused
+    library(g, "serve2", ["SaveV2"])
+    call(g, "StatefulPartitionedCall_3", "serve2")
+    call(g, "also_serving", "serve2")
+    mg.saver_def.restore_op_name = "StatefulPartitionedCall_3"
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(sm.SerializeToString())
+    assert ("function 'serve2' node 'n0'", "SaveV2") in {(f.member, f.what.split()[1])
+                                                          for f in scan_tf_graph(tmp_path / "sm")}
+    gd = graph_pb2.GraphDef()
+    node = gd.node.add()
+    node.name, node.op = "w", "WriteFile"
+    (tmp_path / "frozen.pb").write_bytes(gd.SerializeToString())
+    assert [f.what for f in scan_tf_graph(tmp_path / "frozen.pb")] == ["op WriteFile writes a file"]
