@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from conftest import run_cli
 
 EXAMPLES = int(os.environ.get("EDGEKIT_FUZZ_EXAMPLES", "12"))
-CLI_EXAMPLES = int(os.environ.get("EDGEKIT_FUZZ_CLI_EXAMPLES", str(min(EXAMPLES, 12))))
+CLI_EXAMPLES = int(os.environ.get("EDGEKIT_FUZZ_CLI_EXAMPLES", str(min(EXAMPLES, 8))))
 CASE_TIMEOUT = float(os.environ.get("EDGEKIT_FUZZ_TIMEOUT", "120"))
 RANDOM = bool(os.environ.get("EDGEKIT_FUZZ_RANDOM"))
 ALLOWED = {0, 2, 3}  # what a mutant may end in: valid, refused, or not convertible
