@@ -127,14 +127,19 @@ class ExecuTorchRunner(Runner):
         plan = self._program().execution_plan[0]
         ops = [o.name for o in plan.operators]
         delegates = [d.id for d in plan.delegates]
-        for chain in plan.chains:
-            for ins in chain.instructions:
-                args = ins.instr_args
-                kind = type(args).__name__
-                if kind == "KernelCall":
-                    counts[ops[args.op_index]] += 1
-                elif kind == "DelegateCall":
-                    counts[f"delegate:{delegates[args.delegate_index]}"] += 1
+        try:
+            for chain in plan.chains:
+                for ins in chain.instructions:
+                    args = ins.instr_args
+                    kind = type(args).__name__
+                    if kind == "KernelCall":
+                        counts[ops[args.op_index]] += 1
+                    elif kind == "DelegateCall":
+                        counts[f"delegate:{delegates[args.delegate_index]}"] += 1
+        except (IndexError, TypeError) as exc:
+            raise BadInput(f"{self.path}: an instruction of the program refers to an operator or delegate that "
+                           f"does not exist ({exc}); the file is corrupt or crafted.",
+                           hint="export the program again") from None
         return dict(counts)
 
     def precision(self) -> str:

@@ -48,6 +48,10 @@ class LiteRTRunner(Runner):
             return self._load()
         except UnicodeDecodeError as exc:
             raise _bad_names(self.path, exc) from None
+        except (ValueError, IndexError, KeyError) as exc:  # e.g. a signature naming a tensor index past the end
+            raise BadInput(f"{self.path}: the interpreter loaded the file but cannot read its tensors or signature "
+                           f"({type(exc).__name__}: {str(exc).strip()[:200]}); the file is corrupt or crafted.",
+                           hint="convert the model again") from None
 
     def _load(self) -> "LiteRTRunner":
         interp_mod = require("ai_edge_litert.interpreter", "tf")
