@@ -254,6 +254,25 @@ def _model_tensors(model):
         yield from _node_tensors(f.node, 1)
 
 
+def _non_utf8_name(model) -> bytes | None:
+    """The first name the runtime would have to decode that is not UTF-8 (the onnx package
+    returns such proto2 strings as bytes; onnxruntime raises UnicodeDecodeError on them)."""
+    def values(graph):
+        for v in list(graph.input) + list(graph.output) + list(graph.value_info):
+            yield v.name
+            for d in v.type.tensor_type.shape.dim:
+                yield d.dim_param
+        for n in graph.node:
+            yield from (n.name, n.op_type, n.domain, *n.input, *n.output)
+        for t in graph.initializer:
+            yield t.name
+
+    for value in values(model.graph):
+        if isinstance(value, bytes):
+            return value
+    return None
+
+
 def check_onnx_file(path: str | os.PathLike) -> None:
     """Check an ONNX model before any runtime reads it: every external-data location stays
     in the model's folder (no absolute paths, '..', symlinks or hard links) and lies within
@@ -267,6 +286,10 @@ def check_onnx_file(path: str | os.PathLike) -> None:
         model = onnx.load_model(str(p), load_external_data=False)
     except Exception as exc:
         raise BadInput(f"{p}: not a readable ONNX model ({str(exc).strip()[:200]}).") from None
+    bad_name = _non_utf8_name(model)
+    if bad_name is not None:
+        raise BadInput(f"{p}: a name in the model is not valid UTF-8 ({bad_name[:40]!r}); the file is corrupt or "
+                       "crafted.", hint="export the ONNX model again")
     base = p.resolve().parent
     try:
         tensors = list(_model_tensors(model))

@@ -177,6 +177,11 @@ def corpus(tmp_path_factory, samples_dir):
     i = prog.find(b"builtins.tuple")
     (d / "badname.pte").write_bytes(prog[:i] + b"\xff" + prog[i + 1:])
     (d / "good.pte").unlink()
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["Zbatch", 4])
+    named = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                                [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["Zbatch", 4])],
+                                                [y]))
+    (d / "badname.onnx").write_bytes(named.SerializeToString().replace(b"Zbatch", b"\xf5batch"))
     _onnx_functions(d / "functions25.onnx", 25)
     _onnx_functions(d / "functions_cycle.onnx", 3, cycle=True)
     os.mkfifo(d / "pipe.onnx")
@@ -239,6 +244,7 @@ CASES = {
                                            "model-local functions nested more than 16"),
     "model-local function cycle": _case(["inspect", "functions_cycle.onnx"], 2, "calls itself"),
     "tflite tensor name not UTF-8": _case(["inspect", "badname.tflite"], 2, "badname.tflite", "not valid UTF-8"),
+    "onnx dim name not UTF-8": _case(["inspect", "badname.onnx"], 2, "badname.onnx", "not valid UTF-8"),
     "pte name not UTF-8": _case(["inspect", "badname.pte"], 2, "badname.pte", "not valid UTF-8"),
     "FIFO as model": _case(["inspect", "pipe.onnx", "--timeout", "60"], 2, "pipe.onnx", "named pipe"),
     "FIFO as --inputs": _case(["validate", DIGITS, "good.tflite", "--inputs", "pipe.npz", "--timeout", "60"], 2,
