@@ -13,6 +13,7 @@ import pickletools
 import re
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,11 @@ def check_zip_limits(path: Path, zf: zipfile.ZipFile) -> None:
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_MEMBERS:
         raise BadInput(f"{path}: the archive has {len(infos)} members, over the limit of {MAX_ZIP_MEMBERS}.")
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise BadInput(f"{path}: the archive has two members named '{dup[:120]}'; readers disagree on which one "
+                       "counts, so edgekit refuses it.", hint="export the file again")
     total = sum(i.file_size for i in infos)
     if total > MAX_ZIP_UNCOMPRESSED:
         raise BadInput(f"{path}: the archive would unpack to {total / 1024 ** 3:.1f} GiB, over the limit of "
@@ -95,12 +101,33 @@ def check_zip_limits(path: Path, zf: zipfile.ZipFile) -> None:
                            "like zip bombs.")
 
 
+ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError,
+                   ValueError, UnicodeDecodeError)
+
+
+def read_member(path, zf: zipfile.ZipFile, name, limit: int | None = None) -> bytes:
+    """One member's bytes, with a clean BadInput for a corrupt archive (bad CRC, broken
+    deflate stream, unsupported compression, encryption) or a member over `limit` bytes."""
+    try:
+        info = name if isinstance(name, zipfile.ZipInfo) else zf.getinfo(name)
+        if limit is not None and info.file_size > limit:
+            raise BadInput(f"{path}: member '{info.filename}' is {info.file_size} bytes, over the {limit} byte "
+                           "limit for it.")
+        return zf.read(info)
+    except KeyError:
+        raise BadInput(f"{path}: the archive has no member '{name}'.") from None
+    except ZIP_READ_ERRORS as exc:
+        raise BadInput(f"{path}: the archive is corrupt: member '{getattr(name, 'filename', name)}' cannot be "
+                       f"read ({type(exc).__name__}: {str(exc)[:120]}).",
+                       hint="the file is probably truncated or corrupt; export it again") from None
+
+
 def _zip_kind(path: Path) -> tuple[str, str]:
     try:
         with zipfile.ZipFile(path) as zf:
             check_zip_limits(path, zf)
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise BadInput(f"{path}: looks like a zip file but cannot be read as one ({exc}).",
                        hint="the file is probably truncated or corrupt; export it again") from None
     base = {n.split("/", 1)[-1] if "/" in n else n for n in names}
@@ -113,10 +140,10 @@ def _zip_kind(path: Path) -> tuple[str, str]:
     if "data.pkl" in base and any("/code/" in f"/{n}" for n in names):
         return "torchscript", "zip with data.pkl + code/"
     if "data.pkl" in base:
-        pkl = next(n for n in names if n == "data.pkl" or n.endswith("/data.pkl"))
+        pkls = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
         with zipfile.ZipFile(path) as zf:
-            data = zf.read(pkl) if zf.getinfo(pkl).file_size <= _MAX_PICKLE_SCAN else b""
-        if data and _pickle_is_weights_only(data):
+            data = [read_member(path, zf, n) if zf.getinfo(n).file_size <= _MAX_PICKLE_SCAN else b"" for n in pkls]
+        if all(data) and all(_pickle_is_weights_only(d) for d in data):
             return "torch_state_dict", "zip with data.pkl referencing only tensors"
         return "torch_pickle", "zip with data.pkl referencing Python classes"
     if names and all(n.endswith(".npy") for n in names):
@@ -137,18 +164,63 @@ _WEIGHTS_ONLY_GLOBALS = {
 }
 
 
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "STRING", "BINSTRING",
+               "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}
+
+
 def pickle_globals(data: bytes) -> list[str]:
-    """The `module name` pairs a pickle would import, read from its opcodes without running it."""
+    """The `module name` pairs a pickle would import, read from its opcodes without running it.
+
+    The stack and the memo are followed symbolically, so STACK_GLOBAL finds its two strings
+    even when they were memoized (PUT/BINPUT/LONG_BINPUT/MEMOIZE) and fetched back
+    (GET/BINGET/LONG_BINGET), or pushed long before. GLOBAL, INST and STACK_GLOBAL are
+    reported; extension-registry codes (EXT1/2/4) and unresolvable STACK_GLOBALs are
+    reported as '<...>' entries, which no allowlist accepts.
+    """
     found: list[str] = []
-    strings: list[str] = []
+    stack: list = []
+    marks: list[int] = []
+    memo: dict = {}
     try:
         for op, arg, _ in pickletools.genops(data):
-            if op.name == "GLOBAL":
+            name = op.name
+            if name in ("GLOBAL", "INST"):
                 found.append(str(arg).replace("\n", " "))
-            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(str(arg))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]} {strings[-1]}")
+            elif name.startswith("EXT"):
+                found.append(f"<extension registry code {arg}>")
+            if name == "MARK":
+                marks.append(len(stack))
+                continue
+            if name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = stack[-1] if stack else None
+                continue
+            if name == "MEMOIZE":
+                memo[len(memo)] = stack[-1] if stack else None
+                continue
+            if name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo.get(arg))
+                continue
+            if name == "DUP":
+                stack.append(stack[-1] if stack else None)
+                continue
+            if name == "STACK_GLOBAL":
+                mod, attr = (stack[-2], stack[-1]) if len(stack) >= 2 else (None, None)
+                if isinstance(mod, str) and isinstance(attr, str):
+                    found.append(f"{mod} {attr}")
+                else:
+                    found.append("<STACK_GLOBAL of a computed name>")
+                del stack[-2:]
+                stack.append(None)
+                continue
+            before = op.stack_before
+            if pickletools.markobject in before:
+                del stack[marks.pop() if marks else 0:]
+            else:
+                del stack[max(0, len(stack) - len(before)):]
+            if name in _STRING_OPS:
+                stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else str(arg))
+            else:
+                stack.extend(None for a in op.stack_after if a is not pickletools.markobject)
     except Exception:  # a malformed pickle: report what was seen so far
         found.append("<unparseable>")
     return found
@@ -213,6 +285,13 @@ def _looks_like_csv(path: Path) -> bool:
     if b"\x00" in chunk:
         return False
     truncated = len(chunk) == 64 * 1024
+    if truncated and b"\n" not in chunk:
+        head = chunk.decode("utf-8", "ignore")
+        if head.count(",") >= 1 and sum(c.isprintable() for c in head[:4096]) > 0.95 * len(head[:4096]):
+            raise BadInput(f"{path}: looks like a CSV table, but its header line is longer than 64 KiB "
+                           "(edgekit reads CSV headers up to 64 KiB).",
+                           hint="shorten the column names, or save the data as .npz")
+        return False
     if truncated:
         chunk = chunk[:chunk.rfind(b"\n") + 1]  # the last line may be cut (even mid-character)
     try:
@@ -244,13 +323,35 @@ def detect(path: str | os.PathLike, expected: tuple[str, ...] | None = None) -> 
     a message naming both what was found and what was expected.
     """
     p = Path(path)
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(p).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise BadInput(f"{shown}: the file name is not valid UTF-8 (its bytes are shown escaped); the model "
+                       "runtimes edgekit drives take UTF-8 paths only.",
+                       hint="rename the file (or a folder above it) to a UTF-8 name") from None
     if not p.exists():
         raise BadInput(f"{p}: no such file or folder.", hint="check the path")
+    check_regular(p)
     found = _detect(p)
     if expected and found.name not in expected:
         want = ", ".join(FORMATS[e].description for e in expected)
         raise BadInput(f"{p}: is a {found.spec.description}, but a {want} is needed here.")
     return found
+
+
+def check_regular(p: Path) -> None:
+    """Refuse FIFOs, sockets and devices before anything opens them (opening a FIFO blocks)."""
+    import stat
+
+    mode = p.stat().st_mode  # stat, never open: a FIFO would block an open()
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "not a regular file")
+    raise BadInput(f"{p}: is {kind}; edgekit reads models and data only from regular files.",
+                   hint="copy the data to a regular file and pass that")
 
 
 def _detect(p: Path) -> Detected:

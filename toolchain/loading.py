@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.errors import BadInput, UnsafeModel
-from edgekit.formats import Detected, FORMATS, detect, pickle_globals
+from edgekit.formats import FORMATS, ZIP_READ_ERRORS, Detected, detect, pickle_globals, read_member
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
@@ -29,14 +29,15 @@ class Trust:
     types: tuple[str, ...] = field(default_factory=tuple)  # --trust-type for skops
 
 
-def check_policy(found: Detected, trust: Trust) -> None:
-    """Raise UnsafeModel if loading `found` could run code the user did not allow."""
+def check_policy(found: Detected, trust: Trust) -> list:
+    """Raise UnsafeModel if loading `found` could run code the user did not allow; return
+    the findings the trust flags allowed (empty for a file with nothing to allow)."""
     spec = found.spec
     if spec.pickle_based and not trust.pickle:
         alt = {"torch_pickle": "re-save it with torch.export.save (a .pt2), or save the state_dict "
                                "and pass --model-class",
                "pickle": "save it with skops (skops.io.dump) instead"}.get(spec.name, "use a non-pickle format")
-        imports = [g for g in _pickle_globals_of(found) if g][:6]
+        imports = [g.replace(" ", ".") for g in _pickle_globals_of(found) if g][:6]
         seen = f" It would import: {', '.join(imports)}." if imports else ""
         raise UnsafeModel(f"{found.path}: is a {spec.description}; loading it runs arbitrary Python code, "
                           f"so edgekit refuses it by default.{seen}",
@@ -45,6 +46,25 @@ def check_policy(found: Detected, trust: Trust) -> None:
         scan_keras_config(found)
     if spec.name == "skops":
         skops_trusted_types(found, trust)
+    from edgekit.scan import refuse
+
+    findings, alternative = content_findings(found)
+    return refuse(found.path, findings, trust, alternative)
+
+
+def content_findings(found: Detected) -> tuple[list, str]:
+    """What the content scans find that the framework's loader would unpickle, evaluate or
+    run beyond plain pickles: every member of a .pt2 that torch.export.load would unpickle
+    or eval, and the file/Python/process ops of a TensorFlow graph; plus what to do instead.
+    `check_policy` refuses from these; inspect --security lists them."""
+    from edgekit import scan
+
+    if found.spec.name == "torch_export":
+        return scan.scan_pt2(found.path), scan.PT2_ALTERNATIVE
+    if found.spec.name == "savedmodel":
+        return scan.scan_tf_graph(found.path), ("export the model without file, Python or process ops in its "
+                                                "graph (tf.saved_model.save of the model alone)")
+    return [], ""
 
 
 # Types skops does not trust by default that edgekit allows: they are rebuilt from plain
@@ -98,22 +118,19 @@ def _pickle_globals_of(found: Detected) -> list[str]:
         if zipfile.is_zipfile(found.path):
             with zipfile.ZipFile(found.path) as zf:
                 name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
-                data = zf.read(name)[:MAX_CONFIG_BYTES] if name else b""
+                data = read_member(found.path, zf, name, MAX_CONFIG_BYTES) if name else b""
         else:
-            data = found.path.read_bytes()[:MAX_CONFIG_BYTES]
+            with open(found.path, "rb") as fh:
+                data = fh.read(MAX_CONFIG_BYTES)
         return sorted(set(pickle_globals(data)))
-    except (OSError, zipfile.BadZipFile):
-        return []
+    except (OSError, BadInput, *ZIP_READ_ERRORS):
+        return ["<unreadable>"]
 
 
 def _keras_config(found: Detected) -> dict | None:
     if found.spec.name == "keras":
         with zipfile.ZipFile(found.path) as zf:
-            info = zf.getinfo("config.json")
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise BadInput(f"{found.path}: config.json is {info.file_size} bytes, over the "
-                               f"{MAX_CONFIG_BYTES} byte limit.")
-            text = zf.read(info)
+            text = read_member(found.path, zf, "config.json", MAX_CONFIG_BYTES)
     else:
         from edgekit.errors import require
 
@@ -124,6 +141,8 @@ def _keras_config(found: Detected) -> dict | None:
             return None  # weights-only .h5: no config, nothing to deserialize
     try:
         return json.loads(text)
+    except RecursionError:
+        raise BadInput(f"{found.path}: the model config is nested too deeply to read.") from None
     except ValueError as exc:
         raise BadInput(f"{found.path}: the model config is not valid JSON ({exc}).") from None
 
@@ -156,7 +175,10 @@ def scan_keras_config(found: Detected) -> None:
     """Refuse Keras configs that carry code (Lambda layers, unsafe deserialization)."""
     config = _keras_config(found)
     hits: list[str] = []
-    _walk_config(config, "", hits)
+    try:
+        _walk_config(config, "", hits)
+    except RecursionError:
+        raise BadInput(f"{found.path}: the model config is nested too deeply to read.") from None
     hits = list(dict.fromkeys(_dedupe_layers(hits)))
     if hits:
         raise UnsafeModel(f"{found.path}: the model contains code that would run when loaded: "
@@ -185,7 +207,11 @@ def _all_tensors(graph, depth: int = 0):
     if depth > MAX_GRAPH_DEPTH:
         raise ValueError(f"subgraphs nested more than {MAX_GRAPH_DEPTH} deep")
     yield from graph.initializer
-    for node in graph.node:
+    yield from _node_tensors(graph.node, depth)
+
+
+def _node_tensors(nodes, depth: int):
+    for node in nodes:
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
@@ -194,6 +220,57 @@ def _all_tensors(graph, depth: int = 0):
                 yield from _all_tensors(attr.g, depth + 1)
             for g in attr.graphs:
                 yield from _all_tensors(g, depth + 1)
+
+
+def _model_tensors(model):
+    """Every tensor of an ONNX model: its graph, subgraphs and model-local functions, after
+    checking that subgraphs and function calls together nest at most MAX_GRAPH_DEPTH deep
+    (a function's body counts as one level, like a subgraph) and that no function calls itself."""
+    funcs = {(f.domain, f.name): f for f in model.functions}
+    memo: dict = {}
+
+    def deepest(nodes, depth: int, active: tuple) -> int:
+        if depth > MAX_GRAPH_DEPTH or len(active) > MAX_GRAPH_DEPTH:
+            raise ValueError(f"subgraphs and model-local functions nested more than {MAX_GRAPH_DEPTH} deep")
+        out = depth
+        for node in nodes:
+            for attr in node.attribute:
+                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    out = max(out, deepest(g.node, depth + 1, active))
+            key = (node.domain, node.op_type)
+            if key in funcs:
+                if key in active:
+                    raise ValueError(f"model-local function '{node.op_type}' calls itself")
+                if key not in memo:
+                    memo[key] = deepest(funcs[key].node, 0, active + (key,))
+                out = max(out, depth + 1 + memo[key])
+                if out > MAX_GRAPH_DEPTH:
+                    raise ValueError(f"subgraphs and model-local functions nested more than {MAX_GRAPH_DEPTH} deep")
+        return out
+
+    deepest(model.graph.node, 0, ())
+    yield from _all_tensors(model.graph)
+    for f in funcs.values():
+        yield from _node_tensors(f.node, 1)
+
+
+def _non_utf8_name(model) -> bytes | None:
+    """The first name the runtime would have to decode that is not UTF-8 (the onnx package
+    returns such proto2 strings as bytes; onnxruntime raises UnicodeDecodeError on them)."""
+    def values(graph):
+        for v in list(graph.input) + list(graph.output) + list(graph.value_info):
+            yield v.name
+            for d in v.type.tensor_type.shape.dim:
+                yield d.dim_param
+        for n in graph.node:
+            yield from (n.name, n.op_type, n.domain, *n.input, *n.output)
+        for t in graph.initializer:
+            yield t.name
+
+    for value in values(model.graph):
+        if isinstance(value, bytes):
+            return value
+    return None
 
 
 def check_onnx_file(path: str | os.PathLike) -> None:
@@ -209,9 +286,13 @@ def check_onnx_file(path: str | os.PathLike) -> None:
         model = onnx.load_model(str(p), load_external_data=False)
     except Exception as exc:
         raise BadInput(f"{p}: not a readable ONNX model ({str(exc).strip()[:200]}).") from None
+    bad_name = _non_utf8_name(model)
+    if bad_name is not None:
+        raise BadInput(f"{p}: a name in the model is not valid UTF-8 ({bad_name[:40]!r}); the file is corrupt or "
+                       "crafted.", hint="export the ONNX model again")
     base = p.resolve().parent
     try:
-        tensors = list(_all_tensors(model.graph))
+        tensors = list(_model_tensors(model))
     except ValueError as exc:
         raise BadInput(f"{p}: refused: {exc}.") from None
     for t in tensors:
@@ -277,6 +358,7 @@ def open_model(path: str | os.PathLike, *, trust: Trust = Trust(), threads: int 
                        hint="pass a model file")
     check_policy(found, trust)
     cls = runner_class(runtime or found.spec.runtime)
+    options = {**(options or {}), "trust": (options or {}).get("trust") or trust}  # runners re-check with it
     runner = cls(found.path, threads=threads, options=options)
     runner.detected = found
     return runner.load()
@@ -287,10 +369,12 @@ _CAPABILITIES = {
     "torch_pickle": "runs arbitrary Python code when loaded (pickle inside a torch.save archive)",
     "torch_state_dict": "weights only: loaded with torch.load(weights_only=True), which rebuilds tensors only",
     "torchscript": "runs TorchScript code (torch operators only, no Python) when executed",
-    "torch_export": "a torch.export graph of ATen operators; weights as tensors (no pickled Python objects)",
+    "torch_export": "a torch.export graph of ATen operators; torch.export.load would also unpickle some members "
+                    "and eval symbolic shapes and guards: edgekit checks every member and loads weights only",
     "keras": "a JSON config of layers plus weights; Lambda layers and unsafe deserialization would carry code",
     "hdf5": "legacy Keras: a JSON config plus weights; Keras ignores safe_mode here, so edgekit's scan is the guard",
-    "savedmodel": "a TensorFlow graph: runs TF operators (which include file I/O ops) when executed",
+    "savedmodel": "a TensorFlow graph: runs TF operators when executed; edgekit refuses file, Python and process "
+                  "ops outside the saver unless --trust-code",
     "onnx": "a graph of ONNX operators, no code; may reference external data files",
     "tflite": "a flatbuffer graph of TFLite operators, no code",
     "executorch": "a flatbuffer program of ExecuTorch operators, no code",
@@ -314,14 +398,22 @@ def security_report(path: str | os.PathLike, trust: Trust = Trust()) -> dict:
         report["findings"].append(f"zip archive: {len(infos)} members, "
                                   f"{sum(i.file_size for i in infos)} bytes uncompressed (limits checked)")
     if found.spec.pickle_based or found.name == "torch_state_dict":
-        imports = _pickle_globals_of(found)
+        imports = [g.replace(" ", ".") for g in _pickle_globals_of(found)]
         report["findings"].append("pickle imports: " + (", ".join(imports) if imports else "none"))
+    code, _ = content_findings(found)  # the same scans check_policy refuses from (below)
+    report["findings"] += [f"would run code: {f} (needs --trust-{f.needs})" for f in code]
+    if found.name in ("torch_export", "savedmodel") and not code:
+        report["findings"].append("no member or op that would run code")
     if found.name == "onnx":
         import onnx
         from onnx.external_data_helper import uses_external_data
 
         model = onnx.load_model(str(found.path), load_external_data=False)
-        locs = sorted({e.value for t in _all_tensors(model.graph) if uses_external_data(t)
+        try:
+            tensors = list(_model_tensors(model))
+        except ValueError:
+            tensors = []  # check_onnx_file below refuses the file and says why
+        locs = sorted({e.value for t in tensors if uses_external_data(t)
                        for e in t.external_data if e.key == "location"})
         report["findings"].append("external data: " + (", ".join(locs) if locs else "none"))
     try:

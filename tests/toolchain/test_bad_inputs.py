@@ -43,7 +43,28 @@ class Cummax(torch.nn.Module):
 x = torch.randn(1, 6)
 torch.export.save(torch.export.export(Cummax(), (x,)), sys.argv[1] + "/cummax.pt2")
 torch.jit.save(torch.jit.trace(torch.nn.Linear(6, 2), x), sys.argv[1] + "/foreign.ts.pt")
+torch.export.save(torch.export.export(torch.nn.Linear(6, 2), (x,)), sys.argv[1] + "/linear.pt2")
 """
+
+NON_UTF8_NAME = os.fsdecode(b"bad\xffname.onnx")
+
+
+def _onnx_functions(path: Path, depth: int, cycle: bool = False) -> None:
+    """A model whose local functions call each other `depth` deep (or in a cycle)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    funcs = []
+    for i in range(depth):
+        callee = f"f{i + 1}" if i + 1 < depth else ("f0" if cycle else None)
+        node = helper.make_node(callee, ["x"], ["y"], domain="local") if callee else \
+            helper.make_node("Identity", ["x"], ["y"])
+        funcs.append(helper.make_function("local", f"f{i}", ["x"], ["y"], [node], opsets))
+    graph = helper.make_graph([helper.make_node("f0", ["x"], ["y"], domain="local")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    onnx.save(helper.make_model(graph, functions=funcs, opset_imports=opsets), str(path))
 
 TORCH_EVIL = r"""
 import os, sys, torch
@@ -146,6 +167,27 @@ def corpus(tmp_path_factory, samples_dir):
     onnx.save_model(_onnx_model(nodes=list(body.node), inputs=[
         helper.make_tensor_value_info("c", TensorProto.BOOL, []),
         helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])]), str(d / "nested.onnx"))
+    # tensor / program names that are not UTF-8 (a mutated name byte)
+    i = blob.find(b"probs_1/MatMul")
+    (d / "badname.tflite").write_bytes(blob[:i] + b"\xff" + blob[i + 1:])
+    pte = subprocess.run([sys.executable, "-m", "edgekit", "convert", d / "linear.pt2", "--target", "executorch",
+                          "-o", d / "good.pte", "-q", "--no-validate"], capture_output=True)
+    assert pte.returncode == 0, pte.stderr
+    prog = (d / "good.pte").read_bytes()
+    i = prog.find(b"builtins.tuple")
+    (d / "badname.pte").write_bytes(prog[:i] + b"\xff" + prog[i + 1:])
+    (d / "good.pte").unlink()
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["Zbatch", 4])
+    named = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                                [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["Zbatch", 4])],
+                                                [y]))
+    (d / "badname.onnx").write_bytes(named.SerializeToString().replace(b"Zbatch", b"\xf5batch"))
+    _onnx_functions(d / "functions25.onnx", 25)
+    _onnx_functions(d / "functions_cycle.onnx", 3, cycle=True)
+    os.mkfifo(d / "pipe.onnx")
+    os.mkfifo(d / "pipe.npz")
+    (d / "wide.csv").write_text(",".join(f"column_{i}" for i in range(8000)) + "\n" + ",".join("1" * 8000) + "\n")
+    (d / NON_UTF8_NAME).write_bytes((d / "functions25.onnx").read_bytes())
     np.savez(d / "wrong_shape.npz", image=np.zeros((5, 8, 8, 3), np.float32))
     np.savez(d / "empty_calib.npz", image=np.zeros((0, 8, 8, 1), np.float32))
     (d / "empty.npz").write_bytes(b"")
@@ -198,6 +240,20 @@ CASES = {
     "raw data shorter than dims": _case(["inspect", "short.onnx"], 2, "short.onnx", "holds 8 bytes"),
     "dims overflow": _case(["inspect", "overflow.onnx"], 2, "overflow.onnx", "elements"),
     "deeply nested subgraphs": _case(["inspect", "nested.onnx"], 2, "nested.onnx", "nested more than"),
+    "model-local functions 25 deep": _case(["inspect", "functions25.onnx"], 2, "functions25.onnx",
+                                           "model-local functions nested more than 16"),
+    "model-local function cycle": _case(["inspect", "functions_cycle.onnx"], 2, "calls itself"),
+    "tflite tensor name not UTF-8": _case(["inspect", "badname.tflite"], 2, "badname.tflite", "not valid UTF-8"),
+    "onnx dim name not UTF-8": _case(["inspect", "badname.onnx"], 2, "badname.onnx", "not valid UTF-8"),
+    "pte name not UTF-8": _case(["inspect", "badname.pte"], 2, "badname.pte", "not valid UTF-8"),
+    "FIFO as model": _case(["inspect", "pipe.onnx", "--timeout", "60"], 2, "pipe.onnx", "named pipe"),
+    "FIFO as --inputs": _case(["validate", DIGITS, "good.tflite", "--inputs", "pipe.npz", "--timeout", "60"], 2,
+                              "pipe.npz", "named pipe"),
+    "FIFO as --calibration": _case(["convert", DIGITS, "--target", "tflite", "--quantize", "int8", "--calibration",
+                                    "pipe.npz", "-o", "o.tflite"], 2, "pipe.npz", "named pipe", out="o.tflite"),
+    "CSV header over 64 KiB": _case(["validate", DIGITS, "good.tflite", "--inputs", "wide.csv"], 2, "wide.csv",
+                                    "header line is longer than 64 KiB"),
+    "file name not UTF-8": _case(["inspect", NON_UTF8_NAME], 2, "not valid UTF-8", "rename"),
     "NaN weights": _case(["convert", "nan.keras", "--target", "onnx", "-o", "o.onnx"], 1, "NaN or Inf",
                          out="o.onnx"),
     "input shape mismatch": _case(["validate", DIGITS, "good.tflite", "--inputs", "wrong_shape.npz"], 2,
@@ -221,7 +277,7 @@ def test_bad_input(name, corpus, samples_dir, tmp_path):
     before = {p for p in corpus.rglob("*")}
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
-    res = run_cli(*args, cwd=corpus, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "TMPDIR": str(private_tmp)})
+    res = run_cli(*args, cwd=corpus, timeout=300, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "TMPDIR": str(private_tmp)})
     assert res.code == case["code"], res
     assert "Traceback" not in res.stderr and "Traceback" not in res.stdout, res
     low = res.stderr.lower()

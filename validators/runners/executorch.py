@@ -66,9 +66,14 @@ class ExecuTorchRunner(Runner):
             return TensorSpec(name, SCALAR_TYPES.get(int(info.dtype()), str(info.dtype())),
                               tuple(int(d) for d in info.sizes()))
 
-        self.signature = Signature(
-            [spec(n, meta.input_tensor_meta(i)) for i, n in enumerate(_names("input", meta.num_inputs()))],
-            [spec(n, meta.output_tensor_meta(i)) for i, n in enumerate(_names("output", meta.num_outputs()))])
+        try:
+            self.signature = Signature(
+                [spec(n, meta.input_tensor_meta(i)) for i, n in enumerate(_names("input", meta.num_inputs()))],
+                [spec(n, meta.output_tensor_meta(i)) for i, n in enumerate(_names("output", meta.num_outputs()))])
+        except (IndexError, RuntimeError, ValueError) as exc:  # e.g. an input that is not a tensor in a mutated file
+            raise BadInput(f"{self.path}: the program's input/output metadata cannot be read ({exc}); edgekit runs "
+                           "programs whose inputs and outputs are tensors.",
+                           hint="the file is probably corrupt; export the program again") from None
         return self
 
     def _args(self, feeds: dict[str, np.ndarray]) -> list:
@@ -104,7 +109,16 @@ class ExecuTorchRunner(Runner):
     def _program(self):
         from executorch.exir._serialize._program import deserialize_pte_binary
 
-        pte = deserialize_pte_binary(self.path.read_bytes())
+        try:
+            pte = deserialize_pte_binary(self.path.read_bytes())
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{self.path}: a name in the program is not valid UTF-8 (byte "
+                           f"{exc.object[exc.start:exc.start + 1].hex()} at {exc.start}); the file is corrupt or crafted.",
+                           hint="export the program again") from None
+        except Exception as exc:  # the flatbuffer does not parse: load() accepted what the runtime could use
+            raise BadInput(f"{self.path}: the program's flatbuffer cannot be read ({type(exc).__name__}: "
+                           f"{str(exc).strip()[:200]}); the file is corrupt or crafted.",
+                           hint="export the program again") from None
         return getattr(pte, "program", pte)
 
     def op_counts(self) -> dict[str, int]:
@@ -113,14 +127,19 @@ class ExecuTorchRunner(Runner):
         plan = self._program().execution_plan[0]
         ops = [o.name for o in plan.operators]
         delegates = [d.id for d in plan.delegates]
-        for chain in plan.chains:
-            for ins in chain.instructions:
-                args = ins.instr_args
-                kind = type(args).__name__
-                if kind == "KernelCall":
-                    counts[ops[args.op_index]] += 1
-                elif kind == "DelegateCall":
-                    counts[f"delegate:{delegates[args.delegate_index]}"] += 1
+        try:
+            for chain in plan.chains:
+                for ins in chain.instructions:
+                    args = ins.instr_args
+                    kind = type(args).__name__
+                    if kind == "KernelCall":
+                        counts[ops[args.op_index]] += 1
+                    elif kind == "DelegateCall":
+                        counts[f"delegate:{delegates[args.delegate_index]}"] += 1
+        except (IndexError, TypeError) as exc:
+            raise BadInput(f"{self.path}: an instruction of the program refers to an operator or delegate that "
+                           f"does not exist ({exc}); the file is corrupt or crafted.",
+                           hint="export the program again") from None
         return dict(counts)
 
     def precision(self) -> str:

@@ -29,6 +29,12 @@ def _spec(name: str, d: dict) -> TensorSpec:
     return TensorSpec(name, np.dtype(d["dtype"]).name, shape, quant)
 
 
+def _bad_names(path, exc: UnicodeDecodeError) -> BadInput:
+    return BadInput(f"{path}: a tensor, operator or signature name in the file is not valid UTF-8 "
+                    f"(byte {exc.object[exc.start:exc.start + 1].hex()} at {exc.start}); the file is corrupt or crafted.",
+                    hint="convert the model again")
+
+
 class LiteRTRunner(Runner):
     runtime = "litert"
     extra = "tf"
@@ -38,6 +44,16 @@ class LiteRTRunner(Runner):
         require("ai_edge_litert.interpreter", "tf")
 
     def load(self) -> "LiteRTRunner":
+        try:
+            return self._load()
+        except UnicodeDecodeError as exc:
+            raise _bad_names(self.path, exc) from None
+        except (ValueError, IndexError, KeyError) as exc:  # e.g. a signature naming a tensor index past the end
+            raise BadInput(f"{self.path}: the interpreter loaded the file but cannot read its tensors or signature "
+                           f"({type(exc).__name__}: {str(exc).strip()[:200]}); the file is corrupt or crafted.",
+                           hint="convert the model again") from None
+
+    def _load(self) -> "LiteRTRunner":
         interp_mod = require("ai_edge_litert.interpreter", "tf")
         kwargs = {"num_threads": int(self.threads)} if self.threads else {}
         try:
@@ -47,6 +63,8 @@ class LiteRTRunner(Runner):
             raise BadInput(f"{self.path}: the LiteRT interpreter cannot load this file: {str(exc).strip()[:300]}",
                            hint="the file is probably truncated or corrupt; convert it again") from None
         self.native = interp
+        interp.get_tensor_details()  # decodes every tensor name now, where a bad one is a clean error
+        interp._get_ops_details()
         sigs = interp.get_signature_list()
         self._sig_runner = None
         if len(sigs) == 1:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import BadInput, ConversionFailed, require, upstream
+from edgekit.errors import BadInput, ConversionFailed, EdgekitError, require, upstream
 from edgekit.tensors import Signature, TensorSpec, check_shapes_against, specs_from_shapes
 from edgekit.validators.runners.base import Bound, Runner
 
@@ -224,7 +224,9 @@ class TorchExportRunner(TorchRunner):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ep = torch.export.load(str(self.path))
+                ep = torch_export_load(self.path, self.options.get("trust"))
+        except EdgekitError:
+            raise
         except Exception as exc:
             raise BadInput(f"{self.path}: torch.export.load cannot read this program: {str(exc).strip()[:300]}",
                            hint="save it again with torch.export.save (with the same torch version)") from None
@@ -261,19 +263,23 @@ class TorchExportRunner(TorchRunner):
             return self.native
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch_export_load(self.path).run_decompositions().module()
+            return torch_export_load(self.path, self.options.get("trust")).run_decompositions().module()
 
     def exported_program(self, *, static: bool = False):
-        torch = _torch()
         if static and self.dynamic_batch():
             return super().exported_program(static=True)  # re-export the module at batch 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.export.load(str(self.path))
+            return torch_export_load(self.path, self.options.get("trust"))
 
 
-def torch_export_load(path):
-    return _torch().export.load(str(path))
+def torch_export_load(path, trust=None):
+    """torch.export.load without its pickle and eval paths (see edgekit.scan.load_pt2)."""
+    from edgekit.loading import Trust
+    from edgekit.scan import load_pt2
+
+    _torch()
+    return load_pt2(path, trust or Trust())
 
 
 def _forward_arg_names(module) -> list[str]:
