@@ -20,9 +20,10 @@ EXIT_CODES = {
     EXIT_CHECK_FAILED: "a check failed (parity, latency budget, accuracy budget)",
     EXIT_USAGE: "usage error or bad input (unreadable, unsafe, wrong shape, unknown format)",
     EXIT_CONVERSION: "conversion failed (unsupported op, converter error)",
-    EXIT_ENVIRONMENT: "environment: a missing extra, QEMU or the ARM sysroot",
+    EXIT_ENVIRONMENT: "environment: a missing extra, QEMU or the ARM sysroot, a full disk",
     EXIT_INTERNAL: "internal error (a bug in edgekit; please report it)",
     EXIT_TIMEOUT: "a stage exceeded its time limit",
+    130: "interrupted (Ctrl-C); 143: terminated (SIGTERM); 129: hung up (SIGHUP): stages stopped, temporary files removed",
 }
 
 
