@@ -151,6 +151,7 @@ def function_to_onnx(fn, specs, request: ConvertRequest, out_path: Path) -> Conv
                                           output_path=str(float_path))
         details = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": ONNX_OPSET}
         notes = [] if request.quantize == "none" else \
-            onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details)
+            onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
+                                keep_float=request.options.get("keep_float"))
     precision = "fp32" if request.quantize == "none" else details.get("precision", request.quantize)
     return ConvertResult(out_path, precision, notes, details)
