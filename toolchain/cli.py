@@ -356,13 +356,13 @@ def keep_float_names(values, target: str, quantize: str) -> list[str] | None:
 
 
 def debug_hint(model, artifact, inputs, target: str, precision: str) -> str:
-    """The next step after a failed parity check: the exact `edgekit debug` command (ONNX artifacts)."""
-    if target != "onnx":
+    """The next step after a failed parity check: the exact `edgekit debug` command (ONNX, TFLite)."""
+    if target not in ("onnx", "tflite"):
         return ""
     data = f" --inputs {inputs}" if inputs else ""
     step = (f"see which layer diverges: edgekit debug {model} {artifact}{data}" if artifact else
             f"see which layer diverges: rerun with --keep-failed, then edgekit debug {model} ARTIFACT{data}")
-    fix = "; keep the sensitive layers float: --keep-float auto" if precision == "int8" else ""
+    fix = "; keep the sensitive layers float: --keep-float auto" if precision == "int8" and target == "onnx" else ""
     return f"{step}{fix}; or "
 
 
@@ -456,12 +456,13 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
               show_default=True, help="Sets the SNR floor that marks divergence; auto reads it from the artifact.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
 @source_model_options
-@layout_options
+@click.option("--batch-axis", "batch_axes", multiple=True, metavar="NAME=K",
+              help="The axis of input NAME that holds the samples in --inputs, when it is not the first.")
 @signature_option
 @trust_options
 @timeout_option("validate")
 @common_output
-def debug(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, batch_axes, output_kinds,
+def debug(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, batch_axes,
           signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Compare ARTIFACT with SOURCE layer by layer: where does it stop computing the same thing?
 

@@ -87,9 +87,10 @@ def _io(path: Path) -> list[tuple[str, tuple, str]]:
     return [(i.name, tuple(d if isinstance(d, int) else None for d in i.shape), i.type) for i in s.get_inputs()]
 
 
-def check_same_inputs(float_path: Path, artifact: Path, source_name: str, artifact_name: str) -> None:
-    """Exit 2 when the two files cannot be fed the same inputs, saying which input differs and how."""
-    ref, cand = _io(float_path), _io(artifact)
+def check_same_inputs(ref: list, cand: list, source_name: str, artifact_name: str, any_int: bool = False) -> None:
+    """Exit 2 when the two files (their [(name, shape, type)] inputs) cannot be fed the same inputs,
+    saying which input differs and how. `any_int`: an integer input of the artifact (TFLite int8
+    I/O) takes the float data quantized."""
 
     def fmt(ios):
         return ", ".join(f"{n} [{'x'.join('N' if d is None else str(d) for d in s)}] {t}" for n, s, t in ios)
@@ -99,7 +100,7 @@ def check_same_inputs(float_path: Path, artifact: Path, source_name: str, artifa
         why = f"{source_name} takes {len(ref)} input(s) and {artifact_name} takes {len(cand)}"
     else:
         for (rn, rs, rt), (cn, cs, ct) in zip(ref, cand):
-            if rt != ct or len(rs) != len(cs) or any(a and b and a != b for a, b in zip(rs[1:], cs[1:])):
+            if (rt != ct and not (any_int and "int" in ct)) or len(rs) != len(cs) or any(a and b and a != b for a, b in zip(rs[1:], cs[1:])):
                 why = f"input '{rn}' of {source_name} does not match input '{cn}' of {artifact_name}"
                 break
     if why:
@@ -211,29 +212,39 @@ def compare_layers(float_path: Path, artifact: Path, feeds: dict[str, np.ndarray
             unmatched.append({"source_layer": node.name or t, "tensor": t, "op": node.op_type,
                               "why": "no tensor of that name and shape in the artifact (fused or renamed)"})
             continue
-        cand = a_out[match]
-        r, c = ref.astype(np.float64).ravel(), cand.astype(np.float64).ravel()
-        finite = bool(np.isfinite(c).all())
-        nr, nc = np.linalg.norm(r), np.linalg.norm(c)
-        cos = 1.0 if nr < 1e-12 and nc < 1e-12 else float(np.dot(r, c) / max(nr * nc, 1e-12))
-        snr = snr_db(ref, cand) if finite else -math.inf
-        ch = channel_snr_db(np.asarray(ref), np.asarray(cand)) if finite else None
-        effective = snr if ch is None else min(snr, ch)
-        in_snr = effective if in_snr is None else in_snr  # a graph input: its own quantization, no layer loss
-        snr_of[t] = effective
         art_node = _computing_node(a_producer.get(match), a_producer, a_inits)
         row = {"source_layer": (node.name or t) if node is not None else t, "artifact_tensor": match,
                "op": node.op_type if node is not None else "input",
                "node": art_node.name if art_node is not None else None,
-               "cosine": cos, "snr_db": snr, "channel_snr_db": ch, "effective_snr_db": effective, "max_abs": float(np.abs(r - c).max()) if finite and r.size else
-               (math.inf if not finite else 0.0), "loss_db": max(0.0, in_snr - effective) if finite else math.inf,
-               "finite": finite}
+               **tensor_metrics(np.asarray(ref), np.asarray(a_out[match]), in_snr, 1)}
+        snr_of[t] = row["effective_snr_db"]
         if t in qp:
             row.update(qp[t])
         w = _weight_snr(art_node, a_weights, f_inits)
         if w is not None:
             row["weight_snr_db"] = w
         layers.append(row)
+    return summarize(layers, unmatched, floor_db)
+
+
+def tensor_metrics(ref: np.ndarray, cand: np.ndarray, in_snr: float | None, channel_axis: int) -> dict:
+    """cosine, SNR, median channel SNR, max abs, and the SNR lost against the layer's input
+    (`in_snr`; None for a graph input: its own quantization, no layer loss)."""
+    r, c = ref.astype(np.float64).ravel(), cand.astype(np.float64).ravel()
+    finite = bool(np.isfinite(c).all())
+    nr, nc = np.linalg.norm(r), np.linalg.norm(c)
+    cos = 1.0 if nr < 1e-12 and nc < 1e-12 else float(np.dot(r, c) / max(nr * nc, 1e-12))
+    snr = snr_db(ref, cand) if finite else -math.inf
+    ch = channel_snr_db(np.moveaxis(ref, channel_axis, 1), np.moveaxis(cand, channel_axis, 1)) \
+        if finite and ref.ndim >= 2 else None
+    effective = snr if ch is None else min(snr, ch)
+    in_snr = effective if in_snr is None else in_snr
+    return {"cosine": cos, "snr_db": snr, "channel_snr_db": ch, "effective_snr_db": effective,
+            "max_abs": (float(np.abs(r - c).max()) if r.size else 0.0) if finite else math.inf,
+            "loss_db": max(0.0, in_snr - effective) if finite else math.inf, "finite": finite}
+
+
+def summarize(layers: list[dict], unmatched: list[dict], floor_db: float) -> dict:
     first = next((r for r in layers if r["effective_snr_db"] < floor_db), None)
     worst = sorted((r for r in layers if r["loss_db"] > 0), key=lambda r: -r["loss_db"])[:5]
     return {"layers": layers, "unmatched": unmatched, "floor_db": floor_db,
@@ -241,6 +252,122 @@ def compare_layers(float_path: Path, artifact: Path, feeds: dict[str, np.ndarray
             {k: first[k] for k in ("source_layer", "artifact_tensor", "node", "op", "cosine", "snr_db",
                                     "channel_snr_db", "max_abs") + tuple(k for k in ("scale", "zero_point") if k in first)},
             "worst": [{"source_layer": r["source_layer"], "node": r["node"], "loss_db": r["loss_db"]} for r in worst]}
+
+
+# ----------------------------------------------------------------------------- TFLite
+TFLITE_SAMPLES = 64  # the interpreter runs one sample at a time
+
+
+def _tflite(path: Path):
+    from edgekit.errors import require
+
+    mod = require("ai_edge_litert.interpreter", "tf")
+    # no XNNPACK: delegated intermediates are not kept; the builtin kernels keep every tensor
+    interp = mod.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    return interp
+
+
+def _dequant(value: np.ndarray, detail: dict) -> np.ndarray:
+    q = detail.get("quantization_parameters") or {}
+    scales = np.asarray(q.get("scales", []), dtype=np.float64)
+    if not np.issubdtype(value.dtype, np.integer) or not scales.size:
+        return value.astype(np.float64)
+    zeros = np.asarray(q.get("zero_points", [0] * scales.size), dtype=np.float64)
+    shape = [1] * value.ndim
+    if scales.size > 1:
+        shape[q.get("quantized_dimension", 0)] = -1
+    return (value.astype(np.float64) - zeros.reshape(shape)) * scales.reshape(shape)
+
+
+def _tflite_io(path: Path) -> list[tuple[str, tuple, str]]:
+    d = _tflite(path).get_input_details()
+    return [(i["name"], tuple(None if s < 0 else int(s) for s in i["shape_signature"]), str(i["dtype"].__name__))
+            for i in d]
+
+
+def _tflite_run(path: Path, feeds: list[np.ndarray], n: int) -> tuple[dict, list, dict]:
+    """{tensor name: [n, ...] float values} of every op output, the ops (in execution order) and details."""
+    interp = _tflite(path)
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    ops = [o for o in interp._get_ops_details() if o["op_name"] != "DELEGATE"]
+    ins = interp.get_input_details()
+    outs = [i for o in ops for i in o["outputs"] if i >= 0]
+    values: dict[int, list] = {i: [] for i in outs + [d["index"] for d in ins]}
+    for k in range(n):
+        for d, x in zip(ins, feeds):
+            v = x[k:k + 1]
+            if np.issubdtype(d["dtype"], np.integer) and not np.issubdtype(v.dtype, np.integer):
+                sc, zp = d["quantization"]
+                info = np.iinfo(d["dtype"])
+                v = np.clip(np.round(v / (sc or 1.0) + zp), info.min, info.max)
+            interp.set_tensor(d["index"], v.astype(d["dtype"]))
+        interp.invoke()
+        for i in values:
+            values[i].append(_dequant(interp.get_tensor(i), details[i]))
+    named = {details[i]["name"]: np.concatenate(v) for i, v in values.items() if v}
+    return named, ops, details
+
+
+def compare_tflite(float_path: Path, artifact: Path, feeds: list[np.ndarray], n: int, floor_db: float) -> dict:
+    """The layer table of a TFLite artifact against a float TFLite file: tensors matched by name."""
+    n = min(n, TFLITE_SAMPLES)
+    feeds = [f[:n] for f in feeds]
+    progress(f"running the float TFLite file with every tensor kept ({n} samples)")
+    f_vals, f_ops, f_det = _tflite_run(float_path, feeds, n)
+    progress("running the artifact with every tensor kept")
+    a_vals, a_ops, a_det = _tflite_run(artifact, feeds, n)
+    a_by_name = {a_det[o["outputs"][0]]["name"]: o for o in a_ops if len(o["outputs"])}
+    a_interp = _tflite(artifact)
+    f_interp = _tflite(float_path)
+    layers, unmatched, snr_of = [], [], {}
+    for op in a_ops:  # the artifact's QUANTIZE of a float input: the input as its first layer sees it
+        src = a_det[op["inputs"][0]]["name"] if op["op_name"] == "QUANTIZE" and len(op["inputs"]) else None
+        if src in f_vals and len(op["outputs"]):
+            snr_of[src] = snr_db(f_vals[src], a_vals[a_det[op["outputs"][0]]["name"]])
+    for op in f_ops:
+        for t in (i for i in op["outputs"] if i >= 0):
+            name = f_det[t]["name"]
+            ref = f_vals[name]
+            ins = [snr_of[f_det[i]["name"]] for i in op["inputs"] if i >= 0 and f_det[i]["name"] in snr_of]
+            in_snr = min(ins) if ins else 200.0
+            if name not in a_vals or a_vals[name].shape != ref.shape:
+                snr_of[name] = in_snr
+                unmatched.append({"source_layer": name, "tensor": name, "op": op["op_name"],
+                                  "why": "no tensor of that name and shape in the artifact (fused or renamed)"})
+                continue
+            row = {"source_layer": name, "artifact_tensor": name, "op": op["op_name"], "node": None,
+                   **tensor_metrics(ref, a_vals[name], in_snr, -1)}
+            snr_of[name] = row["effective_snr_db"]
+            q = (a_det[a_by_name[name]["outputs"][0]] if name in a_by_name else {}).get("quantization", (0.0, 0))
+            if q[0]:
+                row.update({"scale": float(q[0]), "zero_point": int(q[1])})
+            a_op = a_by_name.get(name)
+            if a_op is not None and len(a_op["inputs"]) > 1 and len(op["inputs"]) > 1 and a_op["inputs"][1] >= 0:
+                wd = a_det[a_op["inputs"][1]]
+                if np.issubdtype(wd["dtype"], np.integer) and op["inputs"][1] >= 0:
+                    try:
+                        w_ref = f_interp.get_tensor(op["inputs"][1]).astype(np.float64)
+                        w_q = _dequant(a_interp.get_tensor(a_op["inputs"][1]), wd)
+                        if w_ref.shape == w_q.shape:
+                            row["weight_snr_db"] = snr_db(w_ref, w_q)
+                    except ValueError:  # a tensor the interpreter does not expose
+                        pass
+            layers.append(row)
+    return {**summarize(layers, unmatched, floor_db), "samples": n}
+
+
+def float_tflite(reference, tmp: Path) -> tuple[Path, list[str]]:
+    from edgekit.converters.registry import ConvertRequest, lookup
+
+    fw = reference.detected.spec.framework
+    if reference.detected.name == "tflite":
+        return Path(reference.path), []
+    progress(f"converting the {fw} source to fp32 TFLite, the float reference for the layer comparison")
+    out = tmp / "float.tflite"
+    lookup(fw, "tflite", "none").func(reference, ConvertRequest("tflite"), out)
+    return out, [f"the {fw} source is compared through its fp32 TFLite conversion (layers are its TFLite tensors)"]
 
 
 def float_onnx(reference, tmp: Path) -> tuple[Path, list[str]]:
@@ -259,7 +386,7 @@ def float_onnx(reference, tmp: Path) -> tuple[Path, list[str]]:
 def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
                 trust=None, seed: int = 0, source_options: dict | None = None, batch_axis: dict | None = None,
                 signature: str | None = None) -> dict:
-    """Layer-by-layer comparison of an ONNX artifact with its source (inside a child process)."""
+    """Layer-by-layer comparison of an ONNX or TFLite artifact with its source (inside a child process)."""
     from edgekit.formats import detect
     from edgekit.loading import Trust, open_model
     from edgekit.pipeline import parity_data, recorded_precision
@@ -267,11 +394,11 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
 
     trust = trust or Trust()
     found = detect(artifact)
-    if found.name != "onnx":
-        raise BadInput(f"{artifact}: edgekit debug compares layers of ONNX artifacts only for now "
+    if found.name not in ("onnx", "tflite"):
+        raise BadInput(f"{artifact}: edgekit debug compares layers of ONNX and TFLite artifacts only for now "
                        f"(this is a {found.spec.description}).",
-                       hint="TFLite and ExecuTorch layer comparison is not implemented yet; "
-                            "'edgekit validate' still checks their outputs")
+                       hint="ExecuTorch layer comparison is not implemented yet; "
+                            "'edgekit validate' still checks its outputs")
     progress(f"loading {Path(source).name}")
     reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
                                                          **(source_options or {})})
@@ -279,18 +406,31 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
     prec = precision or recorded_precision(artifact) or candidate.precision()
     data, notes = parity_data(reference, inputs, seed, None, batch_axis)
     data = data.take(min(data.n, MAX_SAMPLES))
+    floor = FP_FLOOR_DB.get(prec) or tolerance_preset(prec).min_snr_db or 12.0
+    names = (Path(source).name, Path(artifact).name)
     with tempfile.TemporaryDirectory(prefix="edgekit-debug-") as tmp:
-        float_path, more = float_onnx(reference, Path(tmp))
-        check_same_inputs(float_path, Path(artifact), Path(source).name, Path(artifact).name)
-        names = [i[0] for i in _io(float_path)]
-        keys = list(data.arrays)
-        feeds = {k: data.arrays[k] for k in names} if set(names) <= set(keys) else \
-            {n: data.arrays[k] for n, k in zip(names, keys)}
-        floor = FP_FLOOR_DB.get(prec) or tolerance_preset(prec).min_snr_db or 12.0
-        result = compare_layers(float_path, Path(artifact), feeds, data.n, floor)
-    result.update({"source": source, "artifact": artifact, "precision": prec, "samples": data.n,
+        if found.name == "tflite":
+            float_path, more = float_tflite(reference, Path(tmp))
+            check_same_inputs(_tflite_io(float_path), _tflite_io(Path(artifact)), *names, any_int=True)
+            feeds = list(data.arrays.values())  # in the source signature's order, as the converter keeps it
+            result = compare_tflite(float_path, Path(artifact), feeds, data.n, floor)
+        else:
+            float_path, more = float_onnx(reference, Path(tmp))
+            check_same_inputs(_io(float_path), _io(Path(artifact)), *names)
+            inputs_ = [i[0] for i in _io(float_path)]
+            keys = list(data.arrays)
+            feeds = {k: data.arrays[k] for k in inputs_} if set(inputs_) <= set(keys) else \
+                {n: data.arrays[k] for n, k in zip(inputs_, keys)}
+            result = compare_layers(float_path, Path(artifact), feeds, data.n, floor)
+    result.update({"source": source, "artifact": artifact, "precision": prec, "samples": result.pop("samples", data.n),
                    "data_source": data.source, "notes": notes + more})
     return result
+
+
+def short(name: str) -> str:
+    """A TFLite tensor named after every op fused into it ('a/MatMul;a/Relu;a/BiasAdd'): its first."""
+    head = name.split(";")[0]
+    return head if head == name else head + ";…"
 
 
 def render(result: dict) -> list:
@@ -301,7 +441,7 @@ def render(result: dict) -> list:
     rows = []
     for r in result["layers"]:
         flag = "◀ first" if first and r["artifact_tensor"] == first["artifact_tensor"] else ""
-        rows.append([plain(r["source_layer"]), plain(r["node"] or "-"), r["op"], fmt(r["cosine"], 6),
+        rows.append([plain(short(r["source_layer"])), plain(r["node"] or "-"), r["op"], fmt(r["cosine"], 6),
                      fmt(r["snr_db"], 4), fmt(r["channel_snr_db"], 4), fmt(r["max_abs"]), fmt(r.get("scale")),
                      "-" if r.get("zero_point") is None else str(r["zero_point"]),
                      fmt(r.get("weight_snr_db"), 4), fmt(r["loss_db"], 3), flag])
@@ -313,7 +453,8 @@ def render(result: dict) -> list:
                    rows, caption=caption, caption_justify="left")]
     if first:
         what = f"activation scale {first['scale']:.4g}, " if first.get("scale") is not None else ""
-        parts.append(plain(f"first divergence: {first['source_layer']} (node {first['node']}, {first['op']}, "
+        node = f"node {first['node']}, " if first["node"] else ""
+        parts.append(plain(f"first divergence: {short(first['source_layer'])} ({node}{first['op']}, "
                            f"tensor {first['artifact_tensor']}): cosine {first['cosine']:.4f}, SNR "
                            f"{first['snr_db']:.1f} dB, median channel SNR {fmt(first['channel_snr_db'], 3)} dB, "
                            f"{what}max abs {first['max_abs']:.4g}"))
@@ -321,7 +462,8 @@ def render(result: dict) -> list:
         parts.append(f"no layer falls below {result['floor_db']:g} dB: the artifact follows the float graph")
     if result["worst"]:
         parts.append(plain("layers that lose the most: " + ", ".join(
-            f"{w['source_layer']} (node {w['node']}, -{w['loss_db']:.1f} dB)" for w in result["worst"][:3])))
+            f"{short(w['source_layer'])} ({'node ' + w['node'] + ', ' if w['node'] else ''}-{w['loss_db']:.1f} dB)"
+            for w in result["worst"][:3])))
     for u in result["unmatched"]:
         parts.append(plain(f"  not matched: {u['source_layer']} ({u['op']}, tensor {u['tensor']}): {u['why']}"))
     return parts

@@ -113,3 +113,47 @@ def test_debug_refuses_files_whose_inputs_differ(mlp, tmp_path):
     onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(other))
     res = run_cli("debug", mlp / "outlier_mlp.onnx", other)
     assert_user_error(res, 2, "cannot compare layers", "input 'x'", "[Nx16]", "[1x4]")
+
+
+def test_keep_float_in_edgekit_toml_only_for_int8_onnx(mlp, tmp_path):
+    cfg = tmp_path / "edgekit.toml"
+    cfg.write_text(f'[[models]]\nname = "m"\nsource = "{mlp / "outlier_mlp.onnx"}"\n\n'
+                   '  [[models.targets]]\n  target = "onnx"\n  keep_float = "auto"\n')
+    assert_user_error(run_cli("build", cfg, "--check"), 2, "keep_float applies to", 'quantize = "int8"')
+
+
+KERAS_MLP = """
+import sys
+import keras
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+import outlier_mlp
+
+layers = outlier_mlp.weights(np.random.default_rng(outlier_mlp.SEED))
+h = inp = keras.Input((16,), name="x")
+for k, (w, b) in enumerate(layers):
+    dense = keras.layers.Dense(w.shape[1], activation="relu" if k < len(layers) - 1 else None, name=f"fc{k + 1}")
+    h = dense(h)
+    dense.set_weights([w, b])
+keras.Model(inp, h).save(sys.argv[1])
+"""
+
+
+@pytest.mark.tf
+def test_debug_names_the_outlier_layer_in_tflite_int8(mlp):
+    """The same MLP as a Keras model: TFLite int8 fails, and debug names fc3 from the interpreter's
+    intermediate tensors (compared with the fp32 TFLite conversion of the source)."""
+    pytest.importorskip("keras")
+    subprocess.run([sys.executable, "-c", KERAS_MLP, str(mlp / "mlp.keras"), str(SAMPLES)], check=True,
+                   env={**os.environ, "EDGEKIT_SAMPLES_DIR": str(mlp)})
+    art = mlp / "mlp.int8.tflite"
+    res = run_cli("convert", mlp / "mlp.keras", "--target", "tflite", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", art, "--keep-failed")
+    assert_user_error(res, 1, "parity failed", f"edgekit debug {mlp / 'mlp.keras'} {art}")
+    res = run_cli("debug", mlp / "mlp.keras", art, "--inputs", mlp / "outlier_mlp_val.npz", "--json")
+    assert res.code == 0, res
+    doc = res.json["result"]
+    assert "/fc3" in doc["first_divergence"]["source_layer"].split(";")[0], doc["first_divergence"]
+    assert doc["first_divergence"]["scale"] > 1.0
+    before = [r for r in doc["layers"] if "/fc2" in r["source_layer"].split(";")[0]]
+    assert before and before[0]["snr_db"] > 25
