@@ -259,7 +259,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
-    keep = keep_float_names(keep_float, target, quantize)
+    keep = keep_float_names(keep_float, target, quantize, found.spec.framework, int8_io)
     calibration = _data_file(calibration, "--calibration")
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
@@ -342,14 +342,20 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         ui.info(f"[green]wrote[/] {ui.plain(out)}")
 
 
-def keep_float_names(values, target: str, quantize: str) -> list[str] | None:
+KEEP_FLOAT_TFLITE = ("keras", "tensorflow")  # TFLite paths with TFLite's QuantizationDebugger
+
+
+def keep_float_names(values, target: str, quantize: str, framework: str = "", int8_io: bool = False) -> list[str] | None:
     """--keep-float NAME[,NAME] (repeatable) or auto -> a list of names, or ["auto"]."""
     names = [n.strip() for v in values or () for n in v.split(",") if n.strip()]
     if not names:
         return None
-    if quantize != "int8" or target != "onnx":
-        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx (not --quantize {quantize} "
-                       f"--target {target}).", hint="TFLite and ExecuTorch int8 keep every layer quantized for now")
+    tflite = target == "tflite" and framework in KEEP_FLOAT_TFLITE and not int8_io
+    if quantize != "int8" or not (target == "onnx" or tflite):
+        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx, or --target tflite from "
+                       f"Keras/TensorFlow without --int8-io (not --quantize {quantize} --target {target} from "
+                       f"{framework or 'this source'}).",
+                       hint="ExecuTorch and torch→TFLite int8 keep every layer quantized for now")
     if "auto" in names and len(names) > 1:
         raise BadInput("--keep-float auto chooses the layers itself: give either auto or layer names.")
     return names

@@ -139,13 +139,17 @@ keras.Model(inp, h).save(sys.argv[1])
 """
 
 
+@pytest.fixture(scope="module")
+def keras_mlp(mlp) -> Path:
+    pytest.importorskip("keras")
+    subprocess.run([sys.executable, "-c", KERAS_MLP, str(mlp / "mlp.keras"), str(SAMPLES)], check=True)
+    return mlp / "mlp.keras"
+
+
 @pytest.mark.tf
-def test_debug_names_the_outlier_layer_in_tflite_int8(mlp):
+def test_debug_names_the_outlier_layer_in_tflite_int8(mlp, keras_mlp):
     """The same MLP as a Keras model: TFLite int8 fails, and debug names fc3 from the interpreter's
     intermediate tensors (compared with the fp32 TFLite conversion of the source)."""
-    pytest.importorskip("keras")
-    subprocess.run([sys.executable, "-c", KERAS_MLP, str(mlp / "mlp.keras"), str(SAMPLES)], check=True,
-                   env={**os.environ, "EDGEKIT_SAMPLES_DIR": str(mlp)})
     art = mlp / "mlp.int8.tflite"
     res = run_cli("convert", mlp / "mlp.keras", "--target", "tflite", "--quantize", "int8", "--calibration",
                   mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", art, "--keep-failed")
@@ -157,3 +161,17 @@ def test_debug_names_the_outlier_layer_in_tflite_int8(mlp):
     assert doc["first_divergence"]["scale"] > 1.0
     before = [r for r in doc["layers"] if "/fc2" in r["source_layer"].split(";")[0]]
     assert before and before[0]["snr_db"] > 25
+
+
+@pytest.mark.tf
+def test_keep_float_auto_repairs_tflite_int8(mlp, keras_mlp):
+    out = mlp / "mlp.mixed.tflite"
+    res = run_cli("convert", keras_mlp, "--target", "tflite", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", out,
+                  "--keep-float", "auto")
+    assert res.code == 0, res
+    kept = json.loads(out.with_name(out.name + ".report.json").read_text())["result"]["details"]["keep_float"]
+    assert any("/fc3" in n.split(";")[0] for n in kept["nodes"]) and len(kept["nodes"]) <= kept["of_nodes"] / 3, kept
+    res = run_cli("convert", keras_mlp, "--target", "tflite", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "-o", mlp / "typo.tflite", "--keep-float", "functional_1/fc3")
+    assert_user_error(res, 2, "no layer named", "nearest names", "functional_1/fc3_1/MatMul")
