@@ -422,6 +422,7 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
             feeds = {k: data.arrays[k] for k in inputs_} if set(inputs_) <= set(keys) else \
                 {n: data.arrays[k] for n, k in zip(inputs_, keys)}
             result = compare_layers(float_path, Path(artifact), feeds, data.n, floor)
+    result = _json_safe(result)  # NaN/Inf in the artifact: the row says finite: false, its metrics are null
     result.update({"source": source, "artifact": artifact, "precision": prec, "samples": result.pop("samples", data.n),
                    "data_source": data.source, "notes": notes + more})
     return result
@@ -431,6 +432,20 @@ def short(name: str) -> str:
     """A TFLite tensor named after every op fused into it ('a/MatMul;a/Relu;a/BiasAdd'): its first."""
     head = name.split(";")[0]
     return head if head == name else head + ";…"
+
+
+def _loss(db) -> str:
+    return "NaN/Inf" if db is None else f"-{db:.1f} dB"
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def render(result: dict) -> list:
@@ -455,14 +470,15 @@ def render(result: dict) -> list:
         what = f"activation scale {first['scale']:.4g}, " if first.get("scale") is not None else ""
         node = f"node {first['node']}, " if first["node"] else ""
         parts.append(plain(f"first divergence: {short(first['source_layer'])} ({node}{first['op']}, "
-                           f"tensor {first['artifact_tensor']}): cosine {first['cosine']:.4f}, SNR "
-                           f"{first['snr_db']:.1f} dB, median channel SNR {fmt(first['channel_snr_db'], 3)} dB, "
-                           f"{what}max abs {first['max_abs']:.4g}"))
+                           f"tensor {first['artifact_tensor']}): cosine {fmt(first['cosine'], 4)}, SNR "
+                           f"{fmt(first['snr_db'], 3)} dB, median channel SNR {fmt(first['channel_snr_db'], 3)} dB, "
+                           f"{what}max abs {fmt(first['max_abs'], 4)}" +
+                           ("" if first["snr_db"] is not None else " (NaN/Inf in the artifact)")))
     else:
         parts.append(f"no layer falls below {result['floor_db']:g} dB: the artifact follows the float graph")
     if result["worst"]:
         parts.append(plain("layers that lose the most: " + ", ".join(
-            f"{short(w['source_layer'])} ({'node ' + w['node'] + ', ' if w['node'] else ''}-{w['loss_db']:.1f} dB)"
+            f"{short(w['source_layer'])} ({'node ' + w['node'] + ', ' if w['node'] else ''}{_loss(w['loss_db'])})"
             for w in result["worst"][:3])))
     for u in result["unmatched"]:
         parts.append(plain(f"  not matched: {u['source_layer']} ({u['op']}, tensor {u['tensor']}): {u['why']}"))

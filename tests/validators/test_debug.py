@@ -63,22 +63,32 @@ def test_debug_names_the_outlier_layer(plain_int8, mlp):
     assert text.code == 0 and "first divergence: relu3 (node fc3" in text.stdout, text
 
 
-def test_debug_finds_an_altered_layer_in_an_fp32_file(mlp, tmp_path):
+@pytest.mark.parametrize("change", ["scaled", "nan"])
+def test_debug_finds_an_altered_layer_in_an_fp32_file(mlp, tmp_path, change):
+    """A converter bug or a corrupted weight: fc5's weights scaled by 1.2, or one of them NaN."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load_model(str(mlp / "outlier_mlp.onnx"))
     for init in model.graph.initializer:
         if init.name == "fc5.weight":
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.2, init.name))
+            w = numpy_helper.to_array(init).copy()
+            if change == "nan":
+                w[0, 0] = np.nan
+            else:
+                w *= 1.2
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
     onnx.save_model(model, str(tmp_path / "altered.onnx"))
     res = run_cli("debug", mlp / "outlier_mlp.onnx", tmp_path / "altered.onnx", "--inputs",
                   mlp / "outlier_mlp_val.npz", "--json")
     assert res.code == 0, res
-    doc = res.json["result"]
+    doc = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))["result"]
     assert doc["precision"] == "fp32"
     assert doc["first_divergence"]["source_layer"] == "fc5", doc["first_divergence"]  # fp32: nothing is fused
     assert all(r["snr_db"] >= 100 for r in doc["layers"] if r["source_layer"] in ("fc3", "relu4", "fc4"))
+    if change == "nan":
+        assert doc["first_divergence"]["snr_db"] is None
+        assert not next(r for r in doc["layers"] if r["source_layer"] == "fc5")["finite"]
 
 
 def test_keep_float_auto_repairs_int8(mlp):
