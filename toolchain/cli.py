@@ -335,7 +335,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
                           f"{failure_line(failed)}.{kept}",
                           hint=debug_hint(model, out if keep_failed else None, inputs or calibration, target,
-                                          result["precision"]) +
+                                          result["precision"], keep, found.spec.framework) +
                                "try a higher precision (--quantize fp16/none), more calibration data, or "
                                "--atol/--rtol if the difference is acceptable")
     if not json_out:
@@ -361,14 +361,17 @@ def keep_float_names(values, target: str, quantize: str, framework: str = "", in
     return names
 
 
-def debug_hint(model, artifact, inputs, target: str, precision: str) -> str:
+def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list | None = None,
+               framework: str = "") -> str:
     """The next step after a failed parity check: the exact `edgekit debug` command (ONNX, TFLite)."""
     if target not in ("onnx", "tflite"):
         return ""
     data = f" --inputs {inputs}" if inputs else ""
     step = (f"see which layer diverges: edgekit debug {model} {artifact}{data}" if artifact else
             f"see which layer diverges: rerun with --keep-failed, then edgekit debug {model} ARTIFACT{data}")
-    fix = "; keep the sensitive layers float: --keep-float auto" if precision == "int8" and target == "onnx" else ""
+    fix = ("; keep the sensitive layers float: --keep-float auto" if not keep else
+           "; keep more layers float by name (--keep-float NAME,…, names from debug)") \
+        if precision == "int8" and (target == "onnx" or framework in KEEP_FLOAT_TFLITE) else ""
     return f"{step}{fix}; or "
 
 
