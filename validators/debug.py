@@ -31,6 +31,7 @@ from edgekit.isolation import progress
 DQ_SUFFIX = "_DequantizeLinear_Output"
 FP_FLOOR_DB = {"fp32": 60.0, "fp16": 40.0}
 MAX_SAMPLES = 128
+MEMORY_BUDGET = 1 << 30  # bytes of intermediate tensors kept (both files): fewer samples for big models
 WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
@@ -187,6 +188,9 @@ def compare_layers(float_path: Path, artifact: Path, feeds: dict[str, np.ndarray
         f_all, a_all = Path(tmp) / "float.onnx", Path(tmp) / "artifact.onnx"
         order = _expose_all(float_path, f_all)
         _expose_all(artifact, a_all)
+        per_sample = 2 * sum(v.nbytes for v in _run_all(f_all, {k: v[:1] for k, v in feeds.items()}, 1).values())
+        n = max(1, min(n, MEMORY_BUDGET // max(per_sample, 1)))
+        feeds = {k: v[:n] for k, v in feeds.items()}
         progress(f"running the float model with every tensor exposed ({len(order)} tensors, {n} samples)")
         f_out = _run_all(f_all, feeds, n)
         progress("running the artifact with every tensor exposed")
@@ -224,7 +228,7 @@ def compare_layers(float_path: Path, artifact: Path, feeds: dict[str, np.ndarray
         if w is not None:
             row["weight_snr_db"] = w
         layers.append(row)
-    return summarize(layers, unmatched, floor_db)
+    return {**summarize(layers, unmatched, floor_db), "samples": n}
 
 
 def tensor_metrics(ref: np.ndarray, cand: np.ndarray, in_snr: float | None, channel_axis: int) -> dict:
@@ -422,6 +426,9 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
             feeds = {k: data.arrays[k] for k in inputs_} if set(inputs_) <= set(keys) else \
                 {n: data.arrays[k] for n, k in zip(inputs_, keys)}
             result = compare_layers(float_path, Path(artifact), feeds, data.n, floor)
+    if result.get("samples", data.n) < data.n:
+        more.append(f"compared on the first {result['samples']} of {data.n} samples: every intermediate tensor "
+                    f"is kept, within {MEMORY_BUDGET >> 20} MB" + (" (TFLite: at most 64)" if found.name == "tflite" else ""))
     result = _json_safe(result)  # NaN/Inf in the artifact: the row says finite: false, its metrics are null
     result.update({"source": source, "artifact": artifact, "precision": prec, "samples": result.pop("samples", data.n),
                    "data_source": data.source, "notes": notes + more})
