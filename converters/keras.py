@@ -119,9 +119,15 @@ def write_tflite(conv, request: ConvertRequest, signature, out_path: Path) -> Co
         notes.append(f"calibrated on {n} samples from {request.calibration.source}")
     progress(f"converting to TFLite ({'fp32' if mode == 'none' else mode})")
     blob = _run_tflite_conversion(conv, mode)
+    details = {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__}
+    if mode == "int8" and request.options.get("keep_float"):
+        from edgekit.converters import keep_float
+
+        blob, kept = keep_float.apply_tflite(conv, conv.representative_dataset, blob, request.options["keep_float"],
+                                             request.samples or request.calibration, details)
+        notes += kept
     out_path.write_bytes(blob)
-    return ConvertResult(out_path, "fp32" if mode == "none" else mode, notes,
-                         {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__})
+    return ConvertResult(out_path, "fp32" if mode == "none" else mode, notes, details)
 
 
 ONNX_OPSET = 18
@@ -151,6 +157,7 @@ def function_to_onnx(fn, specs, request: ConvertRequest, out_path: Path) -> Conv
                                           output_path=str(float_path))
         details = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": ONNX_OPSET}
         notes = [] if request.quantize == "none" else \
-            onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details)
+            onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
+                                keep_float=request.options.get("keep_float"))
     precision = "fp32" if request.quantize == "none" else details.get("precision", request.quantize)
     return ConvertResult(out_path, precision, notes, details)

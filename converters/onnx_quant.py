@@ -66,16 +66,18 @@ def _input_names(model_path: Path) -> list[str]:
 
 
 def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, report: dict | None = None,
-             samples=None) -> list[str]:
+             samples=None, keep_float: list[str] | None = None) -> list[str]:
     """Write `out_path`, the `mode` quantization of the float ONNX model at `float_path`.
 
     Returns notes for the report. `calibration` (an edgekit Dataset keyed like the source
     model's inputs, matched to the ONNX inputs by name or position) is required for int8.
     `samples` (real inputs, else the calibration data) is what the float/quantized timing runs on.
     `report`, if given, receives structured results: 'precision', 'latency_vs_fp32', 'warnings'.
+    `keep_float` (int8 only): node names, or ["auto"], to keep in float (edgekit.converters.keep_float).
     """
     report = {} if report is None else report
-    notes = _quantize_one(Path(float_path), Path(out_path), mode, calibration)
+    keep = (keep_float or None, samples if samples is not None else calibration, report)
+    notes = _quantize_one(Path(float_path), Path(out_path), mode, calibration, keep)
     report["precision"] = mode
     notes += _compare_with_float(Path(float_path), Path(out_path), mode, report,
                                  samples if samples is not None else calibration)
@@ -160,7 +162,7 @@ def _check_quantizable(float_path: Path, mode: str) -> None:
                                     "stay float32 in ONNX")
 
 
-def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None) -> list[str]:
+def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None, keep=(None, None, None)) -> list[str]:
     require("onnxruntime.quantization", "core")
     if mode in ("dynamic", "int8"):
         _check_quantizable(float_path, mode)
@@ -222,6 +224,11 @@ def _quantize_one(float_path: Path, out_path: Path, mode: str, calibration=None)
                 continue
             error = load_error(out_path)
             tried.append(f"{mode} after {what}" + ("" if error is None else ": does not load"))
+            if error is None and keep[0] and mode == "int8":
+                from edgekit.converters import keep_float
+
+                step_notes += keep_float.apply(pre, out_path, keep[0], keep[1], lambda exclude: _quantize_file(
+                    pre, out_path, mode, calibration, exclude), keep[2])
             if error is None:
                 if level:
                     step_notes.append(f"quantized after {what}: with full pre-processing onnxruntime's quantizer "
@@ -280,7 +287,7 @@ def _pre_process(float_path: Path, pre: Path, skip_optimization: bool | None, tm
         os.chdir(cwd)
 
 
-def _quantize_file(pre: Path, out_path: Path, mode: str, calibration) -> list[str]:
+def _quantize_file(pre: Path, out_path: Path, mode: str, calibration, exclude=()) -> list[str]:
     """One quantizer call on a pre-processed file (the argument choice lives here)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
@@ -309,7 +316,8 @@ def _quantize_file(pre: Path, out_path: Path, mode: str, calibration) -> list[st
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
                             calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": False})
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": False},
+                            nodes_to_exclude=list(exclude))
         notes.append(f"int8 static QDQ, per-channel weights, calibrated on {n} samples "
                      f"from {calibration.source}")
         notes.append(INT8_SCHEME)

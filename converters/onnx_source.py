@@ -50,5 +50,5 @@ def onnx_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResul
         float_path = Path(tmp) / "float.onnx"
         onnx.save_model(proto, str(float_path))
         notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
-                                       samples=request.samples)
+                                       samples=request.samples, keep_float=request.options.get("keep_float"))
     return ConvertResult(out_path, details.get("precision", request.quantize), notes, details)

@@ -145,7 +145,8 @@ def _finish(proto, model, request: ConvertRequest, out_path: Path, details: dict
     with tempfile.TemporaryDirectory(prefix="edgekit-skl-", dir=out_path.parent) as tmp:
         float_path = Path(tmp) / "float.onnx"
         onnx.save_model(proto, str(float_path))
-        notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details)
+        notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
+                                     keep_float=request.options.get("keep_float"))
     return ConvertResult(out_path, details.get("precision", request.quantize), notes, details)
 
 

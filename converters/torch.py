@@ -308,12 +308,16 @@ def torch_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResu
                                   output_names=[s.name for s in model.signature.outputs],
                                   external_data=False, verbose=False, optimize=True)
         if request.quantize != "none":
-            notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration)
+            quant: dict = {}  # only keep_float is recorded from it on this path
+            notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=quant,
+                                         keep_float=request.options.get("keep_float"))
     if model.dynamic_batch() and getattr(model, "runtime", "") != "torchscript":
         notes.append("dynamic batch kept (ONNX dim 'batch')")
     precision = "fp32" if request.quantize == "none" else request.quantize
-    return ConvertResult(out_path, precision, notes, {"converter": "torch.onnx.export(dynamo=True)",
-                                                      "torch": torch.__version__, "opset": ONNX_OPSET})
+    details = {"converter": "torch.onnx.export(dynamo=True)", "torch": torch.__version__, "opset": ONNX_OPSET}
+    if request.quantize != "none" and "keep_float" in quant:
+        details["keep_float"] = quant["keep_float"]
+    return ConvertResult(out_path, precision, notes, details)
 
 
 # ----------------------------------------------------------------------------- tflite

@@ -178,7 +178,7 @@ def cache_key(job: Job) -> str:
                           "trust_types": m.trust_types, "label_column": m.label_column,
                           # only when set, so existing builds keep their cache keys
                           **{k: v for k, v in (("output_kinds", m.output_kinds), ("batch_axis", m.batch_axis)) if v}},
-        "target": {k: v for k, v in vars(s).items()},
+        "target": {k: v for k, v in vars(s).items() if not (k == "keep_float" and v is None)},
         "output": job.output,
         "versions": library_versions(job.extra),
     }
@@ -362,7 +362,8 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
                          str(staged), calibration=str(m.calibration) if m.calibration else None,
                          inputs=str(m.inputs) if m.inputs else None, validate=True,
                          tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust, label_column=m.label_column,
-                         options={"int8_io": s.int8_io, "signature": m.signature}, timeout=timeout, verbose=verbose,
+                         options={"int8_io": s.int8_io, "signature": m.signature, "keep_float": s.keep_float},
+                         timeout=timeout, verbose=verbose,
                          on_progress=on_progress, output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None)
     t1 = time.perf_counter()
     # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
@@ -454,6 +455,8 @@ def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
         "labels": job.model.labels, "parity": entry["parity"],
         "latency": entry["latency"], "arm_instructions_per_inference": entry.get("arm_instructions"),
         "notes": conv.get("notes", []),
+        **({"keep_float": (conv.get("details") or {}).get("keep_float", {}).get("nodes", [])}
+           if job.spec.keep_float else {}),
         "source": {"path": str(job.model.source), "sha256": job.inputs_digest["source"],
                    "format": conv["source_format"]},
         "converter": conv["converter"], "versions": library_versions(job.extra),

@@ -209,6 +209,9 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @source_model_options
 @click.option("--script", is_flag=True, help="TorchScript target: torch.jit.script instead of trace.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
+@click.option("--keep-float", "keep_float", multiple=True, metavar="NAME[,NAME]|auto",
+              help="With --quantize int8 to ONNX: keep these layers in float (names as 'edgekit debug' prints "
+                   "them; repeatable), or auto: keep the most sensitive ones float until the int8 preset passes.")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
@@ -224,7 +227,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, script, int8_io,
-            output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, batch_axes, output_kinds,
+            keep_float, output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
@@ -256,6 +259,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
+    keep = keep_float_names(keep_float, target, quantize, found.spec.framework, int8_io)
     calibration = _data_file(calibration, "--calibration")
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
@@ -279,7 +283,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                             calibration=calibration, inputs=inputs, validate=not no_validate,
                             tolerance={"atol": atol, "rtol": rtol},
                             trust=_trust(trust_pickle, trust_code, trust_types),
-                            options={"int8_io": int8_io, "signature": signature_name, "script": script},
+                            options={"int8_io": int8_io, "signature": signature_name, "script": script,
+                                     "keep_float": keep},
                             source_options=src_options, seed=seed, label_column=label_column, timeout=timeout,
                             verbose=verbose, batch_axis=batch_axis, output_kinds=kinds,
                             title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
@@ -329,10 +334,45 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         failed = parity if not parity["passed"] else result["arm64"]["parity"]
         raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
                           f"{failure_line(failed)}.{kept}",
-                          hint="try a higher precision (--quantize fp16/none), more calibration data, or "
+                          hint=debug_hint(model, out if keep_failed else None, inputs or calibration, target,
+                                          result["precision"], keep, found.spec.framework) +
+                               "try a higher precision (--quantize fp16/none), more calibration data, or "
                                "--atol/--rtol if the difference is acceptable")
     if not json_out:
         ui.info(f"[green]wrote[/] {ui.plain(out)}")
+
+
+KEEP_FLOAT_TFLITE = ("keras", "tensorflow")  # TFLite paths with TFLite's QuantizationDebugger
+
+
+def keep_float_names(values, target: str, quantize: str, framework: str = "", int8_io: bool = False) -> list[str] | None:
+    """--keep-float NAME[,NAME] (repeatable) or auto -> a list of names, or ["auto"]."""
+    names = [n.strip() for v in values or () for n in v.split(",") if n.strip()]
+    if not names:
+        return None
+    tflite = target == "tflite" and framework in KEEP_FLOAT_TFLITE and not int8_io
+    if quantize != "int8" or not (target == "onnx" or tflite):
+        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx, or --target tflite from "
+                       f"Keras/TensorFlow without --int8-io (not --quantize {quantize} --target {target} from "
+                       f"{framework or 'this source'}).",
+                       hint="ExecuTorch and torch→TFLite int8 keep every layer quantized for now")
+    if "auto" in names and len(names) > 1:
+        raise BadInput("--keep-float auto chooses the layers itself: give either auto or layer names.")
+    return names
+
+
+def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list | None = None,
+               framework: str = "") -> str:
+    """The next step after a failed parity check: the exact `edgekit debug` command (ONNX, TFLite)."""
+    if target not in ("onnx", "tflite"):
+        return ""
+    data = f" --inputs {inputs}" if inputs else ""
+    step = (f"see which layer diverges: edgekit debug {model} {artifact}{data}" if artifact else
+            f"see which layer diverges: rerun with --keep-failed, then edgekit debug {model} ARTIFACT{data}")
+    fix = ("; keep the sensitive layers float: --keep-float auto" if not keep else
+           "; keep more layers float by name (--keep-float NAME,…, names from debug)") \
+        if precision == "int8" and (target == "onnx" or framework in KEEP_FLOAT_TFLITE) else ""
+    return f"{step}{fix}; or "
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -414,6 +454,54 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     if not parity["passed"]:
         raise CheckFailed(f"parity failed: {failure_line(parity)}.")
     ui.info("[green]parity passed[/]")
+
+
+# ----------------------------------------------------------------------------- debug
+@cli.command(epilog=EXIT_CODE_HELP)
+@click.argument("source", metavar="SOURCE")
+@click.argument("artifact", metavar="ARTIFACT")
+@click.option("--inputs", metavar="FILE", help=".npz (keyed by input name) or .csv of real inputs (default: random).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "dynamic", "int8"]), default="auto",
+              show_default=True, help="Sets the SNR floor that marks divergence; auto reads it from the artifact.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
+@source_model_options
+@click.option("--batch-axis", "batch_axes", multiple=True, metavar="NAME=K",
+              help="The axis of input NAME that holds the samples in --inputs, when it is not the first.")
+@signature_option
+@trust_options
+@timeout_option("validate")
+@common_output
+def debug(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, batch_axes,
+          signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
+    """Compare ARTIFACT with SOURCE layer by layer: where does it stop computing the same thing?
+
+    Every intermediate tensor of the artifact (ONNX) is matched by name to the float graph
+    (SOURCE, or SOURCE converted to fp32 ONNX) and compared on the same inputs: cosine, SNR,
+    per-channel SNR, max abs error, the activation scale/zero-point and the weights' SNR of
+    quantized layers. Prints the table in graph order, the first layer that diverges and the
+    layers that lose the most; the `node` names are what --keep-float takes.
+    """
+    ui = _ui()
+    ui.configure(json_mode=json_out, quiet=quiet)
+    from edgekit.report import document
+    from edgekit.sources import source_options
+
+    src_options = source_options(_source(source), input_shapes, model_class, model_args)
+    _source(artifact)
+    inputs = _data_file(inputs, "--inputs")
+    batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
+    result = _run_stage("validate", "edgekit.validators.debug:debug_stage", str(source), str(artifact), inputs=inputs,
+                        precision=None if precision == "auto" else precision, seed=seed,
+                        trust=_trust(trust_pickle, trust_code, trust_types), source_options=src_options,
+                        batch_axis=batch_axis, signature=signature_name, timeout=timeout, verbose=verbose,
+                        title=f"comparing the layers of {ui.plain(Path(artifact).name)} with {ui.plain(Path(source).name)}")
+    if json_out:
+        ui.emit_json(document("debug", True, result=result))
+    from edgekit.validators.debug import render
+
+    for part in render(result):
+        ui.show(part)
+    _print_notes(result["notes"])
 
 
 # ----------------------------------------------------------------------------- bench

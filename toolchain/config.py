@@ -31,6 +31,7 @@ class TargetSpec:
     max_arm_instructions: float | None = None
     int8_io: bool = False
     expect: str | None = None  # "refused": the job passes only when edgekit refuses it (exit 3)
+    keep_float: list[str] | None = None  # int8 ONNX: layers kept float, or ["auto"] (--keep-float)
 
     @property
     def precision(self) -> str:
@@ -77,7 +78,7 @@ _MODEL_KEYS = {
 _TARGET_KEYS = {
     "target": (str,), "quantize": (str,), "output": (str,), "atol": (int, float), "rtol": (int, float),
     "arches": (list,), "max_latency_ms": (int, float), "max_arm_instructions": (int, float), "int8_io": (bool,),
-    "expect": (str,),
+    "expect": (str,), "keep_float": (str, list),
 }
 EXPECT_VALUES = ("refused",)
 
@@ -214,9 +215,15 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
             if t.get("expect", "refused") not in EXPECT_VALUES:
                 chk.fail(f"{tp}.expect", f"unknown expectation '{t['expect']}'.",
                          hint="expect = \"refused\" is the only value: the job passes when edgekit refuses it")
+            keep = t.get("keep_float")
+            keep = [keep] if isinstance(keep, str) else keep
+            if keep is not None and (q != "int8" or t["target"] != "onnx" or not keep
+                                     or not all(isinstance(k, str) and k for k in keep)):
+                chk.fail(f"{tp}.keep_float", "keep_float applies to target = \"onnx\" with quantize = \"int8\", "
+                         "as \"auto\" or a list of layer names.", hint='e.g. keep_float = "auto" or ["fc3", "relu3"]')
             targets.append(TargetSpec(t["target"], q, t.get("output"), t.get("atol"), t.get("rtol"), list(arches),
                                       t.get("max_latency_ms"), t.get("max_arm_instructions"), t.get("int8_io", False),
-                                      t.get("expect")))
+                                      t.get("expect"), keep))
         if not targets:
             chk.fail(f"{kp}.targets", "no targets: add at least one [[models.targets]] table.")
         shapes = m.get("input_shape", [])
