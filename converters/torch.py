@@ -164,13 +164,34 @@ def _pt2e_quantize(ep, model, request: ConvertRequest, quantizer):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     torch = _torch()
-    prepared = prepare_pt2e(ep.module(), quantizer)
+    prepared = prepare_pt2e(_integer_scalar_ops(ep.module()), quantizer)
     samples = _calibration(request, model)
     progress(f"calibrating on {len(samples)} samples")
     with torch.no_grad():
         for args in samples:
             prepared(*args)
     return convert_pt2e(prepared), len(samples)
+
+
+def _integer_scalar_ops(gm):
+    """add/mul.Tensor(int tensor, python number) -> add/mul.Scalar. XNNPACKQuantizer's
+    transform_for_annotation turns every number operand of add/mul.Tensor into a float32 tensor
+    constant, so integer index arithmetic (the `arange(seq) + 0` that Hugging Face models build
+    their positions and attention mask from) became float and aten.index failed with
+    'tensors used as indices must be long'. The .Scalar overloads are left alone."""
+    torch = _torch()
+    swap = {torch.ops.aten.add.Tensor: torch.ops.aten.add.Scalar, torch.ops.aten.mul.Tensor: torch.ops.aten.mul.Scalar}
+    changed = False
+    for n in gm.graph.nodes:
+        val = n.meta.get("val")
+        if (n.op == "call_function" and n.target in swap and len(n.args) == 2
+                and isinstance(n.args[0], torch.fx.Node) and isinstance(n.args[1], (int, float, bool))
+                and isinstance(val, torch.Tensor) and not val.dtype.is_floating_point):
+            n.target = swap[n.target]
+            changed = True
+    if changed:
+        gm.recompile()
+    return gm
 
 
 MIN_QUANTIZED_SHARE = 0.5  # int8 requests where fewer weights than this became int8 fail
