@@ -402,6 +402,8 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
             notes.append("inputs and outputs are float32: a QUANTIZE/DEQUANTIZE op inside the graph converts "
                          "them (litert-torch writes int8 ones; --int8-io keeps those)")
     out_path.write_bytes(blob)
+    if mode == "dynamic":
+        _check_litert_loads(out_path)
     if mode == "int8":
         notes += _int8_io_note(out_path)
     precision = "fp32" if mode == "none" else mode
@@ -443,6 +445,20 @@ def _float_io(blob: bytes) -> tuple[bytes, list[str]]:
     except Exception as exc:  # a flatbuffer we cannot edit is a converter bug, not the user's
         raise ConversionFailed(f"could not give the int8 TFLite file float inputs/outputs: {exc}",
                                hint="pass --int8-io to keep litert-torch's int8 inputs/outputs") from None
+
+
+def _check_litert_loads(path: Path) -> None:
+    """A dynamic-range file LiteRT cannot prepare is litert-torch's failure (exit 3), not a corrupt
+    input: e.g. a BERT's word embeddings get asymmetric int8 weights, and LiteRT's hybrid
+    EMBEDDING_LOOKUP requires a zero point of 0."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        Interpreter(model_path=str(path)).allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise ConversionFailed(f"litert-torch wrote a dynamic-range TFLite file that LiteRT cannot load: {reason}",
+                               hint="use --quantize int8 (with --calibration) or fp16 for this model") from None
 
 
 def _int8_io_note(path: Path) -> list[str]:

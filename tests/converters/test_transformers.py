@@ -75,3 +75,17 @@ def test_dynamic_sequence_to_onnx_at_several_lengths(bert, tmp_path):
         with torch.no_grad():
             want = model(torch.from_numpy(x), torch.from_numpy(m)).numpy()
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
+def test_tflite_dynamic_range_of_a_bert_is_a_converter_failure(bert, tmp_path):
+    """litert-torch's dynamic-range file gives the word embeddings a nonzero zero point, which
+    LiteRT's EMBEDDING_LOOKUP refuses. That was exit 2 ('probably truncated or corrupt'); it is
+    the converter's failure: exit 3, LiteRT's reason, another precision to try, no file."""
+    from conftest import assert_user_error
+
+    d, *_ = bert
+    out = tmp_path / "bert.dynamic.tflite"
+    res = run_cli("convert", d / "bert.pt2", "--target", "tflite", "--quantize", "dynamic",
+                  "--inputs", d / "val.npz", "-o", out)
+    assert_user_error(res, 3, "litert-torch", "EMBEDDING_LOOKUP", "--quantize int8")
+    assert not out.exists()
