@@ -10,7 +10,7 @@ Writes into samples/build (or $EDGEKIT_SAMPLES_DIR):
   incident_bert.pt2             torch.export program: int64 input_ids + attention_mask (1x64) -> 5 logits
   incident_bert_seq.pt2         the same with a dynamic sequence length (2..64) for ONNX
   incident_bert_tokenizer.json  the WordPiece tokenizer (pads/truncates to 64)
-  incident_bert_val.csv         held-out reports (columns text, label)
+  incident_bert_val.csv         held-out reports (columns text, team, label = the team's index)
   incident_bert_val.npz         the same reports tokenized (input_ids, attention_mask, _labels)
   incident_bert_calib.npz       200 tokenized training reports for int8 calibration
 """
@@ -197,8 +197,8 @@ def main() -> None:
     tok.save(str(out / "incident_bert_tokenizer.json"))
     with open(out / "incident_bert_val.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["text", "label"])
-        w.writerows((t, TEAMS[c]) for t, c in zip(va_t, labels[3500:]))
+        w.writerow(["text", "team", "label"])
+        w.writerows((t, TEAMS[c], c) for t, c in zip(va_t, labels[3500:]))
     np.savez(out / "incident_bert_val.npz", input_ids=ids[3500:], attention_mask=mask[3500:], _labels=y[3500:])
     np.savez(out / "incident_bert_calib.npz", input_ids=ids[:200], attention_mask=mask[:200])
     print(f"incident_bert: trained in {time.perf_counter() - t0:.1f} s, vocab {tok.get_vocab_size()}, "

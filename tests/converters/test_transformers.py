@@ -7,6 +7,8 @@ dynamic-sequence one; the tests share them.
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 
 import numpy as np
@@ -41,6 +43,9 @@ def bert(tmp_path_factory):
     torch.export.save(torch.export.export(model, example, dynamic_shapes=({1: seq}, {1: seq})), d / "bert_seq.pt2")
     np.savez(d / "val.npz", input_ids=ids[1000:], attention_mask=mask[1000:], _labels=y[1000:])
     np.savez(d / "calib.npz", input_ids=ids[:100], attention_mask=mask[:100])
+    tok.save(str(d / "tokenizer.json"))
+    with open(d / "reports.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("report", "label")] + [(t, c) for t, c in zip(texts[1000:1200], labels[1000:1200])])
     return d, model, ids, mask
 
 
@@ -89,3 +94,28 @@ def test_tflite_dynamic_range_of_a_bert_is_a_converter_failure(bert, tmp_path):
                   "--inputs", d / "val.npz", "-o", out)
     assert_user_error(res, 3, "litert-torch", "EMBEDDING_LOOKUP", "--quantize int8")
     assert not out.exists()
+
+
+def test_text_in_label_out(bert, tmp_path):
+    """--tokenizer: a CSV of texts is tokenized with the real tokenizer; parity and text->label
+    accuracy run on it, and the report records the tokenizer (file, sha256, length, specials)."""
+    d, *_ = bert
+    out = tmp_path / "bert.onnx"
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--inputs", d / "reports.csv", "--tokenizer",
+                  d / "tokenizer.json", "--text-column", "report", "--label-column", "label", "-o", out)
+    assert res.code == 0, res
+    result = json.loads((tmp_path / "bert.onnx.report.json").read_text())["result"]
+    tok = result["tokenizer"]
+    assert tok["max_length"] == 64 and tok["rows"] == 200 and len(tok["sha256"]) == 64
+    assert tok["special_tokens"]["[PAD]"] == tok["padding"]["pad_id"]
+    assert "accuracy" in res.stdout + res.stderr
+
+
+def test_text_column_missing_is_named(bert, tmp_path):
+    from conftest import assert_user_error
+
+    d, *_ = bert
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--inputs", d / "reports.csv", "--tokenizer",
+                  d / "tokenizer.json", "-o", tmp_path / "x.onnx")
+    assert_user_error(res, 2, "no column 'text'", "report, label")
+    assert not (tmp_path / "x.onnx").exists()
