@@ -288,8 +288,13 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             if not inputs:
                 raise BadInput("--tokenizer needs --inputs: a CSV with a text column.")
             ids_file = staging / f"{Path(inputs).stem}.tokenized.npz"
-            text_record = tokenize_table(inputs, tokenizer, text_column, label_column, ids_file)
+            text_record = tokenize_table(inputs, tokenizer, text_column, label_column, ids_file, model)
             inputs, label_column = str(ids_file), None
+        elif inputs and inputs.endswith(".npz") and Path(model).suffix in (".pt2", ".onnx"):
+            from edgekit.tensors import read_npz
+            from edgekit.text import check_ids
+
+            check_ids(model, read_npz(Path(inputs)), inputs)
         result = _run_stage("convert", "edgekit.pipeline:convert_stage", str(model), target, quantize, str(staged),
                             calibration=calibration, inputs=inputs, validate=not no_validate,
                             tolerance={"atol": atol, "rtol": rtol},

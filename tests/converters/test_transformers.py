@@ -119,3 +119,25 @@ def test_text_column_missing_is_named(bert, tmp_path):
                   d / "tokenizer.json", "-o", tmp_path / "x.onnx")
     assert_user_error(res, 2, "no column 'text'", "report, label")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_wrong_tokenizer_and_ids_past_the_vocabulary_are_refused(bert, tmp_path):
+    """Checked against the embedding table read from the .pt2's metadata, before any runtime."""
+    from tokenizers import Tokenizer
+
+    from conftest import assert_user_error
+
+    d, *_ = bert
+    other = Tokenizer.from_file(str(d / "tokenizer.json"))
+    other.add_tokens(["freezerx", "walkinx"])  # two more tokens than the model's embedding has rows
+    other.save(str(tmp_path / "other.json"))
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--inputs", d / "reports.csv", "--tokenizer",
+                  tmp_path / "other.json", "--text-column", "report", "-o", tmp_path / "x.onnx")
+    assert_user_error(res, 2, "not this model's tokenizer")
+    val = dict(np.load(d / "val.npz"))
+    val["input_ids"][0, 3] = 10 ** 6
+    np.savez(tmp_path / "bad.npz", **val)
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--inputs", tmp_path / "bad.npz",
+                  "-o", tmp_path / "x.onnx")
+    assert_user_error(res, 2, "input_ids", "1000000", "embedding has")
+    assert not (tmp_path / "x.onnx").exists()
