@@ -147,6 +147,7 @@ def function_to_onnx(fn, specs, request: ConvertRequest, out_path: Path) -> Conv
     from edgekit.converters import onnx_quant
 
     tf2onnx = require("tf2onnx", "tf")
+    fn, frozen_note = _freeze_captured_constants(fn, specs)
     progress(f"converting to ONNX (tf2onnx, opset {ONNX_OPSET})")
     with tempfile.TemporaryDirectory(prefix="edgekit-tf2onnx-", dir=out_path.parent) as tmp:
         float_path = out_path if request.quantize == "none" else Path(tmp) / "float.onnx"
@@ -160,4 +161,21 @@ def function_to_onnx(fn, specs, request: ConvertRequest, out_path: Path) -> Conv
             onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
                                 keep_float=request.options.get("keep_float"))
     precision = "fp32" if request.quantize == "none" else details.get("precision", request.quantize)
-    return ConvertResult(out_path, precision, notes, details)
+    return ConvertResult(out_path, precision, notes + frozen_note, details)
+
+
+def _freeze_captured_constants(fn, specs):
+    """A function that captures plain tensors (Keras Normalization's mean/variance, given as
+    arguments or adapted) is frozen first: tf2onnx turned those captures into ONNX graph inputs
+    that nobody feeds ('Required inputs ... normalization/Sub/y:0 are missing'). Functions that
+    capture only variables convert as before."""
+    tf = require("tensorflow", "tf")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = fn.get_concrete_function()
+    if not any(t.dtype != tf.resource for t in concrete.captured_inputs):
+        return fn, []
+    progress("freezing the constants the function captures (convert_variables_to_constants_v2)")
+    frozen = convert_variables_to_constants_v2(concrete)
+    return tf.function(lambda *args: frozen(*args), input_signature=specs), [
+        "captured constants (e.g. a Normalization layer's mean and variance) frozen into the graph"]

@@ -164,13 +164,34 @@ def _pt2e_quantize(ep, model, request: ConvertRequest, quantizer):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     torch = _torch()
-    prepared = prepare_pt2e(ep.module(), quantizer)
+    prepared = prepare_pt2e(_integer_scalar_ops(ep.module()), quantizer)
     samples = _calibration(request, model)
     progress(f"calibrating on {len(samples)} samples")
     with torch.no_grad():
         for args in samples:
             prepared(*args)
     return convert_pt2e(prepared), len(samples)
+
+
+def _integer_scalar_ops(gm):
+    """add/mul.Tensor(int tensor, python number) -> add/mul.Scalar. XNNPACKQuantizer's
+    transform_for_annotation turns every number operand of add/mul.Tensor into a float32 tensor
+    constant, so integer index arithmetic (the `arange(seq) + 0` that Hugging Face models build
+    their positions and attention mask from) became float and aten.index failed with
+    'tensors used as indices must be long'. The .Scalar overloads are left alone."""
+    torch = _torch()
+    swap = {torch.ops.aten.add.Tensor: torch.ops.aten.add.Scalar, torch.ops.aten.mul.Tensor: torch.ops.aten.mul.Scalar}
+    changed = False
+    for n in gm.graph.nodes:
+        val = n.meta.get("val")
+        if (n.op == "call_function" and n.target in swap and len(n.args) == 2
+                and isinstance(n.args[0], torch.fx.Node) and isinstance(n.args[1], (int, float, bool))
+                and isinstance(val, torch.Tensor) and not val.dtype.is_floating_point):
+            n.target = swap[n.target]
+            changed = True
+    if changed:
+        gm.recompile()
+    return gm
 
 
 MIN_QUANTIZED_SHARE = 0.5  # int8 requests where fewer weights than this became int8 fail
@@ -385,6 +406,8 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
             notes.append("inputs and outputs are float32: a QUANTIZE/DEQUANTIZE op inside the graph converts "
                          "them (litert-torch writes int8 ones; --int8-io keeps those)")
     out_path.write_bytes(blob)
+    if mode == "dynamic":
+        _check_litert_loads(out_path)
     if mode == "int8":
         notes += _int8_io_note(out_path)
     precision = "fp32" if mode == "none" else mode
@@ -426,6 +449,20 @@ def _float_io(blob: bytes) -> tuple[bytes, list[str]]:
     except Exception as exc:  # a flatbuffer we cannot edit is a converter bug, not the user's
         raise ConversionFailed(f"could not give the int8 TFLite file float inputs/outputs: {exc}",
                                hint="pass --int8-io to keep litert-torch's int8 inputs/outputs") from None
+
+
+def _check_litert_loads(path: Path) -> None:
+    """A dynamic-range file LiteRT cannot prepare is litert-torch's failure (exit 3), not a corrupt
+    input: e.g. a BERT's word embeddings get asymmetric int8 weights, and LiteRT's hybrid
+    EMBEDDING_LOOKUP requires a zero point of 0."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        Interpreter(model_path=str(path)).allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise ConversionFailed(f"litert-torch wrote a dynamic-range TFLite file that LiteRT cannot load: {reason}",
+                               hint="use --quantize int8 (with --calibration) or fp16 for this model") from None
 
 
 def _int8_io_note(path: Path) -> list[str]:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE))
 from common import out_dir  # noqa: E402
 
 SAMPLES = ["digits_keras", "loan_risk", "incident_router", "breast_cancer_xgb", "breast_cancer_lgbm",
-           "sensor_anomaly", "digits_torch", "mobilenet_torch", "lstm_torch", "outlier_mlp"]
+           "sensor_anomaly", "digits_torch", "mobilenet_torch", "lstm_torch", "outlier_mlp", "incident_bert"]
 
 
 def _hash(script: Path) -> str:

@@ -207,6 +207,11 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--inputs", metavar="FILE",
               help=".npz (keyed by input name) or .csv (header = column names) of real inputs for the parity check.")
 @source_model_options
+@click.option("--tokenizer", metavar="FILE",
+              help="With a CSV of texts for --inputs: the model's tokenizer.json (Hugging Face tokenizers); edgekit "
+                   "tokenizes --text-column into input_ids/attention_mask (the tokenizer's padding/truncation).")
+@click.option("--text-column", default="text", show_default=True, metavar="NAME",
+              help="With --tokenizer: the CSV column holding the texts.")
 @click.option("--script", is_flag=True, help="TorchScript target: torch.jit.script instead of trace.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
 @click.option("--keep-float", "keep_float", multiple=True, metavar="NAME[,NAME]|auto",
@@ -226,7 +231,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @trust_options
 @timeout_option("convert")
 @common_output
-def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, script, int8_io,
+def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
+            text_column, script, int8_io,
             keep_float, output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
@@ -279,6 +285,20 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        hint="choose another -o path") from None
     try:
         staged = staging / out.name
+        text_record = None
+        if tokenizer:  # text in: the CSV's texts become the model's ids (and its label column the labels)
+            from edgekit.text import tokenize_table
+
+            if not inputs:
+                raise BadInput("--tokenizer needs --inputs: a CSV with a text column.")
+            ids_file = staging / f"{Path(inputs).stem}.tokenized.npz"
+            text_record = tokenize_table(inputs, tokenizer, text_column, label_column, ids_file, model)
+            inputs, label_column = str(ids_file), None
+        elif inputs and inputs.endswith(".npz") and Path(model).suffix in (".pt2", ".onnx"):
+            from edgekit.tensors import read_npz
+            from edgekit.text import check_ids
+
+            check_ids(model, read_npz(Path(inputs)), inputs)
         result = _run_stage("convert", "edgekit.pipeline:convert_stage", str(model), target, quantize, str(staged),
                             calibration=calibration, inputs=inputs, validate=not no_validate,
                             tolerance={"atol": atol, "rtol": rtol},
@@ -299,6 +319,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             passed = result["arm64"]["parity"]["passed"]
         written = passed or keep_failed
         result["output"] = str(out) if written else None
+        if text_record:
+            result["tokenizer"] = text_record
         doc = document("convert", passed, result=result)
         if written:  # every other file is written first; the artifact is published last
             report = out.with_name(out.name + ".report.json")

@@ -176,7 +176,15 @@ def _scan_program_json(member: str, data: bytes, findings: list[Finding]) -> Non
         raise BadInput(f"{member}: the serialized program is nested too deeply.") from None
     guards = doc.get("guards_code") if isinstance(doc, dict) else None
     if guards:
-        add(f"guards_code ({len(guards)} line(s)) that torch compiles with exec() when the program runs")
+        # shape guards of the one plain form torch writes for tied dynamic dims (e.g. input_ids and
+        # attention_mask sharing a sequence Dim) are data, not code; anything else is refused
+        odd = [g for g in guards if not (isinstance(g, str) and _SIZE_GUARD.fullmatch(g))]
+        if odd:
+            add(f"guards_code ({len(odd)} line(s)) that torch compiles with exec() when the program runs")
+
+
+_SIZE = r"L\['[A-Za-z_][A-Za-z0-9_]{0,99}'\]\.size\(\)\[\d{1,2}\]"
+_SIZE_GUARD = re.compile(rf"{_SIZE} (?:==|!=|<=|>=|<|>) (?:{_SIZE}|\d{{1,12}})")
 
 
 def _scan_torch_save(member: str, data: bytes, findings: list[Finding], what: str) -> None:

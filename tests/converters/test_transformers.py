@@ -1,0 +1,143 @@
+"""Hugging Face BERT text classifiers (issue #16), converted for real by the `edgekit` CLI.
+
+One small BERT (the incident_bert sample's generator, tokenizer and model, trained briefly on
+fewer reports so it takes seconds) is exported once per module as a fixed 1x64 program and as a
+dynamic-sequence one; the tests share them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLES, run_cli
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    sys.path.insert(0, str(SAMPLES))
+    try:
+        import incident_bert as ib
+    finally:
+        sys.path.remove(str(SAMPLES))
+    d = tmp_path_factory.mktemp("bert")
+    torch.set_num_threads(2)
+    texts, labels = ib.make_reports(1400, np.random.default_rng(1))
+    y = np.array(labels, dtype=np.int64)
+    tok = ib.train_tokenizer(texts[:1000])
+    ids, mask = ib.encode(tok, texts)
+    model = ib.Logits(ib.train(ids[:1000], mask[:1000], y[:1000], tok.get_vocab_size(), epochs=2)).eval()
+    example = (torch.from_numpy(ids[:1]), torch.from_numpy(mask[:1]))
+    torch.export.save(torch.export.export(model, example), d / "bert.pt2")
+    seq = torch.export.Dim("seq", min=2, max=ib.SEQ)
+    torch.export.save(torch.export.export(model, example, dynamic_shapes=({1: seq}, {1: seq})), d / "bert_seq.pt2")
+    np.savez(d / "val.npz", input_ids=ids[1000:], attention_mask=mask[1000:], _labels=y[1000:])
+    np.savez(d / "calib.npz", input_ids=ids[:100], attention_mask=mask[:100])
+    tok.save(str(d / "tokenizer.json"))
+    with open(d / "reports.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("report", "label")] + [(t, c) for t, c in zip(texts[1000:1200], labels[1000:1200])])
+    return d, model, ids, mask
+
+
+def test_executorch_int8_of_a_hf_bert(bert, tmp_path):
+    """Was exit 3 'tensors used as indices must be long': XNNPACKQuantizer turned the integer
+    `arange + 0` of the position/mask arithmetic into float. Now it converts and passes parity."""
+    d, *_ = bert
+    out = tmp_path / "bert.int8.pte"
+    res = run_cli("convert", d / "bert.pt2", "--target", "executorch", "--quantize", "int8",
+                  "--inputs", d / "val.npz", "--calibration", d / "calib.npz", "-o", out)
+    assert res.code == 0, res
+    assert out.exists() and "int8 PT2E" in res.stdout + res.stderr
+
+
+def test_dynamic_sequence_to_onnx_at_several_lengths(bert, tmp_path):
+    """A .pt2 whose input_ids and attention_mask share a dynamic sequence Dim (torch writes a
+    shape guard for it) loads without --trust-code, and the ONNX file keeps the axis: onnxruntime
+    matches the source at the longest length and at short padded ones."""
+    import onnxruntime as ort
+
+    d, model, ids, mask = bert
+    out = tmp_path / "bert_seq.onnx"
+    res = run_cli("convert", d / "bert_seq.pt2", "--target", "onnx", "--inputs", d / "val.npz", "-o", out)
+    assert res.code == 0, res
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert not isinstance(sess.get_inputs()[0].shape[1], int)
+    names = [i.name for i in sess.get_inputs()]
+    assert (mask[1000:1004, :24] == 0).any()  # 24: padded short inputs; 8: truncated ones
+    for n in (64, 24, 8):
+        x, m = ids[1000:1004, :n], mask[1000:1004, :n]
+        got = np.concatenate([sess.run(None, dict(zip(names, (x[i:i + 1], m[i:i + 1]))))[0] for i in range(len(x))])
+        with torch.no_grad():
+            want = model(torch.from_numpy(x), torch.from_numpy(m)).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
+def test_tflite_dynamic_range_of_a_bert_is_a_converter_failure(bert, tmp_path):
+    """litert-torch's dynamic-range file gives the word embeddings a nonzero zero point, which
+    LiteRT's EMBEDDING_LOOKUP refuses. That was exit 2 ('probably truncated or corrupt'); it is
+    the converter's failure: exit 3, LiteRT's reason, another precision to try, no file."""
+    from conftest import assert_user_error
+
+    d, *_ = bert
+    out = tmp_path / "bert.dynamic.tflite"
+    res = run_cli("convert", d / "bert.pt2", "--target", "tflite", "--quantize", "dynamic",
+                  "--inputs", d / "val.npz", "-o", out)
+    assert_user_error(res, 3, "litert-torch", "EMBEDDING_LOOKUP", "--quantize int8")
+    assert not out.exists()
+
+
+def test_text_in_label_out(bert, tmp_path):
+    """--tokenizer: a CSV of texts is tokenized with the real tokenizer; parity and text->label
+    accuracy run on it, and the report records the tokenizer (file, sha256, length, specials)."""
+    d, *_ = bert
+    out = tmp_path / "bert.onnx"
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--inputs", d / "reports.csv", "--tokenizer",
+                  d / "tokenizer.json", "--text-column", "report", "--label-column", "label", "-o", out)
+    assert res.code == 0, res
+    result = json.loads((tmp_path / "bert.onnx.report.json").read_text())["result"]
+    tok = result["tokenizer"]
+    assert tok["max_length"] == 64 and tok["rows"] == 200 and len(tok["sha256"]) == 64
+    assert tok["special_tokens"]["[PAD]"] == tok["padding"]["pad_id"]
+    assert "accuracy" in res.stdout + res.stderr
+
+
+def test_text_column_missing_is_named(bert, tmp_path):
+    from conftest import assert_user_error
+
+    d, *_ = bert
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--inputs", d / "reports.csv", "--tokenizer",
+                  d / "tokenizer.json", "-o", tmp_path / "x.onnx")
+    assert_user_error(res, 2, "no column 'text'", "report, label")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_wrong_tokenizer_and_ids_past_the_vocabulary_are_refused(bert, tmp_path):
+    """Checked against the embedding table read from the .pt2's metadata, before any runtime."""
+    from tokenizers import Tokenizer
+
+    from conftest import assert_user_error
+
+    d, *_ = bert
+    other = Tokenizer.from_file(str(d / "tokenizer.json"))
+    other.add_tokens(["freezerx", "walkinx"])  # two more tokens than the model's embedding has rows
+    other.save(str(tmp_path / "other.json"))
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--inputs", d / "reports.csv", "--tokenizer",
+                  tmp_path / "other.json", "--text-column", "report", "-o", tmp_path / "x.onnx")
+    assert_user_error(res, 2, "not this model's tokenizer")
+    val = dict(np.load(d / "val.npz"))
+    val["input_ids"][0, 3] = 10 ** 6
+    np.savez(tmp_path / "bad.npz", **val)
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--inputs", tmp_path / "bad.npz",
+                  "-o", tmp_path / "x.onnx")
+    assert_user_error(res, 2, "input_ids", "1000000", "embedding has")
+    assert not (tmp_path / "x.onnx").exists()

@@ -1,0 +1,140 @@
+"""Text in, ids out: a CSV of texts tokenized with the model's own tokenizer (Hugging Face
+`tokenizers`, a tokenizer.json) into the model's int64 inputs, so parity and accuracy run on
+real reports (`--tokenizer`, `--text-column`).
+
+The tokenizer's own padding and truncation decide the length (a model with fixed 1xL inputs
+needs a tokenizer that pads to L); the summary of what was done goes into the report so an
+app can reproduce the ids exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import BadInput
+
+
+def _load(path: Path):
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise BadInput("--tokenizer needs the 'tokenizers' library.",
+                       hint="pip install 'edgekit[torch]'") from None
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - any parse failure of the user's file is bad input
+        raise BadInput(f"{path}: not a tokenizers tokenizer.json ({' '.join(str(exc).split())[:200]}).",
+                       hint="save it with tokenizer.save('tokenizer.json') (Hugging Face tokenizers)") from None
+
+
+def tokenize_table(csv_path: str | Path, tokenizer_path: str | Path, text_column: str,
+                   label_column: str | None, out_npz: Path, model_path: str | Path | None = None) -> dict:
+    """Tokenize `text_column` of the CSV into out_npz (input_ids, attention_mask[, token_type_ids],
+    and '_labels' from label_column, which must hold class indices). Returns the tokenizer record."""
+    from edgekit.tensors import LABELS_KEY, read_csv
+
+    tpath = Path(tokenizer_path)
+    if not tpath.is_file():
+        raise BadInput(f"--tokenizer {tpath}: no such file.")
+    tok = _load(tpath)
+    columns = read_csv(csv_path)
+    if text_column not in columns:
+        raise BadInput(f"{csv_path}: no column '{text_column}' (the text to tokenize, --text-column); the table has "
+                       f"{', '.join(columns)}.", hint="pass --text-column NAME")
+    pad, trunc = tok.padding, tok.truncation
+    length = (pad or {}).get("length")
+    if not length:
+        raise BadInput(f"{tpath}: the tokenizer does not pad to a fixed length, so the ids would not fit the "
+                       "model's fixed sequence length.",
+                       hint="tokenizer.enable_padding(length=L) and enable_truncation(max_length=L), then save it")
+    enc = tok.encode_batch([str(t) for t in columns[text_column]])
+    arrays = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+              "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+    vocab = tok.get_vocab_size()
+    if model_path is not None:
+        check_ids(model_path, arrays, str(csv_path), vocab)
+    if label_column is not None:
+        if label_column not in columns:
+            raise BadInput(f"{csv_path}: no column '{label_column}' (given by --label-column); the table has "
+                           f"{', '.join(columns)}.")
+        try:
+            arrays[LABELS_KEY] = np.array([int(v) for v in columns[label_column]], dtype=np.int64)
+        except ValueError:
+            raise BadInput(f"{csv_path}: column '{label_column}' must hold class indices (0, 1, ...) to be "
+                           "compared with the model's scores.") from None
+    np.savez(out_npz, **arrays)
+    specials = {t: tok.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<pad>", "<s>",
+                                                  "</s>", "<unk>") if tok.token_to_id(t) is not None}
+    return {"file": tpath.name, "sha256": hashlib.sha256(tpath.read_bytes()).hexdigest(), "vocab_size": vocab,
+            "max_length": int(length), "padding": {"length": int(length), "side": pad.get("direction"),
+                                                   "pad_id": pad.get("pad_id")},
+            "truncation": {"max_length": (trunc or {}).get("max_length"),
+                           "strategy": (trunc or {}).get("strategy")} if trunc else None,
+            "special_tokens": specials, "text_column": text_column, "rows": len(enc)}
+
+
+def embedding_rows(model_path: str | Path) -> dict[str, int]:
+    """{input name: rows of the embedding table it indexes} for the inputs that feed a token
+    embedding directly (aten.embedding in a .pt2; Gather on an initializer in an ONNX file).
+    Read from the file's metadata only (nothing is run); {} when it cannot tell."""
+    p = Path(model_path)
+    try:
+        if p.suffix == ".pt2":
+            return _pt2_embedding_rows(p)
+        if p.suffix == ".onnx":
+            return _onnx_embedding_rows(p)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile):
+        pass
+    return {}
+
+
+def _pt2_embedding_rows(p: Path) -> dict[str, int]:
+    from edgekit.formats import check_zip_limits, read_member
+
+    with zipfile.ZipFile(p) as zf:
+        check_zip_limits(p, zf)
+        member = next(n for n in zf.namelist() if n.endswith("models/model.json"))
+        doc = json.loads(read_member(p, zf, member, limit=256 << 20))
+    graph = doc["graph_module"]["graph"]
+    users = {s["user_input"]["arg"]["as_tensor"]["name"] for s in doc["graph_module"]["signature"]["input_specs"]
+             if "user_input" in s and "as_tensor" in s["user_input"]["arg"]}
+    rows = {}
+    for node in graph["nodes"]:
+        if node.get("target") != "torch.ops.aten.embedding.default":
+            continue
+        args = {a["name"]: a["arg"] for a in node["inputs"]}
+        idx = args["indices"].get("as_tensor", {}).get("name")
+        weight = args["weight"].get("as_tensor", {}).get("name")
+        if idx in users and weight in graph["tensor_values"]:
+            rows[idx] = int(graph["tensor_values"][weight]["sizes"][0]["as_int"])
+    return rows
+
+
+def _onnx_embedding_rows(p: Path) -> dict[str, int]:
+    import onnx
+
+    model = onnx.load(str(p), load_external_data=False)
+    inits = {i.name: i for i in model.graph.initializer}
+    inputs = {i.name for i in model.graph.input}
+    return {n.input[1]: int(inits[n.input[0]].dims[0]) for n in model.graph.node
+            if n.op_type == "Gather" and len(n.input) == 2 and n.input[0] in inits and n.input[1] in inputs}
+
+
+def check_ids(model_path: str | Path, arrays: dict[str, np.ndarray], what: str, vocab: int | None = None) -> None:
+    """Token ids must index the model's embedding table (an id past it reads out of bounds in a
+    mobile runtime); a tokenizer whose vocabulary differs from the table is the wrong one."""
+    for name, rows in embedding_rows(model_path).items():
+        if vocab is not None and vocab != rows:
+            raise BadInput(f"the tokenizer has {vocab} tokens but the model's embedding for '{name}' has {rows} "
+                           "rows: it is not this model's tokenizer.",
+                           hint="pass the tokenizer.json saved with the model")
+        ids = arrays.get(name)
+        if ids is not None and ids.size and np.issubdtype(ids.dtype, np.integer) and (ids.min() < 0 or ids.max() >= rows):
+            raise BadInput(f"{what}: '{name}' holds ids from {int(ids.min())} to {int(ids.max())}, but the model's "
+                           f"embedding has {rows} rows (ids 0..{rows - 1}).",
+                           hint="tokenize with the model's own tokenizer")
