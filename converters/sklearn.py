@@ -17,7 +17,6 @@ the imputer's fill value exactly as scikit-learn replaces NaN.
 from __future__ import annotations
 
 import copy
-import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -139,14 +138,7 @@ def _finish(proto, model, request: ConvertRequest, out_path: Path, details: dict
     if any(s.dtype == "str" for s in model.signature.inputs) and len(model.signature.inputs) > 1:
         notes.append("one input per table column, named like the column; a missing categorical value is "
                      "the empty string, a missing number is NaN")
-    if request.quantize == "none":
-        onnx.save_model(proto, str(out_path))
-        return ConvertResult(out_path, "fp32", notes, details)
-    with tempfile.TemporaryDirectory(prefix="edgekit-skl-", dir=out_path.parent) as tmp:
-        float_path = Path(tmp) / "float.onnx"
-        onnx.save_model(proto, str(float_path))
-        notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details)
-    return ConvertResult(out_path, details.get("precision", request.quantize), notes, details)
+    return onnx_quant.finish(request, out_path, lambda path: onnx.save_model(proto, str(path)), details, notes)
 
 
 def _convert_error(lib: str, exc: Exception) -> ConversionFailed:
