@@ -55,6 +55,9 @@ class Job:
     extra: str = "core"
     key: str = ""
     inputs_digest: dict = field(default_factory=dict)
+    # the model's input_shape/model_class/model_args, checked as the CLI checks them
+    # (edgekit.sources.source_options), for every stage that opens the source
+    source_options: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -127,6 +130,7 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
                 raise BadInput(f"{key_line(cfg.path, f'models[{i}].{key}')}: model '{model.name}': "
                                f"{key} file {p} does not exist.")
         found = detect(model.source)
+        src_options = model_source_options(cfg, i, model, found)
         for j, spec in enumerate(model.targets):
             twhere = key_line(cfg.path, f"models[{i}].targets[{j}].target")
             try:
@@ -143,7 +147,7 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
             if not plain_name(name):
                 raise BadInput(f"{twhere}: output name '{name}' must be a plain file name.")
             check_name_length(cfg.out / name)
-            job = Job(model, spec, (i, j), name, conv.extra)
+            job = Job(model, spec, (i, j), name, conv.extra, source_options=src_options)
             if name in outputs:
                 raise BadInput(f"{twhere}: duplicate output name '{name}' (also used by {outputs[name]}).",
                                hint="set a distinct 'output' on one of the targets")
@@ -155,6 +159,18 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
         index, count = shard
         jobs = [j for k, j in enumerate(sorted(jobs, key=lambda j: j.id)) if k % count == index - 1]
     return jobs
+
+
+def model_source_options(cfg: BuildConfig, i: int, model: ModelSpec, found) -> dict:
+    """The source options of models[i] (input_shape, model_class, model_args), checked as the
+    CLI checks --input-shape/--model-class/--model-args, with the config line on errors."""
+    from edgekit.sources import source_options
+
+    try:
+        return source_options(found, model.input_shape, model.model_class, model.model_args or None)
+    except BadInput as exc:
+        raise BadInput(f"{key_line(cfg.path, f'models[{i}].source')}: model '{model.name}': {exc.message}",
+                       hint=exc.hint) from None
 
 
 def _require_arm(where: str) -> None:
@@ -363,7 +379,8 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
                          inputs=str(m.inputs) if m.inputs else None, validate=True,
                          tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust, label_column=m.label_column,
                          options={"int8_io": s.int8_io, "signature": m.signature}, timeout=timeout, verbose=verbose,
-                         on_progress=on_progress, output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None)
+                         on_progress=on_progress, output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None,
+                         source_options=job.source_options)
     t1 = time.perf_counter()
     # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
     # start, framework import + source load, conversion, parity; then host timing and arm64
@@ -373,9 +390,8 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     entry = {"parity": {"host": conv["parity"]}, "latency": {}, "conversion": conv, "stage_seconds": stages}
     if conv["parity"]["passed"]:
         on_progress("timing on the host")
-        entry["latency"]["host"] = isolation.run(
-            "bench", "edgekit.validators.latency:measure", str(staged), trust=trust, threads=None,
-            warmup=10, iterations=100, inputs=None, timeout=timeout, verbose=verbose, on_progress=on_progress)
+        entry["latency"]["host"] = host_latency(job, staged, timeout=timeout, verbose=verbose,
+                                                on_progress=on_progress)
         t2 = time.perf_counter()
         stages["host_latency"] = t2 - t1
         if "arm64" in s.arches:
@@ -388,6 +404,25 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     check_inputs_unchanged(job)
     entry["build_seconds"] = time.perf_counter() - t0
     return entry
+
+
+def host_latency(job: Job, artifact: Path, *, timeout: float, verbose: bool, on_progress) -> dict:
+    """Batch-1 latency of the artifact on the host: on seeded random inputs, or, when those
+    cannot stand in (an artifact with dynamic non-batch axes, as a TorchScript source given an
+    input_shape yields), on the model's `inputs` samples."""
+    from edgekit import isolation
+
+    def run(inputs):
+        return isolation.run("bench", "edgekit.validators.latency:measure", str(artifact),
+                             trust=model_trust(job.model), threads=None, warmup=10, iterations=100, inputs=inputs,
+                             timeout=timeout, verbose=verbose, on_progress=on_progress)
+
+    try:
+        return run(None)
+    except BadInput:
+        if job.model.inputs is None:
+            raise
+        return run(str(job.model.inputs))
 
 
 def check_inputs_unchanged(job: Job) -> None:
@@ -410,8 +445,8 @@ def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbo
     out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", str(m.source), str(artifact),
                         arches=("arm64",), inputs=str(m.inputs) if m.inputs else None, precision=precision,
                         tolerance={"atol": s.atol, "rtol": s.rtol}, trust=model_trust(m), label_column=m.label_column,
-                        signature=m.signature, timeout=timeout, verbose=verbose, on_progress=on_progress,
-                        crash_exit_code=2)
+                        signature=m.signature, source_options=job.source_options, timeout=timeout,
+                        verbose=verbose, on_progress=on_progress, crash_exit_code=2)
     res = out["results"][0]
     return {"parity_arm64": res["parity"], "latency_arm64": res.get("arm"),
             "arm_instructions": (res.get("arm") or {}).get("instructions_per_inference")}
@@ -689,7 +724,8 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
                             tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
                             label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
                             verbose=verbose, on_progress=cb, crash_exit_code=2,
-                            output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None)
+                            output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None,
+                            source_options=job.source_options)
         checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
                    "arm_instructions": entry.get("arm_instructions_per_inference")}
         if "arm64" in job.spec.arches:
