@@ -63,6 +63,12 @@ class Job:
     def id(self) -> str:
         return f"{self.model.name}/{self.spec.target}-{self.spec.precision}"
 
+    def request(self):
+        """The stages' request for this job (edgekit.request.SourceRequest), as the CLI builds it."""
+        from edgekit.request import SourceRequest
+
+        return SourceRequest.from_model(self.model, self.spec, self.source_options)
+
 
 def file_digest(path: Path) -> str:
     """sha256 of a file, or of a folder's files (names and contents, in sorted order)."""
@@ -359,28 +365,17 @@ def reusable(out: Path, entry: dict) -> bool:
 
 
 # ----------------------------------------------------------------------------- run one job
-def model_trust(m: ModelSpec):
-    from edgekit.loading import Trust
-
-    return Trust(pickle=m.trust_pickle, code=m.trust_code, types=tuple(m.trust_types))
-
-
 def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progress) -> dict:
     """Convert, check parity, and time one job (each stage in its own child process)."""
     from edgekit import isolation
 
-    m, s = job.model, job.spec
-    trust = model_trust(m)
+    s = job.spec
     staged = staging / job.output
     t0 = time.perf_counter()
     on_progress("converting")
-    conv = isolation.run("convert", "edgekit.pipeline:convert_stage", str(m.source), s.target, s.quantize,
-                         str(staged), calibration=str(m.calibration) if m.calibration else None,
-                         inputs=str(m.inputs) if m.inputs else None, validate=True,
-                         tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust, label_column=m.label_column,
-                         options={"int8_io": s.int8_io, "signature": m.signature}, timeout=timeout, verbose=verbose,
-                         on_progress=on_progress, output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None,
-                         source_options=job.source_options)
+    conv = isolation.run("convert", "edgekit.pipeline:convert_stage", job.request(), s.target, s.quantize,
+                         str(staged), validate=True, options={"int8_io": s.int8_io}, timeout=timeout, verbose=verbose,
+                         on_progress=on_progress)
     t1 = time.perf_counter()
     # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
     # start, framework import + source load, conversion, parity; then host timing and arm64
@@ -414,7 +409,7 @@ def host_latency(job: Job, artifact: Path, *, timeout: float, verbose: bool, on_
 
     def run(inputs):
         return isolation.run("bench", "edgekit.validators.latency:measure", str(artifact),
-                             trust=model_trust(job.model), threads=None, warmup=10, iterations=100, inputs=inputs,
+                             trust=job.request().trust, threads=None, warmup=10, iterations=100, inputs=inputs,
                              timeout=timeout, verbose=verbose, on_progress=on_progress)
 
     try:
@@ -440,13 +435,10 @@ def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbo
     """Parity, emulated latency and instructions per inference on arm64 (QEMU)."""
     from edgekit import isolation
 
-    m, s = job.model, job.spec
     on_progress("checking on emulated arm64")
-    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", str(m.source), str(artifact),
-                        arches=("arm64",), inputs=str(m.inputs) if m.inputs else None, precision=precision,
-                        tolerance={"atol": s.atol, "rtol": s.rtol}, trust=model_trust(m), label_column=m.label_column,
-                        signature=m.signature, source_options=job.source_options, timeout=timeout,
-                        verbose=verbose, on_progress=on_progress, crash_exit_code=2)
+    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", job.request(), str(artifact),
+                        arches=("arm64",), precision=precision, timeout=timeout, verbose=verbose,
+                        on_progress=on_progress, crash_exit_code=2)
     res = out["results"][0]
     return {"parity_arm64": res["parity"], "latency_arm64": res.get("arm"),
             "arm_instructions": (res.get("arm") or {}).get("instructions_per_inference")}
@@ -718,14 +710,9 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
 
     def revalidate(item, cb):
         job, entry = item
-        m = job.model
-        res = isolation.run("validate", "edgekit.pipeline:validate_stage", str(m.source), str(out / entry["file"]),
-                            inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
-                            tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
-                            label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
-                            verbose=verbose, on_progress=cb, crash_exit_code=2,
-                            output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None,
-                            source_options=job.source_options)
+        res = isolation.run("validate", "edgekit.pipeline:validate_stage", job.request(), str(out / entry["file"]),
+                            precision=entry["precision"], timeout=cfg.timeout, verbose=verbose, on_progress=cb,
+                            crash_exit_code=2)
         checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
                    "arm_instructions": entry.get("arm_instructions_per_inference")}
         if "arm64" in job.spec.arches:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -245,9 +246,12 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
 
         check_policy(found, _trust(trust_pickle, trust_code, trust_types))
     conv = lookup(found.spec.framework, target, quantize)
-    from edgekit.sources import source_options
+    from edgekit.request import SourceRequest
 
-    src_options = source_options(found, input_shapes, model_class, model_args)
+    req_options = dict(input_shapes=input_shapes, model_class=model_class, model_args=model_args,
+                       trust=_trust(trust_pickle, trust_code, trust_types), signature=signature_name,
+                       label_column=label_column, tolerance={"atol": atol, "rtol": rtol}, seed=seed)
+    base_req = SourceRequest.from_cli(model, found, **req_options)  # fails fast, before data files
     if script and "script" not in conv.options:
         raise BadInput(f"--script applies only to --target torchscript from PyTorch sources, not {target}.")
     if quantize in conv.needs_calibration and not calibration:
@@ -260,6 +264,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
     kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
+    req = dataclasses.replace(base_req, inputs=inputs, calibration=calibration, batch_axis=batch_axis,
+                              output_kinds=kinds)
     precision = precision_of(quantize)
     out = Path(output) if output else default_output(Path(model), tgt.extension, precision)
     if output and out.is_dir():
@@ -275,22 +281,14 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        hint="choose another -o path") from None
     try:
         staged = staging / out.name
-        result = _run_stage("convert", "edgekit.pipeline:convert_stage", str(model), target, quantize, str(staged),
-                            calibration=calibration, inputs=inputs, validate=not no_validate,
-                            tolerance={"atol": atol, "rtol": rtol},
-                            trust=_trust(trust_pickle, trust_code, trust_types),
-                            options={"int8_io": int8_io, "signature": signature_name, "script": script},
-                            source_options=src_options, seed=seed, label_column=label_column, timeout=timeout,
-                            verbose=verbose, batch_axis=batch_axis, output_kinds=kinds,
-                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
+        result = _run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
+                            validate=not no_validate, options={"int8_io": int8_io, "script": script},
+                            timeout=timeout, verbose=verbose, title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
         if passed and parity is not None and "arm64" in validate_arch:
-            result["arm64"] = arm.convert_arm_check(model, staged, result["precision"], arm_cpu=arm_cpu, inputs=inputs,
-                                                    tolerance={"atol": atol, "rtol": rtol}, seed=seed,
-                                                    trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
-                                                    verbose=verbose, label_column=label_column,
-                                                    signature=signature_name, source_options=src_options)
+            result["arm64"] = arm.convert_arm_check(req, staged, result["precision"], arm_cpu=arm_cpu,
+                                                    timeout=timeout, verbose=verbose)
             passed = result["arm64"]["parity"]["passed"]
         written = passed or keep_failed
         result["output"] = str(out) if written else None
@@ -376,28 +374,25 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document, failure_line, parity_table
 
-    from edgekit.sources import source_options
+    from edgekit.request import SourceRequest
 
-    src_options = source_options(_source(source), input_shapes, model_class, model_args)
+    base_req = SourceRequest.from_cli(source, _source(source), input_shapes=input_shapes, model_class=model_class,
+                                      model_args=model_args, trust=_trust(trust_pickle, trust_code, trust_types),
+                                      signature=signature_name, label_column=label_column,
+                                      tolerance={"atol": atol, "rtol": rtol}, seed=seed)
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
     kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
+    req = dataclasses.replace(base_req, inputs=inputs, batch_axis=batch_axis, output_kinds=kinds)
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     if arches != ("host",):
-        return arm.validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, inputs=inputs,
-                                   precision=None if precision == "auto" else precision,
-                                   tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code, trust_types),
-                                   seed=seed, timeout=timeout, verbose=verbose, json_out=json_out,
-                                   arm_baseline=arm_baseline, max_arm_increase=max_arm_increase,
-                                   label_column=label_column, signature=signature_name,
-                                   source_options=src_options)
-    result = _run_stage("validate", "edgekit.pipeline:validate_stage", str(source), str(artifact), inputs=inputs,
-                        source_options=src_options,
-                        precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
-                        trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
-                        signature=signature_name, timeout=timeout, verbose=verbose,
-                        batch_axis=batch_axis, output_kinds=kinds,
+        return arm.validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions,
+                                   precision=None if precision == "auto" else precision, timeout=timeout,
+                                   verbose=verbose, json_out=json_out, arm_baseline=arm_baseline,
+                                   max_arm_increase=max_arm_increase)
+    result = _run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
+                        precision=None if precision == "auto" else precision, timeout=timeout, verbose=verbose,
                         title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
                         crash_exit_code=2)
     parity = result["parity"]

@@ -161,10 +161,11 @@ def convert_here(source: Path, target: str, quantize: str, out: Path, *, calibra
     frameworks' native code in one long-lived process is not something the product does)."""
     from edgekit import isolation
     from edgekit.loading import Trust
+    from edgekit.request import SourceRequest
 
-    return isolation.run("convert", "edgekit.pipeline:convert_stage", str(source), target, quantize, str(out),
-                         calibration=calibration and str(calibration), inputs=inputs and str(inputs),
-                         source_options=source_options, trust=trust or Trust(), tolerance=tolerance, timeout=600)
+    req = SourceRequest(str(source), trust or Trust(), source_options or {}, inputs=inputs and str(inputs),
+                        calibration=calibration and str(calibration), tolerance=tolerance)
+    return isolation.run("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(out), timeout=600)
 
 
 @pytest.fixture

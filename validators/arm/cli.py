@@ -234,9 +234,8 @@ def check_arch_args(arches, max_arm_instructions, arm_baseline=None) -> tuple:
     return arches
 
 
-def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, inputs, precision, tolerance,
-                    trust, seed, timeout, verbose, json_out, arm_baseline=None, max_arm_increase=1.0,
-                    label_column=None, signature=None, source_options=None) -> None:
+def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, precision, timeout, verbose, json_out,
+                    arm_baseline=None, max_arm_increase=1.0) -> None:
     """`edgekit validate --arch ...`: one parity table per architecture, then the gate."""
     from pathlib import Path
 
@@ -246,10 +245,10 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
     from edgekit.errors import CheckFailed
     from edgekit.report import document, parity_table
 
-    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(source), str(artifact),
-                     arches=arches, cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
-                     trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
-                     label_column=label_column, signature=signature, source_options=source_options,
+    source = req.source
+    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(artifact),
+                     arches=arches, cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
+                     crash_exit_code=2,
                      title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
     results = out["results"]
     gate = Gate(results, max_arm_instructions, arm_baseline, max_arm_increase)
@@ -282,18 +281,15 @@ def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout,
             for a in artifacts]
 
 
-def convert_arm_check(model, staged, precision, *, arm_cpu, inputs, tolerance, trust, seed, timeout,
-                      verbose, label_column=None, signature=None, source_options=None) -> dict:
+def convert_arm_check(req, staged, precision, *, arm_cpu, timeout, verbose) -> dict:
     """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
     from pathlib import Path
 
     from edgekit.cli import _run_stage
 
-    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(model), str(staged),
-                     arches=("arm64",), cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
-                     trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
-                     label_column=label_column, signature=signature, source_options=source_options,
-                     title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
+    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged),
+                     arches=("arm64",), cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
+                     crash_exit_code=2, title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
     return out["results"][0]
 
 
