@@ -103,6 +103,10 @@ def load_all() -> dict[tuple[str, str], Converter]:
 
         for mod in MODULES:
             importlib.import_module(mod)
+        from edgekit.targets import TARGET_MODULES
+
+        for mod in TARGET_MODULES:  # a target's own module adds its paths from the sources' ones
+            importlib.import_module(mod).register_converters(register, dict(_REGISTRY))
         _loaded = True
     return _REGISTRY
 

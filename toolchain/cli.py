@@ -14,8 +14,9 @@ from pathlib import Path
 import click
 
 from edgekit import __version__
+from edgekit.converters.ort import ORT_STYLES  # light: the target's declaration only
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
-from edgekit.targets import OUTPUT_KINDS  # light: data tables only
+from edgekit.targets import OUTPUT_KINDS, TARGETS  # light: data tables only
 from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
@@ -199,7 +200,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 
 @cli.command(epilog=EXIT_CODE_HELP)
 @click.argument("model", metavar="MODEL")
-@click.option("--target", "-t", required=True, help="Output format: tflite, onnx, torchscript, executorch.")
+@click.option("--target", "-t", required=True, help=f"Output format: {', '.join(TARGETS)}.")
 @click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8", "auto"]), default="none",
               show_default=True,
               help="fp16 weights, dynamic-range int8 weights, full int8 (needs --calibration), or auto (any target "
@@ -210,6 +211,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @source_model_options
 @click.option("--script", is_flag=True, help="TorchScript target: torch.jit.script instead of trace.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
+@click.option("--ort-style", type=click.Choice(ORT_STYLES), default=None,
+              help="--target ort: onnxruntime's optimization style (default: fixed).")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
@@ -225,7 +228,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, script, int8_io,
-            output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, batch_axes, output_kinds,
+            ort_style, output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
@@ -257,6 +260,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if quantize in conv.needs_calibration and not calibration:
         raise BadInput(f"--quantize {quantize} needs --calibration: a .npz of a few hundred representative inputs.",
                        hint="e.g. --calibration calib.npz (keyed by input name; a single-input model may use any key)")
+    if ort_style and "ort_style" not in conv.options:
+        raise BadInput(f"--ort-style applies only to --target ort, not {target}.")
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
@@ -282,7 +287,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     try:
         staged = staging / out.name
         result = _run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
-                            validate=not no_validate, options={"int8_io": int8_io, "script": script},
+                            validate=not no_validate, options={"int8_io": int8_io, "script": script, "ort_style": ort_style},
                             timeout=timeout, verbose=verbose, title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]

@@ -7,6 +7,7 @@ tolerance preset says when a candidate's outputs match the reference for a preci
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, replace
 
 from edgekit.errors import BadInput
@@ -21,6 +22,18 @@ class Target:
     precisions: tuple[str, ...]
     min_versions: tuple[tuple[str, str], ...]  # (distribution, minimum version)
     description: str
+    kind: str = "file"  # "file", or "folder" for an artifact that is a directory
+
+
+# Targets declared by a module of their own: its `TARGET` (plain data) names the format,
+# detection magic, runner, arm64 runtime and capability; its `register_converters(register,
+# registered)` adds the converters. Adding such a target adds one module and one line here.
+TARGET_MODULES = ("edgekit.converters.ort",)
+
+
+def declared_targets() -> list[dict]:
+    """The `TARGET` declarations of TARGET_MODULES (their modules import nothing heavy)."""
+    return [importlib.import_module(m).TARGET for m in TARGET_MODULES]
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
@@ -32,6 +45,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            (("torch", "2.13.0"),), "TorchScript archive (frozen)"),
     Target("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"),
            (("executorch", "1.5.1"),), "ExecuTorch program with the XNNPACK delegate"),
+    *(Target(d["name"], d["extension"], d["format"], d["runtime"], d["precisions"], d["min_versions"],
+             d["description"], d.get("kind", "file")) for d in declared_targets()),
 )}
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8", "auto")
