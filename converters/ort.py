@@ -24,15 +24,16 @@ from pathlib import Path
 ORT_STYLES = ("fixed", "runtime")
 
 TARGET = {
-    "name": "ort", "extension": ".ort", "kind": "file", "format": "ort", "runtime": "onnxruntime_ort",
-    "precisions": ("fp32", "fp16", "dynamic", "int8"), "min_versions": (("onnxruntime", "1.31.0"),),
+    "name": "ort", "extension": ".ort", "format": "ort", "runtime": "onnxruntime_ort",
+    "precisions": ("fp32", "fp16", "dynamic", "int8"),
     "description": "ONNX Runtime Mobile ORT format, run by onnxruntime",
     # how edgekit.formats detects the file: a flatbuffer with file identifier ORTM
     "format_description": "ONNX Runtime ORT format model (.ort)", "framework": "ort", "magic": b"ORTM",
     "runner": "edgekit.converters.ort:OrtFormatRunner",
     "device_runtime": "onnxruntime",  # what runs it on emulated arm64 (edgekit.validators.arm)
     "capability": "a flatbuffer graph of ONNX Runtime kernels, no code",
-    "extra": "core", "packages": ("onnxruntime",),
+    # no extra of its own: onnxruntime (its converter and runtime) is a core dependency, so a
+    # build's cache key already holds its version
 }
 
 
