@@ -65,8 +65,7 @@ def candidates(conv, calibration) -> list[str]:
 def _gate_data(model, samples):
     """Parity data for the gate: real samples (--inputs, else --calibration) when given, else
     seeded random inputs (refused when the model has dynamic axes besides the batch)."""
-    from edgekit.pipeline import shape_flags
-    from edgekit.validators.latency import random_samples
+    from edgekit.validators.latency import random_samples, shape_flags
 
     if samples is None:
         return random_samples(model, GATE_RANDOM, 0, shape_flags(model))

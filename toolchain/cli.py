@@ -134,7 +134,7 @@ def _trust(trust_pickle: bool, trust_code: bool, trust_types: tuple = ()):
     return Trust(pickle=trust_pickle, code=trust_code, types=tuple(trust_types))
 
 
-def _run_stage(stage: str, target: str, *args, timeout: float, verbose: bool, title: str, **kwargs):
+def run_stage(stage: str, target: str, *args, timeout: float, verbose: bool, title: str, **kwargs):
     from edgekit import isolation
 
     with _ui().stage(title) as on_progress:
@@ -286,7 +286,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        hint="choose another -o path") from None
     try:
         staged = staging / out.name
-        result = _run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
+        result = run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
                             validate=not no_validate, options={"int8_io": int8_io, "script": script, "ort_style": ort_style},
                             timeout=timeout, verbose=verbose, title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
@@ -321,7 +321,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
 
     for t in quantization_tables(result.get("details") or {}):
         ui.show(t)
-    _print_notes(result["notes"] + (parity["notes"] if parity else []))
+    print_notes(result["notes"] + (parity["notes"] if parity else []))
     for w in result.get("warnings", []):
         ui.warn(f"[bold red]QUANTIZED MODEL IS SLOWER:[/] {w}")
     if no_validate:
@@ -338,7 +338,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         ui.info(f"[green]wrote[/] {ui.plain(out)}")
 
 
-def _print_notes(notes: list[str]) -> None:
+def print_notes(notes: list[str]) -> None:
     from edgekit.pipeline import CALIBRATION_NOTE, RANDOM_WARNING
 
     ui = _ui()
@@ -396,7 +396,7 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
                                    precision=None if precision == "auto" else precision, timeout=timeout,
                                    verbose=verbose, json_out=json_out, arm_baseline=arm_baseline,
                                    max_arm_increase=max_arm_increase)
-    result = _run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
+    result = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
                         precision=None if precision == "auto" else precision, timeout=timeout, verbose=verbose,
                         title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
                         crash_exit_code=2)
@@ -404,7 +404,7 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     if json_out:
         ui.emit_json(document("validate", parity["passed"], result=result))
     ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))
-    _print_notes(parity["notes"])
+    print_notes(parity["notes"])
     lat = result.get("latency")
     if lat:
         ui.info(f"  note: latency on this CPU (median, batch 1, {result['runtime']}): source {lat['source_ms']:.3f} ms, "
@@ -457,7 +457,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     results = []
     for a in artifacts if "host" in arches else ():
-        results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
+        results.append(run_stage("bench", "edgekit.validators.latency:measure", str(a),
                                   trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
                                   options=options[a],
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
@@ -503,7 +503,7 @@ def inspect(artifact, security, input_shapes, model_class, model_args, signature
 
     found = _source(artifact)
     if security:
-        rep = _run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
+        rep = run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
                          trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
                          title=f"checking {ui.plain(Path(artifact).name)}", crash_exit_code=2)
         if json_out:
@@ -519,7 +519,7 @@ def inspect(artifact, security, input_shapes, model_class, model_args, signature
     from edgekit.sources import source_options
 
     src_options = {**source_options(found, input_shapes, model_class, model_args), "signature": signature_name}
-    result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact), source_options=src_options,
+    result = run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact), source_options=src_options,
                         trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
                         title=f"inspecting {ui.plain(Path(artifact).name)}", crash_exit_code=2)
     if json_out:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from edgekit.errors import BadInput
 from edgekit.isolation import progress
 from edgekit.loading import Trust, open_model
-from edgekit.targets import get_target, precision_of, tolerance_preset
+from edgekit.targets import get_target, tolerance_preset
 
 if TYPE_CHECKING:
     from edgekit.request import SourceRequest
@@ -40,14 +40,6 @@ def inherit_layout(reference, candidate) -> None:
                 c.layout = r.layout
 
 
-def shape_flags(reference) -> str:
-    """What to pass when random inputs cannot stand in for real ones (dynamic H/W...)."""
-    dyn = [s for s in reference.signature.inputs if any(d is None for d in s.shape[1:])]
-    pins = " ".join(f"--input-shape {s.name}=" + "x".join("1" if i == 0 and d is None else (str(d) if d else "SIZE")
-                                                           for i, d in enumerate(s.shape)) for s in dyn)
-    return f"--inputs with real samples (.npz keyed by input name), or {pins} to pin the dynamic axes"
-
-
 def pin_input_shapes(reference, source_options: dict | None) -> None:
     """--input-shape on a source that has its own signature (ONNX, Keras...): it must agree with
     that signature, and pins its dynamic axes (all but the batch) for random inputs."""
@@ -68,7 +60,7 @@ def pin_input_shapes(reference, source_options: dict | None) -> None:
 def parity_data(reference, inputs: str | None, seed: int = 0,
                 label_column: str | None = None, batch_axis: dict | None = None) -> tuple[Dataset, list[str]]:
     from edgekit.tensors import load_dataset
-    from edgekit.validators.latency import random_samples
+    from edgekit.validators.latency import random_samples, shape_flags
 
     if inputs:
         return load_dataset(inputs, reference.signature, "--inputs", label_column, batch_axis), []

@@ -240,13 +240,13 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
     from pathlib import Path
 
     from edgekit import ui
-    from edgekit.cli import _print_notes, _run_stage
+    from edgekit.cli import print_notes, run_stage
     from edgekit.report import failure_line
     from edgekit.errors import CheckFailed
     from edgekit.report import document, parity_table
 
     source = req.source
-    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(artifact),
+    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(artifact),
                      arches=arches, cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
                      crash_exit_code=2,
                      title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
@@ -261,7 +261,7 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
                                           f"{Path(source).name}"))
         if r["arch"] == "arm64":
             ui.info(arm_summary(r))
-    _print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
+    print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
     failed = [r for r in results if not r["parity"]["passed"]]
     if failed:
         raise (CheckFailed("; ".join(f"parity failed on {r['arch']}: {failure_line(r['parity'])}"
@@ -273,9 +273,9 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
 def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout, verbose) -> list[dict]:
     from pathlib import Path
 
-    from edgekit.cli import _run_stage
+    from edgekit.cli import run_stage
 
-    return [_run_stage("bench", "edgekit.validators.arm.stages:measure", str(a), cpu=arm_cpu, trust=trust,
+    return [run_stage("bench", "edgekit.validators.arm.stages:measure", str(a), cpu=arm_cpu, trust=trust,
                        warmup=warmup, iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
                        title=f"benchmarking {Path(a).name} on emulated arm64 ({arm_cpu})", crash_exit_code=2)
             for a in artifacts]
@@ -285,9 +285,9 @@ def convert_arm_check(req, staged, precision, *, arm_cpu, timeout, verbose) -> d
     """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
     from pathlib import Path
 
-    from edgekit.cli import _run_stage
+    from edgekit.cli import run_stage
 
-    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged),
+    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged),
                      arches=("arm64",), cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
                      crash_exit_code=2, title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
     return out["results"][0]
