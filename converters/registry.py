@@ -77,7 +77,7 @@ def register(source: str, target: str, *, quantize: tuple[str, ...] = ("none",),
     unknown = set(quantize) - set(QUANTIZE_MODES)
     if unknown:
         raise ValueError(f"unknown quantize modes {unknown} for {source}->{target}")
-    beyond = {precision_of(q) for q in quantize} - set(tgt.precisions)
+    beyond = {precision_of(q) for q in quantize if q != "auto"} - set(tgt.precisions)
     if beyond:
         raise ValueError(f"{source}->{target}: {target} holds no {', '.join(sorted(beyond))} (Target.precisions)")
 

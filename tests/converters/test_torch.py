@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, run_cli
-from conftest import assert_user_error as _assert_user_error
+from conftest import SAMPLES, assert_user_error, run_cli
 
 pytestmark = [pytest.mark.torch]
 
@@ -62,14 +61,6 @@ TINY = textwrap.dedent('''
 MATRIX = [("torchscript", "none"), ("executorch", "none"), ("executorch", "int8"), ("onnx", "none"),
           ("onnx", "fp16"), ("onnx", "dynamic"), ("onnx", "int8"), ("tflite", "none"), ("tflite", "fp16"),
           ("tflite", "dynamic"), ("tflite", "int8")]
-def assert_user_error(res, code: int, *needles: str) -> None:
-    """conftest's check, on stderr with rich's line wrapping undone (long messages wrap)."""
-    _assert_user_error(res, code)
-    flat = " ".join(res.stderr.split()).lower()
-    for n in needles:
-        assert n.lower() in flat, (n, res)
-
-
 KINDS = ["pt2", "torchscript", "state_dict", "safetensors", "pickle"]
 # Every target x precision from the .pt2; the other source kinds differ only in how the model is
 # loaded (TorchScript also in its route, TS2EPConverter), so they get a spread of the matrix that
