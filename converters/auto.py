@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from edgekit.errors import CheckFailed, EdgekitError
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 TIE_MARGIN = 1.05  # candidates within 5% of the fastest count as equally fast; the smallest wins
 SLOWER_LIMIT = 1.10  # a chosen file this much slower than fp32 (cannot happen unless fp32 failed parity)

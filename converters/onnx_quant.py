@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from edgekit.errors import BadInput, ConversionFailed, require, upstream
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 CALIBRATION_LIMIT = 200
 # Why int8 ONNX files use uint8 activations AND uint8 weights (U8U8), recorded in every report:

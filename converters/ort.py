@@ -80,7 +80,7 @@ def _via_onnx(onnx_conv):
         with tempfile.TemporaryDirectory(prefix="edgekit-ort-onnx-", dir=out_path.parent) as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             result = onnx_conv.impl(model, replace(request, target="onnx"), onnx_path)
-            from edgekit.isolation import progress
+            from edgekit.progress import progress
 
             progress("converting to ORT format (onnxruntime.tools.convert_onnx_models_to_ort)")
             details = convert_to_ort(onnx_path, out_path, request.options.get("ort_style") or "fixed")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.errors import ConversionFailed, require, upstream
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 SKLEARN_OPSET = {"": 17, "ai.onnx.ml": 3}
 ONNXMLTOOLS_OPSET = 15  # the highest onnxmltools 1.16 supports for XGBoost/LightGBM

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.errors import ConversionFailed, require, upstream
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 CALIBRATION_LIMIT = 200  # samples used by int8 calibration
 ONNX_OPSET = 18

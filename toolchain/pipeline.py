@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.errors import BadInput
-from edgekit.isolation import progress
+from edgekit.progress import progress
 from edgekit.loading import Trust, open_model
 from edgekit.targets import get_target, tolerance_preset
 

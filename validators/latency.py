@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 
 def file_size(path: Path) -> int:

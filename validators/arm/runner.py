@@ -89,7 +89,7 @@ class ArmRunner(Runner):
     def run(self, arrays: dict[str, np.ndarray], *, warmup: int = 0, iterations: int = 0, outputs: bool = True,
             max_batch: int = 256, timeout: float | None = None) -> dict:
         """One emulator launch: outputs for every sample and/or a counted timing loop."""
-        from edgekit.isolation import progress
+        from edgekit.progress import progress
         from edgekit.validators.arm.emulator import GUEST_MODEL_DIR, GUEST_WORK, expect_outputs
         from edgekit.validators.arm.provision import DEVICE_RUNNER
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.errors import BadInput
-from edgekit.isolation import progress
+from edgekit.progress import progress
 from edgekit.loading import Trust, open_model
 from edgekit.validators.arm import DEFAULT_CPU, EMULATED_LABEL
 
