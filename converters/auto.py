@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from edgekit.errors import CheckFailed, EdgekitError
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 TIE_MARGIN = 1.05  # candidates within 5% of the fastest count as equally fast; the smallest wins
 SLOWER_LIMIT = 1.10  # a chosen file this much slower than fp32 (cannot happen unless fp32 failed parity)
@@ -65,8 +65,7 @@ def candidates(conv, calibration) -> list[str]:
 def _gate_data(model, samples):
     """Parity data for the gate: real samples (--inputs, else --calibration) when given, else
     seeded random inputs (refused when the model has dynamic axes besides the batch)."""
-    from edgekit.pipeline import shape_flags
-    from edgekit.validators.latency import random_samples
+    from edgekit.validators.latency import random_samples, shape_flags
 
     if samples is None:
         return random_samples(model, GATE_RANDOM, 0, shape_flags(model))

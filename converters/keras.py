@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.errors import ConversionFailed, require, upstream
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 CALIBRATION_LIMIT = 200  # samples used by full-int8 calibration
 
@@ -149,19 +149,16 @@ def function_to_onnx(fn, specs, request: ConvertRequest, out_path: Path) -> Conv
     tf2onnx = require("tf2onnx", "tf")
     fn, frozen_note = _freeze_captured_constants(fn, specs)
     progress(f"converting to ONNX (tf2onnx, opset {ONNX_OPSET})")
-    with tempfile.TemporaryDirectory(prefix="edgekit-tf2onnx-", dir=out_path.parent) as tmp:
-        float_path = out_path if request.quantize == "none" else Path(tmp) / "float.onnx"
+
+    def write_float(path: Path) -> None:
         with upstream("tf2onnx", "convert.from_function", error=lambda exc: ConversionFailed(
                 f"tf2onnx could not convert this model: {(str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]}",
                 details=str(exc)[-2000:])):
-            tf2onnx.convert.from_function(fn, input_signature=specs, opset=ONNX_OPSET,
-                                          output_path=str(float_path))
-        details = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": ONNX_OPSET}
-        notes = [] if request.quantize == "none" else \
-            onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
-                                keep_float=request.options.get("keep_float"))
-    precision = "fp32" if request.quantize == "none" else details.get("precision", request.quantize)
-    return ConvertResult(out_path, precision, notes + frozen_note, details)
+            tf2onnx.convert.from_function(fn, input_signature=specs, opset=ONNX_OPSET, output_path=str(path))
+
+    return onnx_quant.finish(request, out_path, write_float,
+                             {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": ONNX_OPSET},
+                             frozen_note)
 
 
 def _freeze_captured_constants(fn, specs):

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from edgekit.errors import BadInput, ConversionFailed, require, upstream
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 CALIBRATION_LIMIT = 200
 # Why int8 ONNX files use uint8 activations AND uint8 weights (U8U8), recorded in every report:
@@ -63,6 +63,27 @@ def _input_names(model_path: Path) -> list[str]:
     m = onnx.load_model(str(model_path), load_external_data=False)
     inits = {i.name for i in m.graph.initializer}
     return [i.name for i in m.graph.input if i.name not in inits]
+
+
+def finish(request, out_path: Path, write_float, details: dict, notes: list[str] | None = None):
+    """The one "float ONNX, then quantize" step of every source that reaches ONNX (Keras and
+    SavedModel, PyTorch, scikit-learn, ONNX): `write_float(path)` writes the float model. With
+    --quantize none it goes straight to `out_path`; otherwise to a temporary file that `quantize`
+    turns into `out_path`, timed beside it on the request's real samples (else its calibration
+    data) into details['latency_vs_fp32'] and the slower-than-fp32 warning. Returns the
+    ConvertResult (an edgekit.converters.registry.ConvertResult)."""
+    from edgekit.converters.registry import ConvertResult
+
+    notes = list(notes or [])
+    if request.quantize == "none":
+        write_float(out_path)
+        return ConvertResult(out_path, "fp32", notes, details)
+    with tempfile.TemporaryDirectory(prefix="edgekit-onnx-", dir=out_path.parent) as tmp:
+        float_path = Path(tmp) / "float.onnx"
+        write_float(float_path)
+        notes += quantize(float_path, out_path, request.quantize, request.calibration, report=details,
+                          samples=request.samples, keep_float=request.options.get("keep_float"))
+    return ConvertResult(out_path, details.get("precision", request.quantize), notes, details)
 
 
 def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, report: dict | None = None,

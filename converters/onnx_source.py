@@ -8,12 +8,11 @@ external tensors are embedded, because edgekit publishes a single artifact atomi
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.errors import ConversionFailed, require
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 MAX_EMBEDDED_BYTES = 2 * 1024 ** 3 - 64 * 1024 ** 2  # protobuf's 2 GB limit, with headroom
 
@@ -44,11 +43,5 @@ def onnx_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResul
     details = {"converter": "onnxruntime.quantization", "opset": {o.domain or "ai.onnx": o.version
                                                                  for o in proto.opset_import}}
     if request.quantize == "none":
-        onnx.save_model(proto, str(out_path))
-        return ConvertResult(out_path, "fp32", notes + ["no quantization: the model is re-saved as is"], details)
-    with tempfile.TemporaryDirectory(prefix="edgekit-onnx-", dir=out_path.parent) as tmp:
-        float_path = Path(tmp) / "float.onnx"
-        onnx.save_model(proto, str(float_path))
-        notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
-                                       samples=request.samples, keep_float=request.options.get("keep_float"))
-    return ConvertResult(out_path, details.get("precision", request.quantize), notes, details)
+        notes.append("no quantization: the model is re-saved as is")
+    return onnx_quant.finish(request, out_path, lambda path: onnx.save_model(proto, str(path)), details, notes)

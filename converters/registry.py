@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BadInput
-from edgekit.targets import QUANTIZE_MODES, get_target
+from edgekit.targets import QUANTIZE_MODES, get_target, precision_of
 
 
 @dataclass
@@ -73,10 +73,13 @@ def register(source: str, target: str, *, quantize: tuple[str, ...] = ("none",),
 
     `func` handles each precision in `quantize` (never "auto"); a path with more than one
     precision also gets `--quantize auto`, run by edgekit.converters.auto over `func`."""
-    get_target(target)  # a typo in a registration fails at import, loudly
+    tgt = get_target(target)  # a typo in a registration fails at import, loudly
     unknown = set(quantize) - set(QUANTIZE_MODES)
     if unknown:
         raise ValueError(f"unknown quantize modes {unknown} for {source}->{target}")
+    beyond = {precision_of(q) for q in quantize if q != "auto"} - set(tgt.precisions)
+    if beyond:
+        raise ValueError(f"{source}->{target}: {target} holds no {', '.join(sorted(beyond))} (Target.precisions)")
 
     if "auto" in quantize:
         raise ValueError(f"{source}->{target}: 'auto' is added by the registry, do not declare it")
@@ -103,6 +106,10 @@ def load_all() -> dict[tuple[str, str], Converter]:
 
         for mod in MODULES:
             importlib.import_module(mod)
+        from edgekit.targets import TARGET_MODULES
+
+        for mod in TARGET_MODULES:  # a target's own module adds its paths from the sources' ones
+            importlib.import_module(mod).register_converters(register, dict(_REGISTRY))
         _loaded = True
     return _REGISTRY
 

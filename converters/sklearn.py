@@ -17,13 +17,12 @@ the imputer's fill value exactly as scikit-learn replaces NaN.
 from __future__ import annotations
 
 import copy
-import tempfile
 from functools import partial
 from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.errors import ConversionFailed, require, upstream
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 SKLEARN_OPSET = {"": 17, "ai.onnx.ml": 3}
 ONNXMLTOOLS_OPSET = 15  # the highest onnxmltools 1.16 supports for XGBoost/LightGBM
@@ -139,15 +138,7 @@ def _finish(proto, model, request: ConvertRequest, out_path: Path, details: dict
     if any(s.dtype == "str" for s in model.signature.inputs) and len(model.signature.inputs) > 1:
         notes.append("one input per table column, named like the column; a missing categorical value is "
                      "the empty string, a missing number is NaN")
-    if request.quantize == "none":
-        onnx.save_model(proto, str(out_path))
-        return ConvertResult(out_path, "fp32", notes, details)
-    with tempfile.TemporaryDirectory(prefix="edgekit-skl-", dir=out_path.parent) as tmp:
-        float_path = Path(tmp) / "float.onnx"
-        onnx.save_model(proto, str(float_path))
-        notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=details,
-                                     keep_float=request.options.get("keep_float"))
-    return ConvertResult(out_path, details.get("precision", request.quantize), notes, details)
+    return onnx_quant.finish(request, out_path, lambda path: onnx.save_model(proto, str(path)), details, notes)
 
 
 def _convert_error(lib: str, exc: Exception) -> ConversionFailed:

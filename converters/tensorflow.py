@@ -12,7 +12,7 @@ from pathlib import Path
 from edgekit.converters.keras import function_to_onnx, write_tflite
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.errors import require
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 
 @register("tensorflow", "tflite", quantize=("none", "fp16", "dynamic", "int8"), options=("int8_io",),

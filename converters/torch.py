@@ -25,7 +25,7 @@ from pathlib import Path
 
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.errors import ConversionFailed, require, upstream
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 CALIBRATION_LIMIT = 200  # samples used by int8 calibration
 ONNX_OPSET = 18
@@ -319,26 +319,21 @@ def torch_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResu
     progress("exporting with torch.export")
     ep = model.exported_program()
     progress(f"converting to ONNX (torch.onnx dynamo exporter, opset {ONNX_OPSET})")
-    with tempfile.TemporaryDirectory(prefix="edgekit-torch-onnx-", dir=out_path.parent) as tmp:
-        float_path = out_path if request.quantize == "none" else Path(tmp) / "float.onnx"
+
+    def write_float(path: Path) -> None:
         with _quiet():
             with upstream("torch", "torch.onnx.export",
                           error=lambda exc: rt.export_failure(exc, "torch.onnx.export", "onnx")):
-                torch.onnx.export(ep, (), str(float_path), dynamo=True, opset_version=ONNX_OPSET,
+                torch.onnx.export(ep, (), str(path), dynamo=True, opset_version=ONNX_OPSET,
                                   input_names=model.signature.input_names,
                                   output_names=[s.name for s in model.signature.outputs],
                                   external_data=False, verbose=False, optimize=True)
-        if request.quantize != "none":
-            quant: dict = {}  # only keep_float is recorded from it on this path
-            notes += onnx_quant.quantize(float_path, out_path, request.quantize, request.calibration, report=quant,
-                                         keep_float=request.options.get("keep_float"))
+
+    result = onnx_quant.finish(request, out_path, write_float, {"converter": "torch.onnx.export(dynamo=True)",
+                                                               "torch": torch.__version__, "opset": ONNX_OPSET}, notes)
     if model.dynamic_batch() and getattr(model, "runtime", "") != "torchscript":
-        notes.append("dynamic batch kept (ONNX dim 'batch')")
-    precision = "fp32" if request.quantize == "none" else request.quantize
-    details = {"converter": "torch.onnx.export(dynamo=True)", "torch": torch.__version__, "opset": ONNX_OPSET}
-    if request.quantize != "none" and "keep_float" in quant:
-        details["keep_float"] = quant["keep_float"]
-    return ConvertResult(out_path, precision, notes, details)
+        result.notes.append("dynamic batch kept (ONNX dim 'batch')")
+    return result
 
 
 # ----------------------------------------------------------------------------- tflite

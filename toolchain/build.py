@@ -55,10 +55,19 @@ class Job:
     extra: str = "core"
     key: str = ""
     inputs_digest: dict = field(default_factory=dict)
+    # the model's input_shape/model_class/model_args, checked as the CLI checks them
+    # (edgekit.sources.source_options), for every stage that opens the source
+    source_options: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:
         return f"{self.model.name}/{self.spec.target}-{self.spec.precision}"
+
+    def request(self):
+        """The stages' request for this job (edgekit.request.SourceRequest), as the CLI builds it."""
+        from edgekit.request import SourceRequest
+
+        return SourceRequest.from_model(self.model, self.spec, self.source_options)
 
 
 def file_digest(path: Path) -> str:
@@ -127,6 +136,7 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
                 raise BadInput(f"{key_line(cfg.path, f'models[{i}].{key}')}: model '{model.name}': "
                                f"{key} file {p} does not exist.")
         found = detect(model.source)
+        src_options = model_source_options(cfg, i, model, found)
         for j, spec in enumerate(model.targets):
             twhere = key_line(cfg.path, f"models[{i}].targets[{j}].target")
             try:
@@ -143,7 +153,7 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
             if not plain_name(name):
                 raise BadInput(f"{twhere}: output name '{name}' must be a plain file name.")
             check_name_length(cfg.out / name)
-            job = Job(model, spec, (i, j), name, conv.extra)
+            job = Job(model, spec, (i, j), name, conv.extra, source_options=src_options)
             if name in outputs:
                 raise BadInput(f"{twhere}: duplicate output name '{name}' (also used by {outputs[name]}).",
                                hint="set a distinct 'output' on one of the targets")
@@ -155,6 +165,18 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
         index, count = shard
         jobs = [j for k, j in enumerate(sorted(jobs, key=lambda j: j.id)) if k % count == index - 1]
     return jobs
+
+
+def model_source_options(cfg: BuildConfig, i: int, model: ModelSpec, found) -> dict:
+    """The source options of models[i] (input_shape, model_class, model_args), checked as the
+    CLI checks --input-shape/--model-class/--model-args, with the config line on errors."""
+    from edgekit.sources import source_options
+
+    try:
+        return source_options(found, model.input_shape, model.model_class, model.model_args or None)
+    except BadInput as exc:
+        raise BadInput(f"{key_line(cfg.path, f'models[{i}].source')}: model '{model.name}': {exc.message}",
+                       hint=exc.hint) from None
 
 
 def _require_arm(where: str) -> None:
@@ -343,28 +365,17 @@ def reusable(out: Path, entry: dict) -> bool:
 
 
 # ----------------------------------------------------------------------------- run one job
-def model_trust(m: ModelSpec):
-    from edgekit.loading import Trust
-
-    return Trust(pickle=m.trust_pickle, code=m.trust_code, types=tuple(m.trust_types))
-
-
 def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progress) -> dict:
     """Convert, check parity, and time one job (each stage in its own child process)."""
     from edgekit import isolation
 
-    m, s = job.model, job.spec
-    trust = model_trust(m)
+    s = job.spec
     staged = staging / job.output
     t0 = time.perf_counter()
     on_progress("converting")
-    conv = isolation.run("convert", "edgekit.pipeline:convert_stage", str(m.source), s.target, s.quantize,
-                         str(staged), calibration=str(m.calibration) if m.calibration else None,
-                         inputs=str(m.inputs) if m.inputs else None, validate=True,
-                         tolerance={"atol": s.atol, "rtol": s.rtol}, trust=trust, label_column=m.label_column,
-                         options={"int8_io": s.int8_io, "signature": m.signature, "keep_float": s.keep_float},
-                         timeout=timeout, verbose=verbose,
-                         on_progress=on_progress, output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None)
+    conv = isolation.run("convert", "edgekit.pipeline:convert_stage", job.request(), s.target, s.quantize,
+                         str(staged), validate=True, options={"int8_io": s.int8_io, "keep_float": s.keep_float},
+                         timeout=timeout, verbose=verbose, on_progress=on_progress)
     t1 = time.perf_counter()
     # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
     # start, framework import + source load, conversion, parity; then host timing and arm64
@@ -374,9 +385,8 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     entry = {"parity": {"host": conv["parity"]}, "latency": {}, "conversion": conv, "stage_seconds": stages}
     if conv["parity"]["passed"]:
         on_progress("timing on the host")
-        entry["latency"]["host"] = isolation.run(
-            "bench", "edgekit.validators.latency:measure", str(staged), trust=trust, threads=None,
-            warmup=10, iterations=100, inputs=None, timeout=timeout, verbose=verbose, on_progress=on_progress)
+        entry["latency"]["host"] = host_latency(job, staged, timeout=timeout, verbose=verbose,
+                                                on_progress=on_progress)
         t2 = time.perf_counter()
         stages["host_latency"] = t2 - t1
         if "arm64" in s.arches:
@@ -389,6 +399,25 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     check_inputs_unchanged(job)
     entry["build_seconds"] = time.perf_counter() - t0
     return entry
+
+
+def host_latency(job: Job, artifact: Path, *, timeout: float, verbose: bool, on_progress) -> dict:
+    """Batch-1 latency of the artifact on the host: on seeded random inputs, or, when those
+    cannot stand in (an artifact with dynamic non-batch axes, as a TorchScript source given an
+    input_shape yields), on the model's `inputs` samples."""
+    from edgekit import isolation
+
+    def run(inputs):
+        return isolation.run("bench", "edgekit.validators.latency:measure", str(artifact),
+                             trust=job.request().trust, threads=None, warmup=10, iterations=100, inputs=inputs,
+                             timeout=timeout, verbose=verbose, on_progress=on_progress)
+
+    try:
+        return run(None)
+    except BadInput:
+        if job.model.inputs is None:
+            raise
+        return run(str(job.model.inputs))
 
 
 def check_inputs_unchanged(job: Job) -> None:
@@ -406,13 +435,10 @@ def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbo
     """Parity, emulated latency and instructions per inference on arm64 (QEMU)."""
     from edgekit import isolation
 
-    m, s = job.model, job.spec
     on_progress("checking on emulated arm64")
-    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", str(m.source), str(artifact),
-                        arches=("arm64",), inputs=str(m.inputs) if m.inputs else None, precision=precision,
-                        tolerance={"atol": s.atol, "rtol": s.rtol}, trust=model_trust(m), label_column=m.label_column,
-                        signature=m.signature, timeout=timeout, verbose=verbose, on_progress=on_progress,
-                        crash_exit_code=2)
+    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", job.request(), str(artifact),
+                        arches=("arm64",), precision=precision, timeout=timeout, verbose=verbose,
+                        on_progress=on_progress, crash_exit_code=2)
     res = out["results"][0]
     return {"parity_arm64": res["parity"], "latency_arm64": res.get("arm"),
             "arm_instructions": (res.get("arm") or {}).get("instructions_per_inference")}
@@ -686,13 +712,9 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
 
     def revalidate(item, cb):
         job, entry = item
-        m = job.model
-        res = isolation.run("validate", "edgekit.pipeline:validate_stage", str(m.source), str(out / entry["file"]),
-                            inputs=str(m.inputs) if m.inputs else None, precision=entry["precision"],
-                            tolerance={"atol": job.spec.atol, "rtol": job.spec.rtol}, trust=model_trust(m),
-                            label_column=m.label_column, signature=m.signature, timeout=cfg.timeout,
-                            verbose=verbose, on_progress=cb, crash_exit_code=2,
-                            output_kinds=m.output_kinds or None, batch_axis=m.batch_axis or None)
+        res = isolation.run("validate", "edgekit.pipeline:validate_stage", job.request(), str(out / entry["file"]),
+                            precision=entry["precision"], timeout=cfg.timeout, verbose=verbose, on_progress=cb,
+                            crash_exit_code=2)
         checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
                    "arm_instructions": entry.get("arm_instructions_per_inference")}
         if "arm64" in job.spec.arches:

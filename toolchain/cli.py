@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,8 +14,9 @@ from pathlib import Path
 import click
 
 from edgekit import __version__
+from edgekit.converters.ort import ORT_STYLES  # light: the target's declaration only
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
-from edgekit.targets import OUTPUT_KINDS  # light: data tables only
+from edgekit.targets import OUTPUT_KINDS, TARGETS  # light: data tables only
 from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
@@ -132,7 +134,7 @@ def _trust(trust_pickle: bool, trust_code: bool, trust_types: tuple = ()):
     return Trust(pickle=trust_pickle, code=trust_code, types=tuple(trust_types))
 
 
-def _run_stage(stage: str, target: str, *args, timeout: float, verbose: bool, title: str, **kwargs):
+def run_stage(stage: str, target: str, *args, timeout: float, verbose: bool, title: str, **kwargs):
     from edgekit import isolation
 
     with _ui().stage(title) as on_progress:
@@ -198,7 +200,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 
 @cli.command(epilog=EXIT_CODE_HELP)
 @click.argument("model", metavar="MODEL")
-@click.option("--target", "-t", required=True, help="Output format: tflite, onnx, torchscript, executorch.")
+@click.option("--target", "-t", required=True, help=f"Output format: {', '.join(TARGETS)}.")
 @click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8", "auto"]), default="none",
               show_default=True,
               help="fp16 weights, dynamic-range int8 weights, full int8 (needs --calibration), or auto (any target "
@@ -217,6 +219,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--keep-float", "keep_float", multiple=True, metavar="NAME[,NAME]|auto",
               help="With --quantize int8 to ONNX: keep these layers in float (names as 'edgekit debug' prints "
                    "them; repeatable), or auto: keep the most sensitive ones float until the int8 preset passes.")
+@click.option("--ort-style", type=click.Choice(ORT_STYLES), default=None,
+              help="--target ort: onnxruntime's optimization style (default: fixed).")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
@@ -232,8 +236,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, script, int8_io,
-            keep_float, output, no_validate, keep_failed, seed, validate_arch, arm_cpu, atol, rtol, batch_axes, output_kinds,
+            text_column, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, seed, validate_arch,
+            arm_cpu, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
@@ -254,14 +258,19 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
 
         check_policy(found, _trust(trust_pickle, trust_code, trust_types))
     conv = lookup(found.spec.framework, target, quantize)
-    from edgekit.sources import source_options
+    from edgekit.request import SourceRequest
 
-    src_options = source_options(found, input_shapes, model_class, model_args)
+    req_options = dict(input_shapes=input_shapes, model_class=model_class, model_args=model_args,
+                       trust=_trust(trust_pickle, trust_code, trust_types), signature=signature_name,
+                       label_column=label_column, tolerance={"atol": atol, "rtol": rtol}, seed=seed)
+    base_req = SourceRequest.from_cli(model, found, **req_options)  # fails fast, before data files
     if script and "script" not in conv.options:
         raise BadInput(f"--script applies only to --target torchscript from PyTorch sources, not {target}.")
     if quantize in conv.needs_calibration and not calibration:
         raise BadInput(f"--quantize {quantize} needs --calibration: a .npz of a few hundred representative inputs.",
                        hint="e.g. --calibration calib.npz (keyed by input name; a single-input model may use any key)")
+    if ort_style and "ort_style" not in conv.options:
+        raise BadInput(f"--ort-style applies only to --target ort, not {target}.")
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
@@ -270,6 +279,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
     kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
+    req = dataclasses.replace(base_req, inputs=inputs, calibration=calibration, batch_axis=batch_axis,
+                              output_kinds=kinds)
     precision = precision_of(quantize)
     out = Path(output) if output else default_output(Path(model), tgt.extension, precision)
     if output and out.is_dir():
@@ -293,29 +304,22 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                 raise BadInput("--tokenizer needs --inputs: a CSV with a text column.")
             ids_file = staging / f"{Path(inputs).stem}.tokenized.npz"
             text_record = tokenize_table(inputs, tokenizer, text_column, label_column, ids_file, model)
-            inputs, label_column = str(ids_file), None
+            req = dataclasses.replace(req, inputs=str(ids_file), label_column=None)
         elif inputs and inputs.endswith(".npz") and Path(model).suffix in (".pt2", ".onnx"):
             from edgekit.tensors import read_npz
             from edgekit.text import check_ids
 
             check_ids(model, read_npz(Path(inputs)), inputs)
-        result = _run_stage("convert", "edgekit.pipeline:convert_stage", str(model), target, quantize, str(staged),
-                            calibration=calibration, inputs=inputs, validate=not no_validate,
-                            tolerance={"atol": atol, "rtol": rtol},
-                            trust=_trust(trust_pickle, trust_code, trust_types),
-                            options={"int8_io": int8_io, "signature": signature_name, "script": script,
-                                     "keep_float": keep},
-                            source_options=src_options, seed=seed, label_column=label_column, timeout=timeout,
-                            verbose=verbose, batch_axis=batch_axis, output_kinds=kinds,
-                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
+        result = run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
+                           validate=not no_validate,
+                           options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep},
+                           timeout=timeout, verbose=verbose,
+                           title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
         if passed and parity is not None and "arm64" in validate_arch:
-            result["arm64"] = arm.convert_arm_check(model, staged, result["precision"], arm_cpu=arm_cpu, inputs=inputs,
-                                                    tolerance={"atol": atol, "rtol": rtol}, seed=seed,
-                                                    trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
-                                                    verbose=verbose, label_column=label_column,
-                                                    signature=signature_name, source_options=src_options)
+            result["arm64"] = arm.convert_arm_check(req, staged, result["precision"], arm_cpu=arm_cpu,
+                                                    timeout=timeout, verbose=verbose)
             passed = result["arm64"]["parity"]["passed"]
         written = passed or keep_failed
         result["output"] = str(out) if written else None
@@ -345,7 +349,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
 
     for t in quantization_tables(result.get("details") or {}):
         ui.show(t)
-    _print_notes(result["notes"] + (parity["notes"] if parity else []))
+    print_notes(result["notes"] + (parity["notes"] if parity else []))
     for w in result.get("warnings", []):
         ui.warn(f"[bold red]QUANTIZED MODEL IS SLOWER:[/] {w}")
     if no_validate:
@@ -397,7 +401,7 @@ def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list 
     return f"{step}{fix}; or "
 
 
-def _print_notes(notes: list[str]) -> None:
+def print_notes(notes: list[str]) -> None:
     from edgekit.pipeline import CALIBRATION_NOTE, RANDOM_WARNING
 
     ui = _ui()
@@ -438,35 +442,32 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document, failure_line, parity_table
 
-    from edgekit.sources import source_options
+    from edgekit.request import SourceRequest
 
-    src_options = source_options(_source(source), input_shapes, model_class, model_args)
+    base_req = SourceRequest.from_cli(source, _source(source), input_shapes=input_shapes, model_class=model_class,
+                                      model_args=model_args, trust=_trust(trust_pickle, trust_code, trust_types),
+                                      signature=signature_name, label_column=label_column,
+                                      tolerance={"atol": atol, "rtol": rtol}, seed=seed)
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
     kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
+    req = dataclasses.replace(base_req, inputs=inputs, batch_axis=batch_axis, output_kinds=kinds)
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     if arches != ("host",):
-        return arm.validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, inputs=inputs,
-                                   precision=None if precision == "auto" else precision,
-                                   tolerance={"atol": atol, "rtol": rtol}, trust=_trust(trust_pickle, trust_code, trust_types),
-                                   seed=seed, timeout=timeout, verbose=verbose, json_out=json_out,
-                                   arm_baseline=arm_baseline, max_arm_increase=max_arm_increase,
-                                   label_column=label_column, signature=signature_name,
-                                   source_options=src_options)
-    result = _run_stage("validate", "edgekit.pipeline:validate_stage", str(source), str(artifact), inputs=inputs,
-                        source_options=src_options,
-                        precision=None if precision == "auto" else precision, tolerance={"atol": atol, "rtol": rtol},
-                        trust=_trust(trust_pickle, trust_code, trust_types), seed=seed, label_column=label_column,
-                        signature=signature_name, timeout=timeout, verbose=verbose,
-                        batch_axis=batch_axis, output_kinds=kinds,
+        return arm.validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions,
+                                   precision=None if precision == "auto" else precision, timeout=timeout,
+                                   verbose=verbose, json_out=json_out, arm_baseline=arm_baseline,
+                                   max_arm_increase=max_arm_increase)
+    result = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
+                        precision=None if precision == "auto" else precision, timeout=timeout, verbose=verbose,
                         title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
                         crash_exit_code=2)
     parity = result["parity"]
     if json_out:
         ui.emit_json(document("validate", parity["passed"], result=result))
     ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))
-    _print_notes(parity["notes"])
+    print_notes(parity["notes"])
     lat = result.get("latency")
     if lat:
         ui.info(f"  note: latency on this CPU (median, batch 1, {result['runtime']}): source {lat['source_ms']:.3f} ms, "
@@ -512,7 +513,7 @@ def debug(source, artifact, inputs, precision, seed, input_shapes, model_class, 
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
-    result = _run_stage("validate", "edgekit.validators.debug:debug_stage", str(source), str(artifact), inputs=inputs,
+    result = run_stage("validate", "edgekit.validators.debug:debug_stage", str(source), str(artifact), inputs=inputs,
                         precision=None if precision == "auto" else precision, seed=seed,
                         trust=_trust(trust_pickle, trust_code, trust_types), source_options=src_options,
                         batch_axis=batch_axis, signature=signature_name, timeout=timeout, verbose=verbose,
@@ -523,7 +524,7 @@ def debug(source, artifact, inputs, precision, seed, input_shapes, model_class, 
 
     for part in render(result):
         ui.show(part)
-    _print_notes(result["notes"])
+    print_notes(result["notes"])
 
 
 # ----------------------------------------------------------------------------- bench
@@ -567,7 +568,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     results = []
     for a in artifacts if "host" in arches else ():
-        results.append(_run_stage("bench", "edgekit.validators.latency:measure", str(a),
+        results.append(run_stage("bench", "edgekit.validators.latency:measure", str(a),
                                   trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
                                   options=options[a],
                                   iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
@@ -613,7 +614,7 @@ def inspect(artifact, security, input_shapes, model_class, model_args, signature
 
     found = _source(artifact)
     if security:
-        rep = _run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
+        rep = run_stage("inspect", "edgekit.pipeline:security_stage", str(artifact),
                          trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
                          title=f"checking {ui.plain(Path(artifact).name)}", crash_exit_code=2)
         if json_out:
@@ -629,7 +630,7 @@ def inspect(artifact, security, input_shapes, model_class, model_args, signature
     from edgekit.sources import source_options
 
     src_options = {**source_options(found, input_shapes, model_class, model_args), "signature": signature_name}
-    result = _run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact), source_options=src_options,
+    result = run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact), source_options=src_options,
                         trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
                         title=f"inspecting {ui.plain(Path(artifact).name)}", crash_exit_code=2)
     if json_out:

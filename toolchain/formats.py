@@ -378,6 +378,9 @@ def _detect(p: Path) -> Detected:
 
     if head[4:8] == b"TFL3":
         return found("tflite", "flatbuffer identifier TFL3")
+    for d in _declared():
+        if d.get("magic") and head[4:8] == d["magic"]:
+            return found(d["format"], f"flatbuffer identifier {d['magic'].decode()}")
     if head[4:6] == b"ET" and head[6:8].isdigit():
         return found("executorch", f"flatbuffer identifier {head[4:8].decode()}")
     if head[:8] == b"\x89HDF\r\n\x1a\n":
@@ -410,3 +413,14 @@ def _detect(p: Path) -> Detected:
         return found("csv", "text with a comma-separated header and rows")
     raise BadInput(f"{p}: not a model format edgekit knows: {_describe_unknown(head)}.",
                    hint="supported: " + ", ".join(s.description for s in FORMATS.values()))
+
+
+def _declared() -> list[dict]:
+    from edgekit.targets import declared_targets
+
+    return declared_targets()
+
+
+# formats of the targets declared in their own module (edgekit.targets.TARGET_MODULES)
+FORMATS.update({d["format"]: FormatSpec(d["format"], d["format_description"], d["framework"], d["runtime"],
+                                        (d["extension"],)) for d in _declared()})

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
+from edgekit.progress import connect, progress  # noqa: F401  (isolation.progress: the old home)
 from edgekit.errors import (EdgekitError, InternalError, StageTimeout, ConversionFailed,
                             BadInput, EXIT_CONVERSION, from_dict)
 
@@ -61,15 +62,6 @@ def kill_all() -> None:
         procs = list(_active)
     for proc in procs:
         _kill(proc)
-
-
-def progress(message: str) -> None:
-    """Report progress from inside a stage; shown by the parent (no-op outside a child)."""
-    if _conn is not None:
-        try:
-            _send(_conn, ("progress", message))
-        except (OSError, ValueError):
-            pass
 
 
 # Modules whose objects the parent may unpickle as they are: the standard library it has
@@ -130,6 +122,7 @@ def _child_main(conn, target: str, args: tuple, kwargs: dict, log_path: str | No
     if parent_pid is not None:
         die_with_parent(parent_pid)
     _conn = conn
+    connect(lambda message: _send(conn, ("progress", message)))
     quiet_frameworks()
     if log_path:
         # Framework chatter (C++ logs, converter prints) goes to a log the parent can show

@@ -385,6 +385,15 @@ _CAPABILITIES = {
 }
 
 
+def _declared_capabilities() -> dict[str, str]:
+    from edgekit.targets import declared_targets
+
+    return {d["format"]: d["capability"] for d in declared_targets()}
+
+
+_CAPABILITIES.update(_declared_capabilities())
+
+
 def security_report(path: str | os.PathLike, trust: Trust = Trust()) -> dict:
     """What a file could do if loaded, what edgekit's policy decides, and why (no loading)."""
     found = detect(path)

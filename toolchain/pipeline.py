@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.errors import BadInput
-from edgekit.isolation import progress
+from edgekit.progress import progress
 from edgekit.loading import Trust, open_model
-from edgekit.targets import get_target, precision_of, tolerance_preset
+from edgekit.targets import get_target, tolerance_preset
 
 if TYPE_CHECKING:
+    from edgekit.request import SourceRequest
     from edgekit.tensors import Dataset
 
 RANDOM_SAMPLES = 16
@@ -39,14 +40,6 @@ def inherit_layout(reference, candidate) -> None:
                 c.layout = r.layout
 
 
-def shape_flags(reference) -> str:
-    """What to pass when random inputs cannot stand in for real ones (dynamic H/W...)."""
-    dyn = [s for s in reference.signature.inputs if any(d is None for d in s.shape[1:])]
-    pins = " ".join(f"--input-shape {s.name}=" + "x".join("1" if i == 0 and d is None else (str(d) if d else "SIZE")
-                                                           for i, d in enumerate(s.shape)) for s in dyn)
-    return f"--inputs with real samples (.npz keyed by input name), or {pins} to pin the dynamic axes"
-
-
 def pin_input_shapes(reference, source_options: dict | None) -> None:
     """--input-shape on a source that has its own signature (ONNX, Keras...): it must agree with
     that signature, and pins its dynamic axes (all but the batch) for random inputs."""
@@ -67,29 +60,28 @@ def pin_input_shapes(reference, source_options: dict | None) -> None:
 def parity_data(reference, inputs: str | None, seed: int = 0,
                 label_column: str | None = None, batch_axis: dict | None = None) -> tuple[Dataset, list[str]]:
     from edgekit.tensors import load_dataset
-    from edgekit.validators.latency import random_samples
+    from edgekit.validators.latency import random_samples, shape_flags
 
     if inputs:
         return load_dataset(inputs, reference.signature, "--inputs", label_column, batch_axis), []
     return random_samples(reference, RANDOM_SAMPLES, seed, shape_flags(reference), batch_axis), [RANDOM_WARNING]
 
 
-def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
-                  calibration: str | None = None, inputs: str | None = None, validate: bool = True,
-                  tolerance: dict | None = None, trust: Trust = Trust(), options: dict | None = None,
-                  seed: int = 0, label_column: str | None = None, source_options: dict | None = None,
-                  batch_axis: dict | None = None, output_kinds: dict | None = None) -> dict:
+def convert_stage(req: SourceRequest, target: str, quantize: str, staged_path: str, *, validate: bool = True,
+                  options: dict | None = None) -> dict:
     """Load the source, convert it into `staged_path`, and (by default) check parity.
 
-    `source_options` describe sources without their own signature or code (--input-shape,
-    --model-class, --model-args); the source's runner interprets them."""
+    `req.source_options` describe sources without their own signature or code (--input-shape,
+    --model-class, --model-args); the source's runner interprets them. `options` are the
+    converter's own (--int8-io, --script)."""
     from edgekit.converters.registry import ConvertRequest, lookup
     from edgekit.tensors import load_dataset
 
+    source, inputs, calibration, trust = req.source, req.inputs, req.calibration, req.trust
+    label_column, batch_axis, source_options = req.label_column, req.batch_axis, req.source_options
     t_start = time.perf_counter()
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust, "signature": (options or {}).get("signature"),
-                                                         **(source_options or {})})
+    reference = open_model(source, trust=trust, options=req.open_options())
     pin_input_shapes(reference, source_options)
     conv = lookup(reference.detected.spec.framework, target, quantize)
     calib = None
@@ -97,12 +89,12 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
         calib = load_dataset(calibration, reference.signature, "--calibration", label_column, batch_axis)
     real = load_dataset(inputs, reference.signature, "--inputs", label_column, batch_axis) if inputs else calib
     # timing and auto's gate run on real samples: --inputs, else --calibration
-    request = ConvertRequest(target, quantize, calib, dict(options or {}), samples=real)
+    request = ConvertRequest(target, quantize, calib, {"signature": req.signature, **(options or {})}, samples=real)
     if validate:  # read the parity data before the (slow) conversion: bad data fails fast
         if real is not None:  # real samples beat random ones, even if they are the calibration samples
             data, warnings = real, ([] if inputs else [CALIBRATION_NOTE])
         else:
-            data, warnings = parity_data(reference, None, seed, label_column, batch_axis)
+            data, warnings = parity_data(reference, None, req.seed, label_column, batch_axis)
     scalars = getattr(reference, "python_scalars", None)  # forward(x, sr: int): export specializes sr
     if scalars and real is not None:
         reference.example_scalars = {k: real.arrays[k].reshape(-1)[0].item() for k in scalars if k in real.arrays}
@@ -125,7 +117,8 @@ def convert_stage(source: str, target: str, quantize: str, staged_path: str, *,
         inherit_layout(reference.signature, candidate.signature)
         out["signature"] = candidate.signature.to_dict()
         report = check(reference, candidate, data, precision=result.precision,
-                       tolerance=tolerance_for(result.precision, tolerance, reference.runtime), kinds=output_kinds)
+                       tolerance=tolerance_for(result.precision, req.tolerance, reference.runtime),
+                       kinds=req.output_kinds)
         report.notes = warnings + report.notes
         out["parity"] = report.to_dict()
     out["total_seconds"] = time.perf_counter() - t_start
@@ -146,18 +139,14 @@ def recorded_precision(artifact: str) -> str | None:
     return prec if prec in ("fp32", "fp16", "dynamic", "int8") else None
 
 
-def validate_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
-                   tolerance: dict | None = None, trust: Trust = Trust(), seed: int = 0,
-                   label_column: str | None = None, signature: str | None = None,
-                   source_options: dict | None = None, batch_axis: dict | None = None,
-                   output_kinds: dict | None = None) -> dict:
+def validate_stage(req: SourceRequest, artifact: str, *, precision: str | None = None) -> dict:
     """Parity of an existing artifact against its source model."""
     from edgekit.validators.parity import check
 
+    source, trust = req.source, req.trust
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
-                                                         **(source_options or {})})
-    pin_input_shapes(reference, source_options)
+    reference = open_model(source, trust=trust, options=req.open_options())
+    pin_input_shapes(reference, req.source_options)
     progress(f"loading {Path(artifact).name}")
     candidate = open_model(artifact, trust=trust)
     if candidate.detected.spec.framework == reference.detected.spec.framework and \
@@ -165,9 +154,9 @@ def validate_stage(source: str, artifact: str, *, inputs: str | None = None, pre
         raise BadInput("the source and the artifact are the same file.")
     recorded = None if precision else recorded_precision(artifact)
     prec = precision or recorded or candidate.precision()
-    data, warnings = parity_data(reference, inputs, seed, label_column, batch_axis)
+    data, warnings = parity_data(reference, req.inputs, req.seed, req.label_column, req.batch_axis)
     report = check(reference, candidate, data, precision=prec,
-                   tolerance=tolerance_for(prec, tolerance, reference.runtime), kinds=output_kinds)
+                   tolerance=tolerance_for(prec, req.tolerance, reference.runtime), kinds=req.output_kinds)
     if recorded:
         warnings = warnings + [f"the {recorded} preset is the precision recorded in {Path(artifact).name}.report.json"]
     report.notes = warnings + report.notes

@@ -15,8 +15,11 @@ WEIGHT_FORMATS = ("torch_state_dict", "safetensors")
 
 
 def source_options(found: Detected, input_shapes=(), model_class: str | None = None,
-                   model_args: str | None = None) -> dict:
-    """Validate the source-describing options for `found`; return them for the stage."""
+                   model_args: str | dict | None = None) -> dict:
+    """Validate the source-describing options for `found`; return them for the stage. The CLI
+    and `edgekit build` (an edgekit.toml model's input_shape, model_class, model_args) both
+    build them here, so a stage sees the same options from either. `model_args` is the
+    --model-args JSON text, or the table edgekit.toml already parsed."""
     shapes = []
     if input_shapes:  # edgekit.tensors imports numpy: keep it out of the CLI process unless needed
         from edgekit.tensors import parse_input_shapes
@@ -40,7 +43,7 @@ def source_options(found: Detected, input_shapes=(), model_class: str | None = N
         if not model_class:
             raise BadInput("--model-args goes with --model-class.")
         try:
-            args = json.loads(model_args)
+            args = json.loads(model_args) if isinstance(model_args, str) else model_args
         except ValueError as exc:
             raise BadInput(f"--model-args is not valid JSON ({exc}).",
                            hint="""e.g. --model-args '{"num_classes": 10}'""") from None

@@ -1,12 +1,14 @@
 """Targets and tolerance presets, kept as data (not `if` branches).
 
 A target is an output format: its file extension, the format detection will see, the
-runtime that runs it, the precisions it can hold and the minimum library versions. A
+runtime that runs it and the precisions it can hold (library versions are pinned in
+setup.cfg, reported by `edgekit doctor` and part of build's cache key). A
 tolerance preset says when a candidate's outputs match the reference for a precision.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, replace
 
 from edgekit.errors import BadInput
@@ -18,20 +20,32 @@ class Target:
     extension: str
     format: str  # name in edgekit.formats.FORMATS
     runtime: str  # runner name in edgekit.validators.runners
-    precisions: tuple[str, ...]
-    min_versions: tuple[tuple[str, str], ...]  # (distribution, minimum version)
+    precisions: tuple[str, ...]  # what its converters may produce (checked by registry.register)
     description: str
+
+
+# Targets declared by a module of their own: its `TARGET` (plain data) names the format,
+# detection magic, runner, arm64 runtime and capability; its `register_converters(register,
+# registered)` adds the converters. Adding such a target adds one module and one line here.
+TARGET_MODULES = ("edgekit.converters.ort",)
+
+
+def declared_targets() -> list[dict]:
+    """The `TARGET` declarations of TARGET_MODULES (their modules import nothing heavy)."""
+    return [importlib.import_module(m).TARGET for m in TARGET_MODULES]
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("tflite", ".tflite", "tflite", "litert", ("fp32", "fp16", "dynamic", "int8"),
-           (("ai-edge-litert", "2.3.0"),), "TensorFlow Lite / LiteRT flatbuffer"),
+           "TensorFlow Lite / LiteRT flatbuffer"),
     Target("onnx", ".onnx", "onnx", "onnxruntime", ("fp32", "fp16", "dynamic", "int8"),
-           (("onnx", "1.21.0"), ("onnxruntime", "1.31.0")), "ONNX, run by onnxruntime"),
+           "ONNX, run by onnxruntime"),
     Target("torchscript", ".pt", "torchscript", "torchscript", ("fp32",),
-           (("torch", "2.13.0"),), "TorchScript archive (frozen)"),
+           "TorchScript archive (frozen)"),
     Target("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"),
-           (("executorch", "1.5.1"),), "ExecuTorch program with the XNNPACK delegate"),
+           "ExecuTorch program with the XNNPACK delegate"),
+    *(Target(d["name"], d["extension"], d["format"], d["runtime"], d["precisions"], d["description"])
+      for d in declared_targets()),
 )}
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8", "auto")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 
 def file_size(path: Path) -> int:
@@ -102,6 +102,14 @@ def _renamed(data, names: list[str]):
     if set(data.arrays) <= set(names) or len(data.arrays) != len(names):
         return data
     return Dataset(dict(zip(names, data.arrays.values())), data.labels, data.source)
+
+
+def shape_flags(reference) -> str:
+    """What to pass when random inputs cannot stand in for real ones (dynamic H/W...)."""
+    dyn = [s for s in reference.signature.inputs if any(d is None for d in s.shape[1:])]
+    pins = " ".join(f"--input-shape {s.name}=" + "x".join("1" if i == 0 and d is None else (str(d) if d else "SIZE")
+                                                           for i, d in enumerate(s.shape)) for s in dyn)
+    return f"--inputs with real samples (.npz keyed by input name), or {pins} to pin the dynamic axes"
 
 
 def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 10,

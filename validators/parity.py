@@ -480,7 +480,7 @@ def _kind_notes(outputs: list[OutputParity]) -> list[str]:
 def check(reference, candidate, data, *, precision: str, tolerance: Tolerance,
           kinds: dict | None = None) -> ParityReport:
     """Run both runners on the same data set and compare (inside a child process)."""
-    from edgekit.isolation import progress
+    from edgekit.progress import progress
 
     mapping = align_inputs(reference.signature, candidate.signature)
     pairs, notes = align_outputs(reference.signature, candidate.signature)

@@ -12,19 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
-from conftest import assert_user_error as _assert_user_error
+from conftest import assert_user_error, run_cli
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 torch = pytest.importorskip("torch")
-
-
-def assert_user_error(res, code: int, *needles: str) -> None:
-    _assert_user_error(res, code)
-    flat = " ".join(res.stderr.split()).lower()
-    for n in needles:
-        assert n.lower() in flat, (n, res)
 
 
 class GreyCNN(torch.nn.Module):

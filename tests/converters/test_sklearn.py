@@ -110,15 +110,15 @@ MATRIX = ["ct_scaler_onehot_gb", "ct_imputers_gb", "random_forest", "logistic", 
 
 @pytest.mark.parametrize("name", MATRIX)
 def test_converts_and_passes_parity(models, name, tmp_path):
-    from edgekit.loading import Trust
     from edgekit.pipeline import convert_stage
+    from edgekit.request import SourceRequest
 
     inputs = {"ct_scaler_onehot_gb": None, "ct_imputers_gb": models["rows"]}.get(name)
     if name in ("xgb_json", "xgb_ubj", "lightgbm"):
         inputs = models["cancer"]
-    res = convert_stage(str(models[name]), "onnx", "none", str(tmp_path / "m.onnx"),
-                        inputs=str(inputs) if inputs else None, label_column="target" if name in (
-                            "xgb_json", "xgb_ubj", "lightgbm") else ("y" if inputs else None), trust=Trust())
+    req = SourceRequest(str(models[name]), inputs=str(inputs) if inputs else None, label_column="target" if name in (
+        "xgb_json", "xgb_ubj", "lightgbm") else ("y" if inputs else None))
+    res = convert_stage(req, "onnx", "none", str(tmp_path / "m.onnx"))
     parity = res["parity"]
     assert parity["passed"], parity["outputs"]
     outs = {o["name"]: o for o in parity["outputs"]}
@@ -217,8 +217,9 @@ def test_skops_untrusted_type_is_listed_and_can_be_trusted(tmp_path):
 ])
 def test_quantized_tabular_models(models, tmp_path, name, mode, expect):
     from edgekit.pipeline import convert_stage
+    from edgekit.request import SourceRequest
 
-    res = convert_stage(str(models[name]), "onnx", mode, str(tmp_path / "q.onnx"))
+    res = convert_stage(SourceRequest(str(models[name])), "onnx", mode, str(tmp_path / "q.onnx"))
     assert res["parity"]["passed"]
     assert "latency_vs_fp32" in res["details"]
     if expect:
@@ -233,6 +234,7 @@ def test_quantized_tabular_models(models, tmp_path, name, mode, expect):
 def test_nothing_to_quantize_is_a_clear_error(models, tmp_path):
     from edgekit.errors import ConversionFailed
     from edgekit.pipeline import convert_stage
+    from edgekit.request import SourceRequest
 
     with pytest.raises(ConversionFailed, match="nothing to quantize"):
-        convert_stage(str(models["random_forest"]), "onnx", "dynamic", str(tmp_path / "q.onnx"))
+        convert_stage(SourceRequest(str(models["random_forest"])), "onnx", "dynamic", str(tmp_path / "q.onnx"))

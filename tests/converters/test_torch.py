@@ -8,6 +8,7 @@ no partial files, the security refusal).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, run_cli
-from conftest import assert_user_error as _assert_user_error
+from conftest import SAMPLES, assert_user_error, run_cli
 
 pytestmark = [pytest.mark.torch]
 
@@ -61,14 +61,6 @@ TINY = textwrap.dedent('''
 MATRIX = [("torchscript", "none"), ("executorch", "none"), ("executorch", "int8"), ("onnx", "none"),
           ("onnx", "fp16"), ("onnx", "dynamic"), ("onnx", "int8"), ("tflite", "none"), ("tflite", "fp16"),
           ("tflite", "dynamic"), ("tflite", "int8")]
-def assert_user_error(res, code: int, *needles: str) -> None:
-    """conftest's check, on stderr with rich's line wrapping undone (long messages wrap)."""
-    _assert_user_error(res, code)
-    flat = " ".join(res.stderr.split()).lower()
-    for n in needles:
-        assert n.lower() in flat, (n, res)
-
-
 KINDS = ["pt2", "torchscript", "state_dict", "safetensors", "pickle"]
 # Every target x precision from the .pt2; the other source kinds differ only in how the model is
 # loaded (TorchScript also in its route, TS2EPConverter), so they get a spread of the matrix that
@@ -160,10 +152,11 @@ def convert_here(source: Path, target: str, quantize: str, out: Path, *, calibra
     frameworks' native code in one long-lived process is not something the product does)."""
     from edgekit import isolation
     from edgekit.loading import Trust
+    from edgekit.request import SourceRequest
 
-    return isolation.run("convert", "edgekit.pipeline:convert_stage", str(source), target, quantize, str(out),
-                         calibration=calibration and str(calibration), inputs=inputs and str(inputs),
-                         source_options=source_options, trust=trust or Trust(), tolerance=tolerance, timeout=600)
+    req = SourceRequest(str(source), trust or Trust(), source_options or {}, inputs=inputs and str(inputs),
+                        calibration=calibration and str(calibration), tolerance=tolerance)
+    return isolation.run("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(out), timeout=600)
 
 
 @pytest.fixture
@@ -339,3 +332,70 @@ def test_cli_unsupported_operator_exit_3_no_file(tiny, tmp_path):
     res = run_cli("convert", tiny / "cummax.pt2", "--target", "tflite", "-o", out)
     assert_user_error(res, 3, "aten.cummax", "tflite")
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".edgekit")]
+
+
+@pytest.mark.slow
+def test_build_of_weights_with_model_class_and_a_torchscript_with_input_shape(digits, tmp_path):
+    """#14: edgekit.toml's input_shape, model_class and model_args reach every stage of a build
+    (convert, host parity, `build --check`), as --input-shape/--model-class/--model-args do."""
+    (tmp_path / "edgekit.toml").write_text(textwrap.dedent(f"""
+        [build]
+        out = "out"
+        jobs = 1
+
+        [[models]]
+        name = "weights"
+        source = "{digits / 'digits_torch.state.pt'}"
+        inputs = "{digits / 'digits_torch_val.npz'}"
+        model_class = "digits_torch:DigitsCNN"
+        model_args = {{ num_classes = 10 }}
+        input_shape = "image=1x1x8x8"
+
+          [[models.targets]]
+          target = "onnx"
+
+        [[models]]
+        name = "script"
+        source = "{digits / 'digits_torch.ts.pt'}"
+        inputs = "{digits / 'digits_torch_val.npz'}"
+        input_shape = ["image=1x1x8x8"]
+
+          [[models.targets]]
+          target = "onnx"
+        """))
+    env = {"PYTHONPATH": str(SAMPLES)}  # where digits_torch:DigitsCNN imports from
+    res = run_cli("build", "--json", cwd=tmp_path, env=env)
+    assert res.code == 0, res
+    arts = {a["id"]: a for a in json.loads((tmp_path / "out" / "manifest.json").read_text())["artifacts"]}
+    assert set(arts) == {"weights/onnx-fp32", "script/onnx-fp32"}, arts
+    for a in arts.values():
+        assert a["parity"]["host"]["passed"] and a["parity"]["host"]["samples"] == 360, a
+    assert run_cli("build", "--check", cwd=tmp_path, env=env).code == 0
+
+
+def test_build_refuses_weights_without_model_class_at_plan_time(digits, tmp_path):
+    (tmp_path / "edgekit.toml").write_text(textwrap.dedent(f"""
+        [[models]]
+        name = "weights"
+        source = "{digits / 'digits_torch.state.pt'}"
+        input_shape = "1x1x8x8"
+
+          [[models.targets]]
+          target = "onnx"
+        """))
+    res = run_cli("build", cwd=tmp_path)
+    assert_user_error(res, 2, "edgekit.toml:4", "only weights, no model code", "--model-class")
+
+
+@pytest.mark.slow
+def test_quantized_torch_to_onnx_reports_latency_beside_fp32(tiny, tmp_path):
+    """#14: torch -> ONNX runs the shared "float ONNX, then quantize" step with its report:
+    the quantized-vs-fp32 table, and the slower warning exactly when the numbers say so."""
+    res = run_cli("convert", tiny / "lstm.pt2", "--target", "onnx", "--quantize", "fp16", "--inputs",
+                  tiny / "lstm_val.npz", "-o", tmp_path / "q.onnx", "--json")
+    assert res.code == 0, res
+    lat = res.json["result"]["details"]["latency_vs_fp32"]
+    assert lat["fp32_ms"] > 0 and lat["quantized_ms"] > 0 and lat["mode"] == "fp16", lat
+    assert lat["slower"] == (lat["quantized_ms"] > lat["fp32_ms"] * 1.10)
+    assert ("QUANTIZED MODEL IS SLOWER" in res.stderr) == lat["slower"]
+    assert "quantized vs fp32" in " ".join((res.stdout + res.stderr).split())

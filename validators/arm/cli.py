@@ -234,22 +234,21 @@ def check_arch_args(arches, max_arm_instructions, arm_baseline=None) -> tuple:
     return arches
 
 
-def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, inputs, precision, tolerance,
-                    trust, seed, timeout, verbose, json_out, arm_baseline=None, max_arm_increase=1.0,
-                    label_column=None, signature=None, source_options=None) -> None:
+def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, precision, timeout, verbose, json_out,
+                    arm_baseline=None, max_arm_increase=1.0) -> None:
     """`edgekit validate --arch ...`: one parity table per architecture, then the gate."""
     from pathlib import Path
 
     from edgekit import ui
-    from edgekit.cli import _print_notes, _run_stage
+    from edgekit.cli import print_notes, run_stage
     from edgekit.report import failure_line
     from edgekit.errors import CheckFailed
     from edgekit.report import document, parity_table
 
-    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(source), str(artifact),
-                     arches=arches, cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
-                     trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
-                     label_column=label_column, signature=signature, source_options=source_options,
+    source = req.source
+    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(artifact),
+                     arches=arches, cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
+                     crash_exit_code=2,
                      title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
     results = out["results"]
     gate = Gate(results, max_arm_instructions, arm_baseline, max_arm_increase)
@@ -262,7 +261,7 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
                                           f"{Path(source).name}"))
         if r["arch"] == "arm64":
             ui.info(arm_summary(r))
-    _print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
+    print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
     failed = [r for r in results if not r["parity"]["passed"]]
     if failed:
         raise (CheckFailed("; ".join(f"parity failed on {r['arch']}: {failure_line(r['parity'])}"
@@ -274,26 +273,23 @@ def validate_arches(source, artifact, arches, arm_cpu, max_arm_instructions, *, 
 def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout, verbose) -> list[dict]:
     from pathlib import Path
 
-    from edgekit.cli import _run_stage
+    from edgekit.cli import run_stage
 
-    return [_run_stage("bench", "edgekit.validators.arm.stages:measure", str(a), cpu=arm_cpu, trust=trust,
+    return [run_stage("bench", "edgekit.validators.arm.stages:measure", str(a), cpu=arm_cpu, trust=trust,
                        warmup=warmup, iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
                        title=f"benchmarking {Path(a).name} on emulated arm64 ({arm_cpu})", crash_exit_code=2)
             for a in artifacts]
 
 
-def convert_arm_check(model, staged, precision, *, arm_cpu, inputs, tolerance, trust, seed, timeout,
-                      verbose, label_column=None, signature=None, source_options=None) -> dict:
+def convert_arm_check(req, staged, precision, *, arm_cpu, timeout, verbose) -> dict:
     """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
     from pathlib import Path
 
-    from edgekit.cli import _run_stage
+    from edgekit.cli import run_stage
 
-    out = _run_stage("validate", "edgekit.validators.arm.stages:validate_stage", str(model), str(staged),
-                     arches=("arm64",), cpu=arm_cpu, inputs=inputs, precision=precision, tolerance=tolerance,
-                     trust=trust, seed=seed, timeout=timeout, verbose=verbose, crash_exit_code=2,
-                     label_column=label_column, signature=signature, source_options=source_options,
-                     title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
+    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged),
+                     arches=("arm64",), cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
+                     crash_exit_code=2, title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
     return out["results"][0]
 
 

@@ -240,7 +240,7 @@ def open_artifact(path: str, threads: int):
     elif head[4:6] == b"ET":
         raise DeviceError("load", "ExecuTorch (.pte) is not available in this device runner (no aarch64 "
                                   "ExecuTorch Python runtime is installed here).")
-    elif path.endswith(".onnx") or head[:1] == b"\x08":  # ONNX: protobuf field 1 (ir_version)
+    elif path.endswith(".onnx") or head[:1] == b"\x08" or head[4:8] == b"ORTM":  # ONNX protobuf; ORT format
         cls = OnnxModel
     else:
         raise DeviceError("load", f"{path}: not a .tflite or .onnx file.")

@@ -45,7 +45,11 @@ class ArmRunner(Runner):
                 f"{self.path}: ExecuTorch is not available under emulation (no aarch64 ExecuTorch Python "
                 "runtime in the emulated arm64 environment), so this .pte cannot be checked on arm64.",
                 hint="check .pte files with --arch host; use the .tflite or .onnx artifact for arm64 checks")
-        if spec.runtime not in DEVICE_RUNTIMES:
+        from edgekit.targets import declared_targets
+
+        device_runtime = {d["runtime"]: d.get("device_runtime") for d in declared_targets()}.get(spec.runtime,
+                                                                                                 spec.runtime)
+        if device_runtime not in DEVICE_RUNTIMES:
             raise BadInput(f"{self.path}: a {spec.description} cannot run on emulated arm64; only .tflite "
                            "(LiteRT) and .onnx (onnxruntime) artifacts can.", hint="use --arch host for it")
         self.cpu = check_cpu(self.options.get("cpu") or DEFAULT_CPU)
@@ -54,7 +58,7 @@ class ArmRunner(Runner):
         host.detected = self.detected
         self.host = host.load()  # the signature as the host runtime reads it
         self.signature = host.signature
-        self.device_runtime = spec.runtime
+        self.device_runtime = device_runtime
         self.runtime = f"{spec.runtime} on arm64"
         if self.threads not in (None, 1):
             self.notes.append("arm64 runs use one thread (instruction counts are exact only with one)")
@@ -85,7 +89,7 @@ class ArmRunner(Runner):
     def run(self, arrays: dict[str, np.ndarray], *, warmup: int = 0, iterations: int = 0, outputs: bool = True,
             max_batch: int = 256, timeout: float | None = None) -> dict:
         """One emulator launch: outputs for every sample and/or a counted timing loop."""
-        from edgekit.isolation import progress
+        from edgekit.progress import progress
         from edgekit.validators.arm.emulator import GUEST_MODEL_DIR, GUEST_WORK, expect_outputs
         from edgekit.validators.arm.provision import DEVICE_RUNNER
 

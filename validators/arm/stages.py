@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import resource
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.errors import BadInput
-from edgekit.isolation import progress
+from edgekit.progress import progress
 from edgekit.loading import Trust, open_model
 from edgekit.validators.arm import DEFAULT_CPU, EMULATED_LABEL
+
+if TYPE_CHECKING:
+    from edgekit.request import SourceRequest
 
 VALIDATE_WARMUP = 2
 VALIDATE_ITERATIONS = 10
@@ -61,22 +65,19 @@ def arm_summary(runner) -> dict:
     return out
 
 
-def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu: str | None = None,
-                   inputs: str | None = None, precision: str | None = None, tolerance: dict | None = None,
-                   trust: Trust = Trust(), seed: int = 0, iterations: int = VALIDATE_ITERATIONS,
-                   label_column: str | None = None, signature: str | None = None,
-                   source_options: dict | None = None) -> dict:
-    """Parity of `artifact` against `source` on each architecture; returns {"results": [...]}."""
+def validate_stage(req: SourceRequest, artifact: str, *, arches=("host", "arm64"), cpu: str | None = None,
+                   precision: str | None = None, iterations: int = VALIDATE_ITERATIONS) -> dict:
+    """Parity of `artifact` against `req.source` on each architecture; returns {"results": [...]}."""
     from edgekit.pipeline import parity_data, pin_input_shapes, recorded_precision, tolerance_for
     from edgekit.validators.parity import check
 
+    source, trust = req.source, req.trust
     progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
-                                                         **(source_options or {})})
-    pin_input_shapes(reference, source_options)
+    reference = open_model(source, trust=trust, options=req.open_options())
+    pin_input_shapes(reference, req.source_options)
     if Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
-    data, warnings = parity_data(reference, inputs, seed, label_column)
+    data, warnings = parity_data(reference, req.inputs, req.seed, req.label_column)
     once = _Once(reference)
     results = []
     for arch in arches:
@@ -86,7 +87,7 @@ def validate_stage(source: str, artifact: str, *, arches=("host", "arm64"), cpu:
         else:
             candidate = open_model(artifact, trust=trust)
         prec = precision or recorded_precision(artifact) or candidate.precision()
-        tol = tolerance_for(prec, tolerance, reference.runtime)
+        tol = tolerance_for(prec, req.tolerance, reference.runtime)
         try:
             report = check(once, candidate, data, precision=prec, tolerance=tol)
         except BadInput as exc:

@@ -22,6 +22,16 @@ RUNNERS = {
 }
 
 
+
+def _declared_runners() -> dict[str, str]:
+    from edgekit.targets import declared_targets
+
+    return {d["runtime"]: d["runner"] for d in declared_targets()}
+
+
+RUNNERS.update(_declared_runners())  # runners of targets declared in their own module
+
+
 def runner_class(runtime: str):
     from edgekit.errors import BadInput
 
