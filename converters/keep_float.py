@@ -71,9 +71,9 @@ def group(model, name: str) -> list[str]:
 
 
 def _feeds(path: Path, data) -> tuple[dict, int]:
-    from edgekit.validators.debug import _io
+    from edgekit.validators.debug import onnx_io
 
-    names = [i[0] for i in _io(path)]
+    names = [i[0] for i in onnx_io(path)]
     keys = list(data.arrays)
     if set(names) <= set(keys):
         return {k: data.arrays[k] for k in names}, data.n
@@ -82,10 +82,10 @@ def _feeds(path: Path, data) -> tuple[dict, int]:
 
 def _passes(float_path: Path, quant_path: Path, feeds: dict, n: int, source: str, labels=None):
     from edgekit.targets import tolerance_preset
-    from edgekit.validators.debug import _run_all
+    from edgekit.validators.debug import run_all
     from edgekit.validators.parity import compare
 
-    ref, cand = _run_all(float_path, feeds, n), _run_all(quant_path, feeds, n)
+    ref, cand = run_all(float_path, feeds, n), run_all(quant_path, feeds, n)
     pairs = [(k, k) for k in ref if k in cand]
     report = compare(ref, cand, pairs, tolerance_preset("int8"), precision="int8", data_source=source, labels=labels)
     return report.passed, report
@@ -147,11 +147,11 @@ def apply(pre: Path, out_path: Path, keep: list[str], data, quantize_with, repor
 # ----------------------------------------------------------------------------- TFLite (Keras, SavedModel)
 def _tflite_layers(blob: bytes, tmp: Path) -> tuple[list[str], dict[str, list[str]]]:
     """Op output names of a TFLite file in execution order, and which ops read each one's output."""
-    from edgekit.validators.debug import _tflite
+    from edgekit.validators.debug import tflite_interpreter
 
     path = tmp / "probe.tflite"
     path.write_bytes(blob)
-    interp = _tflite(path)
+    interp = tflite_interpreter(path)
     names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
     ops = [o for o in interp._get_ops_details() if o["op_name"] not in ("DELEGATE", "QUANTIZE", "DEQUANTIZE")]
     layers = [names[o["outputs"][0]] for o in ops if len(o["outputs"])]
@@ -161,12 +161,12 @@ def _tflite_layers(blob: bytes, tmp: Path) -> tuple[list[str], dict[str, list[st
 
 
 def _tflite_outputs(blob: bytes, tmp: Path, name: str, feeds: list, n: int) -> dict:
-    from edgekit.validators.debug import _tflite, _tflite_run
+    from edgekit.validators.debug import tflite_interpreter, tflite_run
 
     path = tmp / name
     path.write_bytes(blob)
-    outs = [d["name"] for d in _tflite(path).get_output_details()]
-    values, _, _ = _tflite_run(path, feeds, n)
+    outs = [d["name"] for d in tflite_interpreter(path).get_output_details()]
+    values, _, _ = tflite_run(path, feeds, n)
     return {f"output{k}": values[o] for k, o in enumerate(outs)}
 
 

@@ -513,7 +513,7 @@ def debug(source, artifact, inputs, precision, seed, input_shapes, model_class, 
     _source(artifact)
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
-    result = run_stage("validate", "edgekit.validators.debug:debug_stage", str(source), str(artifact), inputs=inputs,
+    result = run_stage("validate", "edgekit.pipeline:debug_stage", str(source), str(artifact), inputs=inputs,
                         precision=None if precision == "auto" else precision, seed=seed,
                         trust=_trust(trust_pickle, trust_code, trust_types), source_options=src_options,
                         batch_axis=batch_axis, signature=signature_name, timeout=timeout, verbose=verbose,

@@ -203,3 +203,79 @@ def inspect_stage(path: str, *, trust: Trust = Trust(), source_options: dict | N
         "runtime": runner.runtime, "runtime_version": runner.version(), "precision": runner.precision(),
         "signature": runner.signature.to_dict(), "operators": runner.op_counts(),
     }
+
+
+# ----------------------------------------------------------------------------- edgekit debug
+def float_tflite(reference, tmp: Path) -> tuple[Path, list[str]]:
+    from edgekit.converters.registry import ConvertRequest, lookup
+
+    fw = reference.detected.spec.framework
+    if reference.detected.name == "tflite":
+        return Path(reference.path), []
+    progress(f"converting the {fw} source to fp32 TFLite, the float reference for the layer comparison")
+    out = tmp / "float.tflite"
+    lookup(fw, "tflite", "none").func(reference, ConvertRequest("tflite"), out)
+    return out, [f"the {fw} source is compared through its fp32 TFLite conversion (layers are its TFLite tensors)"]
+
+
+def float_onnx(reference, tmp: Path) -> tuple[Path, list[str]]:
+    """The float ONNX reference for a loaded source: itself if ONNX, else edgekit's fp32 conversion."""
+    from edgekit.converters.registry import ConvertRequest, lookup
+
+    fw = reference.detected.spec.framework
+    if fw == "onnx":
+        return Path(reference.path), []
+    progress(f"converting the {fw} source to fp32 ONNX, the float reference for the layer comparison")
+    out = tmp / "float.onnx"
+    lookup(fw, "onnx", "none").func(reference, ConvertRequest("onnx"), out)
+    return out, [f"the {fw} source is compared through its fp32 ONNX conversion (layers are its ONNX nodes)"]
+
+
+def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
+                trust=None, seed: int = 0, source_options: dict | None = None, batch_axis: dict | None = None,
+                signature: str | None = None) -> dict:
+    """`edgekit debug`: layer-by-layer comparison of an ONNX or TFLite artifact with its source
+    (inside a child process); the comparison itself is edgekit.validators.debug's."""
+    import tempfile
+
+    from edgekit.formats import detect
+    from edgekit.validators.debug import (FP_FLOOR_DB, MAX_SAMPLES, MEMORY_BUDGET, check_same_inputs, compare_layers,
+                                          compare_tflite, json_safe, onnx_io, tflite_io)
+
+    trust = trust or Trust()
+    found = detect(artifact)
+    if found.name not in ("onnx", "tflite"):
+        raise BadInput(f"{artifact}: edgekit debug compares layers of ONNX and TFLite artifacts only for now "
+                       f"(this is a {found.spec.description}).",
+                       hint="ExecuTorch layer comparison is not implemented yet; "
+                            "'edgekit validate' still checks its outputs")
+    progress(f"loading {Path(source).name}")
+    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
+                                                         **(source_options or {})})
+    candidate = open_model(artifact, trust=trust)
+    prec = precision or recorded_precision(artifact) or candidate.precision()
+    data, notes = parity_data(reference, inputs, seed, None, batch_axis)
+    data = data.take(min(data.n, MAX_SAMPLES))
+    floor = FP_FLOOR_DB.get(prec) or tolerance_preset(prec).min_snr_db or 12.0
+    names = (Path(source).name, Path(artifact).name)
+    with tempfile.TemporaryDirectory(prefix="edgekit-debug-") as tmp:
+        if found.name == "tflite":
+            float_path, more = float_tflite(reference, Path(tmp))
+            check_same_inputs(tflite_io(float_path), tflite_io(Path(artifact)), *names, any_int=True)
+            feeds = list(data.arrays.values())  # in the source signature's order, as the converter keeps it
+            result = compare_tflite(float_path, Path(artifact), feeds, data.n, floor)
+        else:
+            float_path, more = float_onnx(reference, Path(tmp))
+            check_same_inputs(onnx_io(float_path), onnx_io(Path(artifact)), *names)
+            inputs_ = [i[0] for i in onnx_io(float_path)]
+            keys = list(data.arrays)
+            feeds = {k: data.arrays[k] for k in inputs_} if set(inputs_) <= set(keys) else \
+                {n: data.arrays[k] for n, k in zip(inputs_, keys)}
+            result = compare_layers(float_path, Path(artifact), feeds, data.n, floor)
+    if result.get("samples", data.n) < data.n:
+        more.append(f"compared on the first {result['samples']} of {data.n} samples: every intermediate tensor "
+                    f"is kept, within {MEMORY_BUDGET >> 20} MB" + (" (TFLite: at most 64)" if found.name == "tflite" else ""))
+    result = json_safe(result)  # NaN/Inf in the artifact: the row says finite: false, its metrics are null
+    result.update({"source": source, "artifact": artifact, "precision": prec, "samples": result.pop("samples", data.n),
+                   "data_source": data.source, "notes": notes + more})
+    return result

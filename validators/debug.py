@@ -14,7 +14,9 @@ weights (error from the weights) beside the loss of the layer itself (input SNR 
 The first divergence is the first tensor, in graph order, whose SNR falls below the
 precision's floor (the preset's min_snr_db, or FP_FLOOR_DB for float precisions).
 
-Not covered yet: TFLite and ExecuTorch artifacts (exit 2 says so).
+TFLite artifacts are compared through the interpreter's preserve-all-tensors mode. Not covered
+yet: ExecuTorch artifacts (exit 2 says so). The stage (`edgekit.pipeline.debug_stage`) builds the
+float reference with edgekit's converters; this module only compares.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import BadInput
-from edgekit.isolation import progress
+from edgekit.progress import progress
 
 DQ_SUFFIX = "_DequantizeLinear_Output"
 FP_FLOOR_DB = {"fp32": 60.0, "fp16": 40.0}
@@ -83,7 +85,7 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def _io(path: Path) -> list[tuple[str, tuple, str]]:
+def onnx_io(path: Path) -> list[tuple[str, tuple, str]]:
     s = _session(path)
     return [(i.name, tuple(d if isinstance(d, int) else None for d in i.shape), i.type) for i in s.get_inputs()]
 
@@ -109,7 +111,7 @@ def check_same_inputs(ref: list, cand: list, source_name: str, artifact_name: st
                        hint="debug an artifact against the model it was converted from")
 
 
-def _run_all(path: Path, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+def run_all(path: Path, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """Every output of `path` over n samples (one batch if the model takes it, else one by one)."""
     sess = _session(path)
     names = [o.name for o in sess.get_outputs()]
@@ -188,13 +190,13 @@ def compare_layers(float_path: Path, artifact: Path, feeds: dict[str, np.ndarray
         f_all, a_all = Path(tmp) / "float.onnx", Path(tmp) / "artifact.onnx"
         order = _expose_all(float_path, f_all)
         _expose_all(artifact, a_all)
-        per_sample = 2 * sum(v.nbytes for v in _run_all(f_all, {k: v[:1] for k, v in feeds.items()}, 1).values())
+        per_sample = 2 * sum(v.nbytes for v in run_all(f_all, {k: v[:1] for k, v in feeds.items()}, 1).values())
         n = max(1, min(n, MEMORY_BUDGET // max(per_sample, 1)))
         feeds = {k: v[:n] for k, v in feeds.items()}
         progress(f"running the float model with every tensor exposed ({len(order)} tensors, {n} samples)")
-        f_out = _run_all(f_all, feeds, n)
+        f_out = run_all(f_all, feeds, n)
         progress("running the artifact with every tensor exposed")
-        a_out = _run_all(a_all, feeds, n)
+        a_out = run_all(a_all, feeds, n)
     fm, am = onnx.load_model(str(float_path)), onnx.load_model(str(artifact))
     f_inits, a_inits = _initializers(fm), _initializers(am)
     qp, a_weights = _qparams(am, a_inits), _dequantized_weights(am, a_inits)
@@ -262,7 +264,7 @@ def summarize(layers: list[dict], unmatched: list[dict], floor_db: float) -> dic
 TFLITE_SAMPLES = 64  # the interpreter runs one sample at a time
 
 
-def _tflite(path: Path):
+def tflite_interpreter(path: Path):
     from edgekit.errors import require
 
     mod = require("ai_edge_litert.interpreter", "tf")
@@ -285,15 +287,15 @@ def _dequant(value: np.ndarray, detail: dict) -> np.ndarray:
     return (value.astype(np.float64) - zeros.reshape(shape)) * scales.reshape(shape)
 
 
-def _tflite_io(path: Path) -> list[tuple[str, tuple, str]]:
-    d = _tflite(path).get_input_details()
+def tflite_io(path: Path) -> list[tuple[str, tuple, str]]:
+    d = tflite_interpreter(path).get_input_details()
     return [(i["name"], tuple(None if s < 0 else int(s) for s in i["shape_signature"]), str(i["dtype"].__name__))
             for i in d]
 
 
-def _tflite_run(path: Path, feeds: list[np.ndarray], n: int) -> tuple[dict, list, dict]:
+def tflite_run(path: Path, feeds: list[np.ndarray], n: int) -> tuple[dict, list, dict]:
     """{tensor name: [n, ...] float values} of every op output, the ops (in execution order) and details."""
-    interp = _tflite(path)
+    interp = tflite_interpreter(path)
     details = {d["index"]: d for d in interp.get_tensor_details()}
     ops = [o for o in interp._get_ops_details() if o["op_name"] != "DELEGATE"]
     ins = interp.get_input_details()
@@ -319,12 +321,12 @@ def compare_tflite(float_path: Path, artifact: Path, feeds: list[np.ndarray], n:
     n = min(n, TFLITE_SAMPLES)
     feeds = [f[:n] for f in feeds]
     progress(f"running the float TFLite file with every tensor kept ({n} samples)")
-    f_vals, f_ops, f_det = _tflite_run(float_path, feeds, n)
+    f_vals, f_ops, f_det = tflite_run(float_path, feeds, n)
     progress("running the artifact with every tensor kept")
-    a_vals, a_ops, a_det = _tflite_run(artifact, feeds, n)
+    a_vals, a_ops, a_det = tflite_run(artifact, feeds, n)
     a_by_name = {a_det[o["outputs"][0]]["name"]: o for o in a_ops if len(o["outputs"])}
-    a_interp = _tflite(artifact)
-    f_interp = _tflite(float_path)
+    a_interp = tflite_interpreter(artifact)
+    f_interp = tflite_interpreter(float_path)
     layers, unmatched, snr_of = [], [], {}
     for op in a_ops:  # the artifact's QUANTIZE of a float input: the input as its first layer sees it
         src = a_det[op["inputs"][0]]["name"] if op["op_name"] == "QUANTIZE" and len(op["inputs"]) else None
@@ -362,79 +364,6 @@ def compare_tflite(float_path: Path, artifact: Path, feeds: list[np.ndarray], n:
     return {**summarize(layers, unmatched, floor_db), "samples": n}
 
 
-def float_tflite(reference, tmp: Path) -> tuple[Path, list[str]]:
-    from edgekit.converters.registry import ConvertRequest, lookup
-
-    fw = reference.detected.spec.framework
-    if reference.detected.name == "tflite":
-        return Path(reference.path), []
-    progress(f"converting the {fw} source to fp32 TFLite, the float reference for the layer comparison")
-    out = tmp / "float.tflite"
-    lookup(fw, "tflite", "none").func(reference, ConvertRequest("tflite"), out)
-    return out, [f"the {fw} source is compared through its fp32 TFLite conversion (layers are its TFLite tensors)"]
-
-
-def float_onnx(reference, tmp: Path) -> tuple[Path, list[str]]:
-    """The float ONNX reference for a loaded source: itself if ONNX, else edgekit's fp32 conversion."""
-    from edgekit.converters.registry import ConvertRequest, lookup
-
-    fw = reference.detected.spec.framework
-    if fw == "onnx":
-        return Path(reference.path), []
-    progress(f"converting the {fw} source to fp32 ONNX, the float reference for the layer comparison")
-    out = tmp / "float.onnx"
-    lookup(fw, "onnx", "none").func(reference, ConvertRequest("onnx"), out)
-    return out, [f"the {fw} source is compared through its fp32 ONNX conversion (layers are its ONNX nodes)"]
-
-
-def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
-                trust=None, seed: int = 0, source_options: dict | None = None, batch_axis: dict | None = None,
-                signature: str | None = None) -> dict:
-    """Layer-by-layer comparison of an ONNX or TFLite artifact with its source (inside a child process)."""
-    from edgekit.formats import detect
-    from edgekit.loading import Trust, open_model
-    from edgekit.pipeline import parity_data, recorded_precision
-    from edgekit.targets import tolerance_preset
-
-    trust = trust or Trust()
-    found = detect(artifact)
-    if found.name not in ("onnx", "tflite"):
-        raise BadInput(f"{artifact}: edgekit debug compares layers of ONNX and TFLite artifacts only for now "
-                       f"(this is a {found.spec.description}).",
-                       hint="ExecuTorch layer comparison is not implemented yet; "
-                            "'edgekit validate' still checks its outputs")
-    progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
-                                                         **(source_options or {})})
-    candidate = open_model(artifact, trust=trust)
-    prec = precision or recorded_precision(artifact) or candidate.precision()
-    data, notes = parity_data(reference, inputs, seed, None, batch_axis)
-    data = data.take(min(data.n, MAX_SAMPLES))
-    floor = FP_FLOOR_DB.get(prec) or tolerance_preset(prec).min_snr_db or 12.0
-    names = (Path(source).name, Path(artifact).name)
-    with tempfile.TemporaryDirectory(prefix="edgekit-debug-") as tmp:
-        if found.name == "tflite":
-            float_path, more = float_tflite(reference, Path(tmp))
-            check_same_inputs(_tflite_io(float_path), _tflite_io(Path(artifact)), *names, any_int=True)
-            feeds = list(data.arrays.values())  # in the source signature's order, as the converter keeps it
-            result = compare_tflite(float_path, Path(artifact), feeds, data.n, floor)
-        else:
-            float_path, more = float_onnx(reference, Path(tmp))
-            check_same_inputs(_io(float_path), _io(Path(artifact)), *names)
-            inputs_ = [i[0] for i in _io(float_path)]
-            keys = list(data.arrays)
-            feeds = {k: data.arrays[k] for k in inputs_} if set(inputs_) <= set(keys) else \
-                {n: data.arrays[k] for n, k in zip(inputs_, keys)}
-            result = compare_layers(float_path, Path(artifact), feeds, data.n, floor)
-    if result.get("samples", data.n) < data.n:
-        more.append(f"compared on the first {result['samples']} of {data.n} samples: every intermediate tensor "
-                    f"is kept, within {MEMORY_BUDGET >> 20} MB" + (" (TFLite: at most 64)" if found.name == "tflite" else ""))
-    result = _json_safe(result)  # NaN/Inf in the artifact: the row says finite: false, its metrics are null
-    result.update({"source": source, "artifact": artifact, "precision": prec, "samples": result.pop("samples", data.n),
-                   "data_source": data.source, "notes": notes + more})
-    return result
-
-
 def short(name: str) -> str:
     """A TFLite tensor named after every op fused into it ('a/MatMul;a/Relu;a/BiasAdd'): its first."""
     head = name.split(";")[0]
@@ -445,13 +374,13 @@ def _loss(db) -> str:
     return "NaN/Inf" if db is None else f"-{db:.1f} dB"
 
 
-def _json_safe(value):
+def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 

@@ -17,7 +17,7 @@ NAMES = ["core", "validators", "converters", "pipeline/build", "cli"]
 LAYERS = {
     "edgekit": CORE, "edgekit.errors": CORE, "edgekit.formats": CORE, "edgekit.tensors": CORE,
     "edgekit.targets": CORE, "edgekit.fsutil": CORE, "edgekit.isolation": CORE, "edgekit.progress": CORE,
-    "edgekit.scan": CORE,
+    "edgekit.scan": CORE, "edgekit.text": CORE,
     "edgekit.sources": CORE, "edgekit.config": CORE, "edgekit.ui": CORE, "edgekit.converters": CORE,
     "edgekit.loading": VALIDATORS, "edgekit.request": VALIDATORS,  # open_model picks a runner
     "edgekit.pipeline": PIPELINE, "edgekit.build": PIPELINE, "edgekit.report": PIPELINE, "edgekit.doctor": PIPELINE,
