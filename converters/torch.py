@@ -117,6 +117,8 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
                     ts = module if script or isinstance(module, torch.jit.ScriptModule) else \
                         torch.jit.trace(module, model.example_inputs(batch=1))
                     frozen = torch.jit.freeze(ts.eval())
+    if not script and not isinstance(module, torch.jit.ScriptModule):
+        _check_trace_fits_the_data(frozen, model, request.samples)
     trace_warnings = sorted({str(w.message).splitlines()[0][:160] for w in caught
                              if issubclass(w.category, torch.jit.TracerWarning)})
     # An ExportedProgram's graph is straight-line code: its only tracer warnings come from
@@ -140,6 +142,33 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
     notes.append(f"{'scripted' if script else 'traced'} and frozen; input signature stored in the archive")
     return ConvertResult(out_path, "fp32", notes, {"converter": "torch.jit", "torch": torch.__version__,
                                                    "method": meta["method"]})
+
+
+def _check_trace_fits_the_data(frozen, model, samples) -> None:
+    """A trace bakes the example's shapes in. When the source has dynamic axes besides the batch
+    (a sequence length) and the user's data has other lengths, the frozen trace must still give
+    the source's result on that data; if it cannot even run there, the conversion fails (exit 3)
+    here, instead of parity failing later inside the TorchScript runtime."""
+    import numpy as np
+
+    torch = _torch()
+    if samples is None or samples.axes or not any(d is None for s in model.signature.inputs for d in s.shape[1:]):
+        return
+    names = [s.name for s in model.signature.inputs]
+    if model.python_scalars or not set(names) <= set(samples.arrays):
+        return
+    args = tuple(torch.from_numpy(np.ascontiguousarray(samples.arrays[n][:1])) for n in names)
+    shapes = ", ".join(f"{n} {'x'.join(map(str, a.shape))}" for n, a in zip(names, args))
+    try:
+        with torch.no_grad():
+            frozen(*args)
+    except Exception as exc:
+        raise ConversionFailed(
+            f"the TorchScript trace does not generalise to the shapes of your data ({shapes}): torch.jit.trace "
+            "records the example's sequence length, and the traced graph fails at another one "
+            f"({(str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]}).",
+            hint="export the model at the fixed length your app uses (torch.export with static shapes) and convert "
+                 "that, or use --script, or another target (ONNX keeps the dynamic axis)") from None
 
 
 def _batch_generalises(frozen, model) -> bool:

@@ -174,8 +174,8 @@ def _source(path: str) -> "object":
              epilog=EXIT_CODE_HELP)
 @click.version_option(__version__, prog_name="edgekit")
 def cli():
-    """edgekit: convert trained models to mobile formats (TFLite, ONNX, TorchScript,
-    ExecuTorch) and prove they still compute the same thing.
+    """edgekit: convert trained models to mobile formats (TFLite, ONNX, ONNX Runtime Mobile,
+    TorchScript, ExecuTorch) and prove they still compute the same thing.
 
     \b
     Examples:

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLES, assert_user_error, run_cli
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -80,6 +80,17 @@ def test_dynamic_sequence_to_onnx_at_several_lengths(bert, tmp_path):
         with torch.no_grad():
             want = model(torch.from_numpy(x), torch.from_numpy(m)).numpy()
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
+def test_torchscript_trace_of_a_dynamic_length_bert_that_does_not_generalise_is_exit_3(bert, tmp_path):
+    """torch.jit.trace bakes the example's sequence length into the graph; on the user's 64-token
+    data the trace cannot run. That was an internal error (exit 5) inside the parity check; it is a
+    conversion failure (exit 3) that says why and what to do, and no file is written."""
+    d, *_ = bert
+    out = tmp_path / "bert_seq.pt"
+    res = run_cli("convert", d / "bert_seq.pt2", "--target", "torchscript", "--inputs", d / "val.npz", "-o", out)
+    assert_user_error(res, 3, "does not generalise to the shapes of your data", "--script")
+    assert not out.exists()
 
 
 def test_tflite_dynamic_range_of_a_bert_is_a_converter_failure(bert, tmp_path):
