@@ -101,7 +101,9 @@ def _renamed(data, names: list[str]):
 
     if set(data.arrays) <= set(names) or len(data.arrays) != len(names):
         return data
-    return Dataset(dict(zip(names, data.arrays.values())), data.labels, data.source)
+    renamed = dict(zip(data.arrays, names))
+    axes = {renamed[k]: v for k, v in data.axes.items() if k in renamed} if data.axes else data.axes
+    return Dataset(dict(zip(names, data.arrays.values())), data.labels, data.source, axes)
 
 
 def shape_flags(reference) -> str:
