@@ -93,8 +93,8 @@ def show(renderable) -> None:
             console.print(renderable, crop=False)
         finally:
             console.width = width
-    else:
-        console.print(renderable)
+    else:  # a line of text stays one line (a CI log must not fold it); tables lay themselves out
+        console.print(renderable, soft_wrap=isinstance(renderable, str))
 
 
 def info(message: str) -> None:
