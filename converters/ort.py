@@ -110,7 +110,7 @@ def __getattr__(name: str):
     if name != "OrtFormatRunner":
         raise AttributeError(name)
     from edgekit.errors import BadInput
-    from edgekit.validators.runners.onnxrt import OnnxRuntimeRunner
+    from edgekit.validators.runners.onnxrt import OnnxRuntimeRunner, quantized_precision
 
     class OrtFormatRunner(OnnxRuntimeRunner):
         """onnxruntime on an .ort file: the same session and timing as .onnx; the checks and
@@ -125,12 +125,8 @@ def __getattr__(name: str):
             return ort_op_counts(self.path)
 
         def precision(self) -> str:
-            ops = self.op_counts()
-            if "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops or "ConvInteger" in ops:
-                return "dynamic"
-            if "QuantizeLinear" in ops or "QLinearConv" in ops or "QLinearMatMul" in ops:
-                return "int8"
-            return "fp32"  # fp16 weights are not visible here: report.json records the precision
+            # fp16 weights are not visible here: report.json records the precision
+            return quantized_precision(self.op_counts()) or "fp32"
 
     globals()["OrtFormatRunner"] = OrtFormatRunner
     return OrtFormatRunner

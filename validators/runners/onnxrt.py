@@ -113,12 +113,8 @@ class OnnxRuntimeRunner(Runner):
     def precision(self) -> str:
         from onnx import TensorProto
 
-        ops = self.op_counts()
-        if "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops or "ConvInteger" in ops:
-            return "dynamic"
-        if "QuantizeLinear" in ops or "QLinearConv" in ops or "QLinearMatMul" in ops:
-            return "int8"
-        return "fp16" if _has_fp16(self._graph().graph, TensorProto.FLOAT16) else "fp32"
+        return quantized_precision(self.op_counts()) or \
+            ("fp16" if _has_fp16(self._graph().graph, TensorProto.FLOAT16) else "fp32")
 
     def version(self) -> str:
         import onnxruntime as ort
@@ -141,3 +137,11 @@ def _has_fp16(graph, fp16: int) -> bool:
                 return True
     return False
 
+
+def quantized_precision(ops: dict[str, int]) -> str | None:
+    """'dynamic' or 'int8' from an onnxruntime graph's operator counts (.onnx or .ort), else None."""
+    if "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops or "ConvInteger" in ops:
+        return "dynamic"
+    if "QuantizeLinear" in ops or "QLinearConv" in ops or "QLinearMatMul" in ops:
+        return "int8"
+    return None
