@@ -18,6 +18,7 @@ from edgekit.converters.ort import ORT_STYLES  # light: the target's declaration
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
 from edgekit.targets import OUTPUT_KINDS, TARGETS  # light: data tables only
 from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
+from edgekit.validators.device import device_options, parse_devices  # light: --device ssh://…
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
@@ -229,6 +230,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
               help="Also check parity on arm64 (emulated; needs 'edgekit arm setup'). Host parity always runs.")
 @click.option("--arm-cpu", type=click.Choice(arm.CPUS), default=arm.DEFAULT_CPU, show_default=True,
               help="Emulated ARM core for --validate-arch arm64.")
+@device_options
 @tolerance_options
 @layout_options
 @tabular_options
@@ -237,7 +239,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
             text_column, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, seed, validate_arch,
-            arm_cpu, atol, rtol, batch_axes, output_kinds,
+            arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
@@ -275,6 +277,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
     keep = keep_float_names(keep_float, target, quantize, found.spec.framework, int8_io)
+    devices = parse_devices(devices, ssh_config)
     calibration = _data_file(calibration, "--calibration")
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
@@ -321,6 +324,12 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             result["arm64"] = arm.convert_arm_check(req, staged, result["precision"], arm_cpu=arm_cpu,
                                                     timeout=timeout, verbose=verbose)
             passed = result["arm64"]["parity"]["passed"]
+        if passed and parity is not None and devices:
+            from edgekit.validators.device.cli import validate_on_devices
+
+            result["devices"] = validate_on_devices(req, staged, devices, precision=result["precision"],
+                                                    timeout=timeout, verbose=verbose)
+            passed = all(r["parity"]["passed"] for r in result["devices"])
         written = passed or keep_failed
         result["output"] = str(out) if written else None
         if text_record:
@@ -344,6 +353,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if parity:
         ui.show(parity_table(parity, "parity (host)"))
     arm.show_result(result.get("arm64"))
+    if result.get("devices"):
+        from edgekit.validators.device.cli import show_validation
+
+        show_validation(result["devices"], out, model)
     ui.show(summary)
     from edgekit.report import quantization_tables
 
@@ -357,7 +370,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if not passed:
         kept = f" It was kept at {out} (--keep-failed)." if keep_failed else \
             " The artifact was not written (pass --keep-failed to keep it for inspection)."
-        failed = parity if not parity["passed"] else result["arm64"]["parity"]
+        failed = next(p for p in [parity, (result.get("arm64") or {}).get("parity")] +
+                      [r["parity"] for r in result.get("devices") or ()] if p and not p["passed"])
         raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
                           f"{failure_line(failed)}.{kept}",
                           hint=debug_hint(model, out if keep_failed else None, inputs or calibration, target,
@@ -427,11 +441,12 @@ def print_notes(notes: list[str]) -> None:
 @tabular_options
 @trust_options
 @arm.arch_options
+@device_options
 @timeout_option("validate")
 @common_output
 def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, atol, rtol,
              batch_axes, output_kinds, label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
-             max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
+             max_arm_instructions, max_arm_increase, arm_baseline, devices, ssh_config, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -454,6 +469,9 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
     req = dataclasses.replace(base_req, inputs=inputs, batch_axis=batch_axis, output_kinds=kinds)
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
+    devices = parse_devices(devices, ssh_config)
+    if devices:
+        return validate_devices(req, artifact, devices, arches, precision, timeout, verbose, json_out)
     if arches != ("host",):
         return arm.validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions,
                                    precision=None if precision == "auto" else precision, timeout=timeout,
@@ -477,6 +495,27 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     if not parity["passed"]:
         raise CheckFailed(f"parity failed: {failure_line(parity)}.")
     ui.info("[green]parity passed[/]")
+
+
+def validate_devices(req, artifact, devices, arches, precision, timeout, verbose, json_out) -> None:
+    """`edgekit validate --device ssh://…`: parity (and device latency) on each device."""
+    from edgekit.report import document
+    from edgekit.validators.device.cli import failed_line, show_validation, validate_on_devices
+
+    ui = _ui()
+    if arches != ("host",):
+        raise BadInput("--device and --arch are checked in separate runs (a real device's figures are never "
+                       "shown beside emulated ones).", hint="run validate once with --arch, once with --device")
+    results = validate_on_devices(req, artifact, devices, precision=None if precision == "auto" else precision,
+                                  timeout=timeout, verbose=verbose)
+    failed = failed_line(results)
+    if json_out:
+        ui.emit_json(document("validate", failed is None, results=results))
+    show_validation(results, artifact, req.source)
+    print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
+    if failed:
+        raise CheckFailed(failed + ".")
+    ui.info(f"[green]parity passed[/] on {', '.join(r['device']['device'] for r in results)}")
 
 
 # ----------------------------------------------------------------------------- debug
@@ -539,11 +578,12 @@ def debug(source, artifact, inputs, precision, seed, input_shapes, model_class, 
 @signature_option
 @trust_options
 @arm.arch_options
+@device_options
 @timeout_option("bench")
 @common_output
 def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_class, model_args, signature_name,
           trust_pickle, trust_code, trust_types, arches, arm_cpu, max_arm_instructions, max_arm_increase, arm_baseline,
-          timeout, json_out, quiet, verbose):
+          devices, ssh_config, timeout, json_out, quiet, verbose):
     """Measure the latency of one or more artifacts on the host CPU (and/or emulated arm64).
 
     Each artifact runs in its own child process: load time, first inference, then
@@ -566,6 +606,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
                       "signature": signature_name}
     inputs = _data_file(inputs, "--inputs")
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
+    devices = parse_devices(devices, ssh_config)
     results = []
     for a in artifacts if "host" in arches else ():
         results.append(run_stage("bench", "edgekit.validators.latency:measure", str(a),
@@ -576,9 +617,16 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
                                 trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
+    device_results = []
+    if devices:
+        from edgekit.validators.device.cli import bench_on_devices, bench_table
+
+        device_results = bench_on_devices(artifacts, devices, iterations=iterations, warmup=warmup, threads=threads,
+                                          inputs=inputs, trust=_trust(trust_pickle, trust_code, trust_types),
+                                          timeout=timeout, verbose=verbose)
     gate = arm.Gate(arm_results, max_arm_instructions, arm_baseline, max_arm_increase)
     if json_out:
-        ui.emit_json(document("bench", gate.ok, results=results + arm_results))
+        ui.emit_json(document("bench", gate.ok, results=results + arm_results + device_results))
     rows = [[Path(r["artifact"]).name, r["runtime"], r["threads_requested"] or "default", f"{r['median_ms']:.3f}",
              f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['min_ms']:.3f}", f"{r['std_ms']:.3f}",
              f"{r['first_inference_ms']:.1f}", f"{r['load_ms']:.0f}", ui.human_bytes(r["size_bytes"]),
@@ -589,6 +637,8 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
                           "load ms", "size", "peak RSS MB"], rows))
     if arm_results:
         ui.show(arm.arm_bench_table(arm_results, iterations, warmup))
+    if device_results:
+        ui.show(bench_table(device_results, iterations, warmup))
     gate.enforce()
 
 
@@ -821,6 +871,8 @@ def merge_reports(shards, out_dir, json_out, quiet, verbose):
 
 # ----------------------------------------------------------------------------- arm
 cli.add_command(arm.arm_group)
+from edgekit.validators.device.cli import device_group  # noqa: E402 (light: click only)
+cli.add_command(device_group)
 
 
 # ----------------------------------------------------------------------------- entry

@@ -339,6 +339,23 @@ def bench(model, feeds, warmup: int, iterations: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- main
+def resources() -> dict:
+    """Peak resident memory (MB) and the threads the process has at the end (Linux)."""
+    out = {}
+    try:
+        import resource
+
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except (ImportError, OSError):
+        pass
+    try:
+        with open("/proc/self/status") as fh:
+            out["os_threads"] = next(int(ln.split()[1]) for ln in fh if ln.startswith("Threads:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return out
+
+
 def probe() -> dict:
     import numpy as np
 
@@ -414,6 +431,7 @@ def main(argv=None) -> int:
     except DeviceError as exc:
         report["error"] = {"stage": exc.stage, "message": exc.message}
         code = EXIT_ERROR
+    report.update(resources())
     with open(args.report, "w") as fh:
         json.dump(report, fh, indent=1)
     return code
