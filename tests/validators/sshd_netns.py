@@ -120,9 +120,14 @@ def qemu_python(root: Path) -> Path | None:
     if not qemu or not runtimes:
         return None
     rt = runtimes[-1]
+    from edgekit.validators.arm.emulator import cpuinfo_text
+
+    # onnxruntime and LiteRT read /proc/cpuinfo: give them an ARM core's, as validators/arm does
+    (root / "cpuinfo").write_text(cpuinfo_text("neoverse-n1"))
     wrapper = root / "aarch64-python"
-    wrapper.write_text("#!/bin/sh\n"
-                       f"PYTHONPATH={rt / 'site'} PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 "
-                       f"exec {qemu} -L {rt / 'sysroot'} -cpu neoverse-n1 {rt / 'sysroot/usr/bin/python3.11'} -s \"$@\"\n")
+    run = (f"mount --bind {root / 'cpuinfo'} /proc/cpuinfo || exit 97; PYTHONPATH={rt / 'site'} PYTHONNOUSERSITE=1 "
+           f"PYTHONDONTWRITEBYTECODE=1 exec {qemu} -L {rt / 'sysroot'} -cpu neoverse-n1 "
+           f"{rt / 'sysroot/usr/bin/python3.11'} -s \"$@\"")
+    wrapper.write_text(f"#!/bin/sh\nexec unshare -m sh -c '{run}' aarch64-python \"$@\"\n")
     wrapper.chmod(0o755)
     return wrapper

@@ -84,14 +84,14 @@ def failed_line(results: list[dict]) -> str | None:
 def bench_table(results: list[dict], iterations: int, warmup: int):
     from edgekit import ui
 
-    rows = [[Path(r["artifact"]).name, r["device"], f"{r.get('machine')}", r["runtime_version"],
-             r.get("threads") or 1, f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
-             f"{r['min_ms']:.3f}", f"{r['first_inference_ms']:.1f}", f"{r['load_ms']:.0f}",
-             ui.human_bytes(r["size_bytes"]), f"{r.get('peak_rss_mb') or 0:.0f}", r.get("os_threads") or "-"]
-            for r in results]
-    return ui.table(f"latency on the device ({DEVICE_LABEL}; {iterations} iterations after {warmup} warm-up)",
-                    ["artifact", "device", "arch", "runtime", "threads", "device median ms", "p90", "p99", "min",
-                     "first ms", "load ms", "size", "peak RSS MB", "OS threads"], rows)
+    rows = [[Path(r["artifact"]).name, r["device"].removeprefix("ssh://"), f"{r.get('machine')}",
+             f"{r['device_runtime']} {r['runtime_version'].split(' ')[0]}", r.get("threads") or 1,
+             f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['min_ms']:.3f}",
+             f"{r['first_inference_ms']:.1f}", f"{r['load_ms']:.0f}", f"{r.get('peak_rss_mb') or 0:.0f}",
+             r.get("os_threads") or "-"] for r in results]
+    return ui.table(f"latency on the device ({DEVICE_LABEL}; batch 1, {iterations} iterations after {warmup} "
+                    "warm-up)", ["artifact", "device", "arch", "runtime", "threads", "device median ms", "p90",
+                                 "p99", "min", "first ms", "load ms", "peak RSS MB", "OS threads"], rows)
 
 
 @click.group("device")

@@ -72,7 +72,7 @@ class DeviceRunner(Runner):
 
     def version(self) -> str:
         dist = "ai-edge-litert" if self.device_runtime == "litert" else "onnxruntime"
-        return f"{(self.info.get('packages') or {}).get(dist)} ({self.info.get('machine')}, {self.device.name})"
+        return f"{(self.info.get('packages') or {}).get(dist)} ({self.info.get('machine')})"
 
     def op_counts(self) -> dict[str, int]:
         return self.host.op_counts()
@@ -142,7 +142,7 @@ def device_summary(runner) -> dict:
     info = runner.info
     report = (runner.last_run or {}).get("report") or {}
     bench = report.get("bench") or {}
-    out = {"device": f"ssh://{runner.device.name}", "emulated": False, "latency_label": DEVICE_LABEL,
+    out = {"device": f"ssh://{runner.device.name}", "device_runtime": runner.device_runtime, "emulated": False, "latency_label": DEVICE_LABEL,
            "machine": info.get("machine"), "cpu": info.get("cpu"), "cpu_count": info.get("cpu_count"),
            "os": info.get("os"), "kernel": info.get("kernel"), "python": info.get("python"),
            "memory_mb": info.get("memory_mb"), "packages": info.get("packages"),

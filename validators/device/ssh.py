@@ -262,16 +262,19 @@ def upload(dev: Device, folder: str, files: dict[str, Path]) -> dict[str, str]:
 
 # The run on the device. The runner runs in the background; a watchdog reads ssh's stdin, which
 # edgekit keeps open: when the connection ends (dropped, ssh killed, Ctrl-C), the watchdog sees
-# end-of-file, stops the runner and removes the folder. HUP/INT/TERM do the same.
+# end-of-file, stops the runner and removes the folder. HUP/INT/TERM do the same. (sh gives a
+# background job /dev/null as stdin unless it is redirected explicitly: hence fd 3.)
 RUN = r"""
 d="$1"; shift
 cd "$d" || exit 96
 cleanup() { kill "$p" 2>/dev/null; rm -rf -- "$d"; exit 130; }
 trap cleanup HUP INT TERM PIPE
-"$@" </dev/null &
+exec 3<&0
+"$@" </dev/null 3<&- &
 p=$!
-( cat >/dev/null; kill "$p" 2>/dev/null; sleep 1; rm -rf -- "$d" ) &
+( cat <&3 >/dev/null 2>&1; kill "$p" 2>/dev/null; sleep 1; rm -rf -- "$d" ) >/dev/null 2>&1 &
 w=$!
+exec 3<&-
 wait "$p"; rc=$?
 kill "$w" 2>/dev/null
 exit $rc
