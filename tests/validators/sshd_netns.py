@@ -94,18 +94,24 @@ class Server:
         return ["ip", "netns", "exec", self.ns, sys.executable, "-m", "edgekit", *map(str, args)]
 
     def session_pids(self) -> list[int]:
-        """The sshd processes serving connections (children of the listener)."""
-        pids = []
+        """The sshd processes serving connections (the listener's sshd descendants: [priv] and @notty)."""
+        parents, names = {}, {}
         for p in Path("/proc").iterdir():
             if p.name.isdigit():
                 try:
                     stat = (p / "stat").read_text()
                 except OSError:
                     continue
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                if ppid == self.listener_pid():
-                    pids.append(int(p.name))
-        return pids
+                names[int(p.name)] = stat[stat.index("(") + 1:stat.rindex(")")]
+                parents[int(p.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found, todo = [], [self.listener_pid()]
+        while todo:
+            parent = todo.pop()
+            for pid, ppid in parents.items():
+                if ppid == parent and names.get(pid) == "sshd":
+                    found.append(pid)
+                    todo.append(pid)
+        return found
 
     def listener_pid(self) -> int:
         return int((self.root / "sshd.pid").read_text().split()[0])

@@ -160,7 +160,7 @@ def _runner_running(tmp: Path) -> bool:
             cmd = (p / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"device_runner.py" in cmd and (p / "cwd").exists() and str(tmp) in os.readlink(p / "cwd"):
+        if b"device_runner.py" in cmd and b"--report" in cmd and (p / "cwd").exists() and str(tmp) in os.readlink(p / "cwd"):
             return True
     return False
 
@@ -177,9 +177,10 @@ def _start_and_wait_for_the_runner(server, model, url, tmp):
     return proc
 
 
-def _empty_soon(tmp: Path) -> bool:
-    for _ in range(50):
-        if not list(tmp.iterdir()):
+def _soon(check) -> bool:
+    """The remote side's clean-up runs after ssh's end: give it (and qemu's exit) 10 s."""
+    for _ in range(100):
+        if check():
             return True
         time.sleep(0.1)
     return False
@@ -195,8 +196,8 @@ def test_dropped_connection_mid_run(server, model, aarch64, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert_user_error(CliResult(subprocess.CompletedProcess([], proc.returncode, out, err)), 4,
                       "connection failed or dropped")
-    assert _empty_soon(tmp)
-    assert not _runner_running(tmp)
+    assert _soon(lambda: not list(tmp.iterdir()))
+    assert _soon(lambda: not _runner_running(tmp))
 
 
 @pytest.mark.arm
@@ -207,8 +208,8 @@ def test_ctrl_c_removes_the_device_folder(server, model, aarch64, tmp_path):
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert _empty_soon(tmp)
-    assert not _runner_running(tmp)
+    assert _soon(lambda: not list(tmp.iterdir()))
+    assert _soon(lambda: not _runner_running(tmp))
 
 
 # ----------------------------------------------------------------------------- usage
