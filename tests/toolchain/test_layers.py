@@ -22,7 +22,9 @@ LAYERS = {
     "edgekit.loading": VALIDATORS, "edgekit.request": VALIDATORS,  # open_model picks a runner
     "edgekit.pipeline": PIPELINE, "edgekit.build": PIPELINE, "edgekit.report": PIPELINE, "edgekit.doctor": PIPELINE,
     "edgekit.validators.arm.stages": PIPELINE,  # the stage behind validate --arch arm64
+    "edgekit.validators.device.stages": PIPELINE,  # the stages behind --device ssh://…
     "edgekit.cli": CLI, "edgekit.__main__": CLI, "edgekit.validators.arm.cli": CLI,
+    "edgekit.validators.device.cli": CLI,
 }
 
 
