@@ -58,6 +58,7 @@ class Job:
     # the model's input_shape/model_class/model_args, checked as the CLI checks them
     # (edgekit.sources.source_options), for every stage that opens the source
     source_options: dict = field(default_factory=dict)
+    devices: tuple = ()  # edgekit.validators.device.Device for each of the target's `devices`
 
     @property
     def id(self) -> str:
@@ -153,7 +154,8 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
             if not plain_name(name):
                 raise BadInput(f"{twhere}: output name '{name}' must be a plain file name.")
             check_name_length(cfg.out / name)
-            job = Job(model, spec, (i, j), name, conv.extra, source_options=src_options)
+            job = Job(model, spec, (i, j), name, conv.extra, source_options=src_options,
+                      devices=plan_devices(cfg, spec, key_line(cfg.path, f"models[{i}].targets[{j}].devices")))
             if name in outputs:
                 raise BadInput(f"{twhere}: duplicate output name '{name}' (also used by {outputs[name]}).",
                                hint="set a distinct 'output' on one of the targets")
@@ -179,6 +181,19 @@ def model_source_options(cfg: BuildConfig, i: int, model: ModelSpec, found) -> d
                        hint=exc.hint) from None
 
 
+def plan_devices(cfg: BuildConfig, spec, where: str) -> tuple:
+    """A target's `devices` as Device objects (with [build] ssh_config), or BadInput naming the line."""
+    if not spec.devices:
+        return ()
+    from edgekit.validators.device import parse_device
+
+    try:
+        return tuple(parse_device(u, ssh_config=str(cfg.ssh_config) if cfg.ssh_config else None)
+                     for u in dict.fromkeys(spec.devices))
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc.message}", hint=exc.hint) from None
+
+
 def _require_arm(where: str) -> None:
     from edgekit.validators.arm import provision
 
@@ -200,7 +215,8 @@ def cache_key(job: Job) -> str:
                           "trust_types": m.trust_types, "label_column": m.label_column,
                           # only when set, so existing builds keep their cache keys
                           **{k: v for k, v in (("output_kinds", m.output_kinds), ("batch_axis", m.batch_axis)) if v}},
-        "target": {k: v for k, v in vars(s).items() if not (k == "keep_float" and v is None)},
+        "target": {k: v for k, v in vars(s).items()
+                   if not (k == "keep_float" and v is None) and not (k == "devices" and not v)},
         "output": job.output,
         "versions": library_versions(job.extra),
     }
@@ -393,6 +409,13 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
             entry.update(arm_check(job, staged, conv["precision"], timeout=timeout, verbose=verbose,
                                    on_progress=on_progress))
             stages["arm64"] = time.perf_counter() - t2
+        for dev in job.devices:
+            t3 = time.perf_counter()
+            res = device_check(job, dev, staged, conv["precision"], timeout=timeout, verbose=verbose,
+                               on_progress=on_progress)
+            entry["parity"][f"ssh://{dev.name}"] = res["parity"]
+            entry["latency"][f"ssh://{dev.name}"] = res["device"]  # measured there; never mixed with arm64's
+            stages[f"ssh://{dev.name}"] = time.perf_counter() - t3
     if "parity_arm64" in entry:
         entry["parity"]["arm64"] = entry.pop("parity_arm64")
         entry["latency"]["arm64"] = entry.pop("latency_arm64")
@@ -442,6 +465,20 @@ def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbo
     res = out["results"][0]
     return {"parity_arm64": res["parity"], "latency_arm64": res.get("arm"),
             "arm_instructions": (res.get("arm") or {}).get("instructions_per_inference")}
+
+
+def device_check(job: Job, dev, artifact: Path, precision: str, *, timeout: float, verbose: bool,
+                 on_progress) -> dict:
+    """Parity and measured latency on a real board over SSH; the device folder is removed here
+    (this process), whatever happens to the stage."""
+    from edgekit import isolation
+    from edgekit.validators.device.ssh import device_folder
+
+    on_progress(f"checking on {dev.name}")
+    with device_folder(dev) as folder:
+        return isolation.run("validate", "edgekit.validators.device.stages:validate_stage", job.request(),
+                             str(artifact), dev, folder, precision=precision, timeout=timeout, verbose=verbose,
+                             on_progress=on_progress, crash_exit_code=2)
 
 
 def verdict(job: Job, entry: dict) -> list[str]:

@@ -32,6 +32,7 @@ class TargetSpec:
     int8_io: bool = False
     expect: str | None = None  # "refused": the job passes only when edgekit refuses it (exit 3)
     keep_float: list[str] | None = None  # int8 ONNX: layers kept float, or ["auto"] (--keep-float)
+    devices: list[str] = field(default_factory=list)  # ssh://… boards it is also checked on (--device)
 
     @property
     def precision(self) -> str:
@@ -65,10 +66,11 @@ class BuildConfig:
     jobs: int | None
     timeout: float
     models: list[ModelSpec]
+    ssh_config: Path | None = None  # [build] ssh_config: ssh -F for the targets' devices (--ssh-config)
 
 
 # key -> (accepted python types, description) for each table
-_BUILD_KEYS = {"out": (str,), "jobs": (int,), "timeout": (int, float)}
+_BUILD_KEYS = {"out": (str,), "jobs": (int,), "timeout": (int, float), "ssh_config": (str,)}
 _MODEL_KEYS = {
     "name": (str,), "source": (str,), "inputs": (str,), "calibration": (str,), "labels": (list,),
     "input_shape": (list, str), "model_class": (str,), "model_args": (dict,), "signature": (str,),
@@ -78,7 +80,7 @@ _MODEL_KEYS = {
 _TARGET_KEYS = {
     "target": (str,), "quantize": (str,), "output": (str,), "atol": (int, float), "rtol": (int, float),
     "arches": (list,), "max_latency_ms": (int, float), "max_arm_instructions": (int, float), "int8_io": (bool,),
-    "expect": (str,), "keep_float": (str, list),
+    "expect": (str,), "keep_float": (str, list), "devices": (list,),
 }
 EXPECT_VALUES = ("refused",)
 
@@ -221,9 +223,13 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
                                      or not all(isinstance(k, str) and k for k in keep)):
                 chk.fail(f"{tp}.keep_float", "keep_float applies to target = \"onnx\" with quantize = \"int8\", "
                          "as \"auto\" or a list of layer names.", hint='e.g. keep_float = "auto" or ["fc3", "relu3"]')
+            devices = t.get("devices", [])
+            if not all(isinstance(d, str) and d.startswith("ssh://") for d in devices):
+                chk.fail(f"{tp}.devices", "devices is a list of ssh:// addresses.",
+                         hint='e.g. devices = ["ssh://pi@raspberrypi.local"]')
             targets.append(TargetSpec(t["target"], q, t.get("output"), t.get("atol"), t.get("rtol"), list(arches),
                                       t.get("max_latency_ms"), t.get("max_arm_instructions"), t.get("int8_io", False),
-                                      t.get("expect"), keep))
+                                      t.get("expect"), keep, list(devices)))
         if not targets:
             chk.fail(f"{kp}.targets", "no targets: add at least one [[models.targets]] table.")
         shapes = m.get("input_shape", [])
@@ -248,7 +254,10 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
     timeout = build.get("timeout", 1800)
     if not math.isfinite(timeout) or timeout <= 0:
         chk.fail("build.timeout", f"must be a finite number of seconds > 0, got {timeout}.")
-    return BuildConfig(p, out_dir, build.get("jobs"), float(timeout), models)
+    ssh_config = base / build["ssh_config"] if "ssh_config" in build else None
+    if ssh_config is not None and not ssh_config.is_file():
+        chk.fail("build.ssh_config", f"{ssh_config}: no such file.")
+    return BuildConfig(p, out_dir, build.get("jobs"), float(timeout), models, ssh_config)
 
 
 def key_line(cfg_path: Path, key_path: str) -> str:

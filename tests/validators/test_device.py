@@ -112,6 +112,35 @@ def test_device_check_lists_what_the_device_has(server):
     assert res.json["result"]["missing"] == []
 
 
+def test_build_checks_a_target_on_its_devices(server, tmp_path):
+    import json
+    import textwrap
+
+    matmul_onnx(tmp_path / "m.onnx", 16)
+    shutil.copy(server.config, tmp_path / "ssh_config")
+    url = server.url(python=sys.executable)
+    (tmp_path / "edgekit.toml").write_text(textwrap.dedent(f"""
+        [build]
+        out = "out"
+        jobs = 1
+        ssh_config = "ssh_config"
+        [[models]]
+        name = "m"
+        source = "m.onnx"
+          [[models.targets]]
+          target = "onnx"
+          devices = ["{url}"]
+        """))
+    res = run(server, "build", tmp_path / "edgekit.toml", "--json")
+    assert res.code == 0, res
+    entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["artifacts"][0]
+    key = url.split("?")[0]
+    assert entry["parity"][key]["passed"] and entry["parity"]["host"]["passed"]
+    lat = entry["latency"][key]
+    assert lat["emulated"] is False and lat["python"] and lat["packages"]["onnxruntime"] and lat["median_ms"] > 0
+    assert "secret" not in json.dumps(entry) and str(server.root / "user_key") not in json.dumps(entry)
+
+
 # ----------------------------------------------------------------------------- faults
 def _python_without_runtimes() -> str | None:
     for py in ("/usr/bin/python3", shutil.which("python3")):

@@ -8,7 +8,6 @@ remote side then stops the runner and removes the folder by itself (see ssh.RUN)
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -16,19 +15,9 @@ import click
 from edgekit.validators.device import DEVICE_LABEL
 
 
-@contextmanager
-def device_folder(dev):
-    from edgekit.validators.device import ssh
-
-    folder = ssh.make_folder(dev)
-    try:
-        yield folder
-    finally:
-        ssh.remove_folder(dev, folder)
-
-
 def validate_on_devices(req, artifact, devices, *, precision, timeout, verbose) -> list[dict]:
     from edgekit.cli import run_stage
+    from edgekit.validators.device.ssh import device_folder
 
     results = []
     for dev in devices:
@@ -42,6 +31,7 @@ def validate_on_devices(req, artifact, devices, *, precision, timeout, verbose) 
 
 def bench_on_devices(artifacts, devices, *, iterations, warmup, threads, inputs, trust, timeout, verbose) -> list[dict]:
     from edgekit.cli import run_stage
+    from edgekit.validators.device.ssh import device_folder
 
     results = []
     for dev in devices:

@@ -16,6 +16,7 @@ import re
 import shlex
 import subprocess
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -222,6 +223,17 @@ def make_folder(dev: Device) -> str:
                                  hint="point edgekit at a writable folder: --device ssh://…?tmpdir=/path",
                                  details=proc.stderr.decode(errors="replace")[-1000:] or None)
     return path
+
+
+@contextmanager
+def device_folder(dev: Device):
+    """make_folder, then remove_folder on the way out (success, failure, Ctrl-C/SIGTERM, which the
+    CLI turns into KeyboardInterrupt). Used by the process that outlives the stage children."""
+    folder = make_folder(dev)
+    try:
+        yield folder
+    finally:
+        remove_folder(dev, folder)
 
 
 def remove_folder(dev: Device, folder: str) -> bool:

@@ -3,7 +3,7 @@
 `validate_stage` computes the reference on the host with the source framework and compares
 the device's outputs with `edgekit.validators.parity.check` (the same metrics and presets as
 on the host); the same device run also times the artifact there. `measure` is the device's
-`bench`. The device folder is made and removed by the CLI process (`cli.device_folder`), so
+`bench`. The device folder is made and removed by the CLI (or build) process (`ssh.device_folder`), so
 that Ctrl-C, which kills this child, still removes it.
 """
 
