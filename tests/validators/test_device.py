@@ -104,6 +104,19 @@ def test_validate_and_bench_on_emulated_aarch64_behind_sshd(server, model, aarch
     assert "aarch64" in res.stdout
 
 
+def test_convert_checks_the_staged_artifact_on_the_device(server, model, tmp_path):
+    import json
+
+    out = tmp_path / "m.onnx"
+    res = run(server, "convert", model["source"], "-t", "onnx", "--inputs", model["inputs"], "-o", out,
+              "--device", server.url(python=sys.executable), "--ssh-config", server.config)
+    assert res.code == 0, res
+    assert "real device" in res.stdout
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    (dev,) = report["result"]["devices"]
+    assert dev["parity"]["passed"] and dev["device"]["machine"] == os.uname().machine
+
+
 def test_device_check_lists_what_the_device_has(server):
     res = run(server, "device", "check", server.url(python=sys.executable), "--ssh-config", server.config, "--json")
     assert res.code == 0, res

@@ -81,7 +81,7 @@ def bench_table(results: list[dict], iterations: int, warmup: int):
              r.get("os_threads") or "-"] for r in results]
     return ui.table(f"latency on the device ({DEVICE_LABEL}; batch 1, {iterations} iterations after {warmup} "
                     "warm-up)", ["artifact", "device", "arch", "runtime", "threads", "device median ms", "p90",
-                                 "p99", "min", "first ms", "load ms", "peak RSS MB", "OS threads"], rows)
+                                 "p99", "min", "first ms", "load ms (with import)", "peak RSS MB", "OS threads"], rows)
 
 
 @click.group("device")
