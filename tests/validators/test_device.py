@@ -104,6 +104,30 @@ def test_validate_and_bench_on_emulated_aarch64_behind_sshd(server, model, aarch
     assert "aarch64" in res.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.arm
+def test_keras_int8_tflite_on_both_devices(server, aarch64, samples_dir, tmp_path):
+    """The issue's 'done when': a Keras model's int8 TFLite file, LiteRT on the host's Python and on
+    the emulated aarch64 one, both through the real sshd."""
+    from conftest import run_cli
+
+    art = tmp_path / "digits.int8.tflite"
+    res = run_cli("convert", samples_dir / "digits_keras.keras", "-t", "tflite", "--quantize", "int8",
+                  "--calibration", samples_dir / "digits_keras_calib.npz", "-o", art, "-q")
+    assert res.code == 0, res
+    model = {"source": samples_dir / "digits_keras.keras", "artifact": art,
+             "inputs": samples_dir / "digits_keras_val.npz"}
+    machines = []
+    for py in (sys.executable, aarch64):
+        res = validate(server, model, server.url(python=py), "--json")
+        assert res.code == 0, res
+        (r,) = res.json["results"]
+        assert r["parity"]["passed"] and r["device"]["device_runtime"] == "litert"
+        machines.append(r["device"]["machine"])
+    assert machines == [os.uname().machine, "aarch64"]
+
+
 def test_convert_checks_the_staged_artifact_on_the_device(server, model, tmp_path):
     import json
 
