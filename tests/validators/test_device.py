@@ -268,12 +268,13 @@ def test_dropped_connection_mid_run(server, model, aarch64, tmp_path):
 
 @pytest.mark.arm
 @pytest.mark.slow
-def test_ctrl_c_removes_the_device_folder(server, model, aarch64, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_removes_the_device_folder(server, model, aarch64, tmp_path, sig, code):
     tmp = remote_dir(tmp_path)
     proc = _start_and_wait_for_the_runner(server, model, server.url(python=aarch64, tmpdir=tmp), tmp)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     assert _soon(lambda: not list(tmp.iterdir()))
     assert _soon(lambda: not _runner_running(tmp))
 
