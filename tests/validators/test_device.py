@@ -226,8 +226,12 @@ def _runner_running(tmp: Path) -> bool:
             cmd = (p / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"device_runner.py" in cmd and b"--report" in cmd and (p / "cwd").exists() and str(tmp) in os.readlink(p / "cwd"):
-            return True
+        if b"device_runner.py" in cmd and b"--report" in cmd:
+            try:
+                if str(tmp) in os.readlink(p / "cwd"):
+                    return True
+            except OSError:
+                continue
     return False
 
 

@@ -116,8 +116,8 @@ def check_cmd(url, ssh_config, json_out):
     if json_out:
         ui.emit_json(document("device check", not lack, result=result))
     pk = info.get("packages") or {}
-    rows = [["device", f"ssh://{dev.name}"], ["arch", info.get("machine")], ["CPU", f"{info.get('cpu')} "
-                                                                                       f"({info.get('cpu_count')} cores)"],
+    rows = [["device", f"ssh://{dev.name}"], ["arch", info.get("machine")],
+            ["CPU", f"{info.get('cpu')} ({info.get('cpu_count')} cores)"],
             ["memory", f"{info.get('memory_mb')} MB ({info.get('memory_available_mb')} MB available)"],
             ["OS", f"{info.get('os')} (kernel {info.get('kernel')})"],
             ["Python", f"{info.get('python')} at {info.get('python_path')}"],

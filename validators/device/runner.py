@@ -142,7 +142,8 @@ def device_summary(runner) -> dict:
     info = runner.info
     report = (runner.last_run or {}).get("report") or {}
     bench = report.get("bench") or {}
-    out = {"device": f"ssh://{runner.device.name}", "device_runtime": runner.device_runtime, "emulated": False, "latency_label": DEVICE_LABEL,
+    out = {"device": f"ssh://{runner.device.name}", "device_runtime": runner.device_runtime, "emulated": False,
+           "latency_label": DEVICE_LABEL,
            "machine": info.get("machine"), "cpu": info.get("cpu"), "cpu_count": info.get("cpu_count"),
            "os": info.get("os"), "kernel": info.get("kernel"), "python": info.get("python"),
            "memory_mb": info.get("memory_mb"), "packages": info.get("packages"),

@@ -201,7 +201,7 @@ def _probe_result(dev: Device, proc) -> dict:
 
 
 def _with_args(script: str, *args: str) -> str:
-    """A sh script run with positional arguments ($0, $1, …), each quoted."""
+    """A sh script run with positional arguments ($1, $2, …), each quoted."""
     return f"set -- {' '.join(shlex.quote(a) for a in args)}; {script}"
 
 
