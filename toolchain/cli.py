@@ -389,8 +389,8 @@ def keep_float_names(values, target: str, quantize: str, framework: str = "", in
 
 def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list | None = None,
                framework: str = "") -> str:
-    """The next step after a failed parity check: the exact `edgekit debug` command (ONNX, TFLite)."""
-    if target not in ("onnx", "tflite"):
+    """The next step after a failed parity check: the exact `edgekit debug` command (ONNX, TFLite, ExecuTorch)."""
+    if target not in ("onnx", "tflite", "executorch"):
         return ""
     data = f" --inputs {inputs}" if inputs else ""
     step = (f"see which layer diverges: edgekit debug {model} {artifact}{data}" if artifact else

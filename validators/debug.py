@@ -14,8 +14,9 @@ weights (error from the weights) beside the loss of the layer itself (input SNR 
 The first divergence is the first tensor, in graph order, whose SNR falls below the
 precision's floor (the preset's min_snr_db, or FP_FLOOR_DB for float precisions).
 
-TFLite artifacts are compared through the interpreter's preserve-all-tensors mode. Not covered
-yet: ExecuTorch artifacts (exit 2 says so). The stage (`edgekit.pipeline.debug_stage`) builds the
+TFLite artifacts are compared through the interpreter's preserve-all-tensors mode; ExecuTorch
+artifacts through a copy of the program whose XNNPACK nodes all write method outputs (see
+expose_pte), matched to the source's torch.export nodes and their nn.Module paths. The stage (`edgekit.pipeline.debug_stage`) builds the
 float reference with edgekit's converters; this module only compares.
 """
 
@@ -361,6 +362,215 @@ def compare_tflite(float_path: Path, artifact: Path, feeds: list[np.ndarray], n:
                     except ValueError:  # a tensor the interpreter does not expose
                         pass
             layers.append(row)
+    return {**summarize(layers, unmatched, floor_db), "samples": n}
+
+
+# ----------------------------------------------------------------------------- ExecuTorch
+# ETDump records only a delegate's inputs and outputs (one event for a fully delegated model), so
+# the .pte is rewritten instead: every tensor an XNNPACK node writes becomes an output of its
+# delegate and of the method, with its own planned buffer, and the rewritten program runs on the
+# ExecuTorch runtime. The XNNPACK graph carries no layer names, so its nodes are matched in order
+# to the source's torch.export nodes by operator and element count.
+XNN_OPS = {  # XNNPACK node -> the aten ops it computes
+    "FullyConnected": {"linear", "addmm", "mm", "matmul"}, "Conv2d": {"convolution", "conv2d", "conv1d"},
+    "DepthwiseConv2d": {"convolution", "conv2d", "conv1d"}, "ConvTranspose2d": {"convolution", "conv_transpose2d"},
+    "Clamp": {"relu", "hardtanh", "clamp", "relu6"}, "Add": {"add"}, "Subtract": {"sub"}, "Multiply": {"mul"},
+    "Div": {"div"}, "Sigmoid": {"sigmoid"}, "Tanh": {"tanh"}, "Softmax": {"softmax", "_softmax"},
+    "GlobalAvgPooling2d": {"mean", "adaptive_avg_pool2d"}, "AvgPooling2d": {"avg_pool2d"},
+    "MaxPooling2d": {"max_pool2d", "max_pool2d_with_indices"}, "HardSwish": {"hardswish"}, "Gelu": {"gelu"},
+    "LeakyReLU": {"leaky_relu"}, "ELU": {"elu"}, "BatchMatrixMultiply": {"bmm", "matmul"},
+    "Concatenate2": {"cat"}, "Concatenate3": {"cat"}, "Concatenate4": {"cat"}, "Concatenate5": {"cat"},
+    "Abs": {"abs"}, "Negate": {"neg"}, "SquareRoot": {"sqrt"}, "Exp": {"exp"}, "Log": {"log"},
+}
+ACTIVATION_OPS = {"relu", "hardtanh", "clamp", "relu6"}  # what XNNPACK fuses into the node before (output_min_max)
+XNN_DTYPES = {"xnn_datatype_fp32": "float32", "xnn_datatype_qint8": "int8", "xnn_datatype_quint8": "uint8"}
+
+
+def _xnn_graph(blob: bytes) -> tuple[dict, bytes]:
+    """An XNNPACK delegate payload as (its graph as JSON, its constant data)."""
+    import json
+    import re
+
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader, _get_schema_bytes
+    from executorch.exir._serialize._flatbuffer import _flatc_decompile
+
+    h = XNNHeader.from_bytes(blob[:XNNHeader.EXPECTED_LENGTH])
+    with tempfile.TemporaryDirectory(prefix="edgekit-xnn-") as d:
+        Path(d, "schema.fbs").write_bytes(_get_schema_bytes())
+        Path(d, "g.bin").write_bytes(blob[h.flatbuffer_offset:h.flatbuffer_offset + h.flatbuffer_size])
+        _flatc_decompile(d, str(Path(d, "schema.fbs")), str(Path(d, "g.bin")), ["--raw-binary"])
+        text = Path(d, "g.json").read_text()
+    graph = json.loads(re.sub(r":\s*(-?)inf\b", r": \1Infinity", text))  # flatc writes inf, JSON says Infinity
+    return graph, blob[h.constant_data_offset:h.constant_data_offset + h.constant_data_size]
+
+
+def _xnn_tensor(value: dict) -> dict:
+    v = value["xvalue_union"]
+    return v.get("tensor_value", v)
+
+
+def expose_pte(data: bytes) -> tuple[bytes, list[dict]]:
+    """The program with every tensor its XNNPACK nodes write added as a method output (after the
+    model's own); taps: one dict per node output in graph order (its method output index, node type,
+    fused activation, dims, dtype, per-tensor scale/zero-point)."""
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_schema import XNNGraph
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import serialize_xnnpack_binary
+    from executorch.exir import schema as S
+    from executorch.exir._serialize._dataclass import _json_to_dataclass
+    from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+
+    scalar = {"float32": S.ScalarType.FLOAT, "int8": S.ScalarType.CHAR, "uint8": S.ScalarType.BYTE}
+    pte = deserialize_pte_binary(data)
+    plan = pte.program.execution_plan[0]
+    calls = {i.instr_args.delegate_index: i.instr_args for c in plan.chains for i in c.instructions
+             if isinstance(i.instr_args, S.DelegateCall)}
+    taps = []
+    for di, d in enumerate(plan.delegates):
+        if "xnnpack" not in d.id.lower() or d.processed.location != S.DataLocation.INLINE or di not in calls:
+            continue
+        store = pte.program.backend_delegate_data[d.processed.index]
+        graph, consts = _xnn_graph(store.data)
+        values = {_xnn_tensor(v)["id_out"]: v for v in graph["xvalues"]}
+        ins, outs = sorted(graph["input_ids"]), sorted(graph["output_ids"])
+        arg_of = dict(zip(ins + outs, calls[di].args))  # XNNPACK binds externals in id order
+        template = plan.values[arg_of[outs[0]]].val
+        new = []
+        for node in graph["xnodes"]:
+            kind = node["xnode_union_type"].removeprefix("XNN")
+            oid = node["xnode_union"].get("output_id")
+            t = _xnn_tensor(values[oid]) if oid in values else None
+            if t is None or t["datatype"] not in XNN_DTYPES or t["flags"] & 1 or (kind == "Convert" and (
+                    t["datatype"] == "xnn_datatype_fp32" or node["xnode_union"]["input_id"] not in ins)):
+                continue  # inputs, dequantizing Converts, and Converts other than the input's quantization
+            q = values[oid]["xvalue_union"].get("quant_params") or {}
+            dtype = XNN_DTYPES[t["datatype"]]
+            tap = {"kind": kind, "fused": "output_min_max" in node, "dims": list(t["dims"]), "dtype": dtype,
+                   "scale": q.get("scale"), "zero_point": q.get("zero_point"), "debug_handle": node.get("debug_handle")}
+            if oid in outs:  # already a model output
+                taps.append({**tap, "output": plan.outputs.index(arg_of[oid])})
+                continue
+            t["flags"] = 2  # XNN_VALUE_FLAG_EXTERNAL_OUTPUT
+            plan.non_const_buffer_sizes.append(int(np.prod(t["dims"])) * np.dtype(dtype).itemsize)
+            arg_of[oid] = len(plan.values)
+            plan.values.append(S.EValue(S.Tensor(
+                scalar_type=scalar[dtype], storage_offset=0, sizes=list(t["dims"]),
+                dim_order=list(range(len(t["dims"]))), requires_grad=False, layout=template.layout,
+                data_buffer_idx=0, shape_dynamism=template.shape_dynamism,
+                allocation_info=S.AllocationDetails(memory_id=len(plan.non_const_buffer_sizes) - 1,
+                                                    memory_offset_low=0, memory_offset_high=0))))
+            taps.append({**tap, "output": len(plan.outputs) + len(new)})
+            new.append(oid)
+        graph["output_ids"] = sorted(outs + new)
+        externals = ins + graph["output_ids"]
+        for k, vid in enumerate(externals):
+            _xnn_tensor(values[vid])["external_id"] = k
+        graph["num_externs"] = len(externals)
+        calls[di].args = [arg_of[v] for v in externals]
+        plan.outputs += [arg_of[v] for v in new]
+        store.data = serialize_xnnpack_binary(_json_to_dataclass(graph, XNNGraph), bytearray(consts))
+    return bytes(serialize_pte_binary(pte)), taps
+
+
+def pte_run(data: bytes, feeds: list[np.ndarray], n: int) -> tuple[list[np.ndarray], list[dict]]:
+    """Every XNNPACK node's output (dequantized, [n, ...]) over n samples, one sample at a time
+    (edgekit's .pte files have batch 1), and the taps describing them."""
+    import torch
+
+    from edgekit.errors import require
+
+    rt = require("executorch.runtime", "torch")
+    exposed, taps = expose_pte(data)
+    with tempfile.TemporaryDirectory(prefix="edgekit-debug-") as tmp:
+        path = Path(tmp) / "exposed.pte"
+        path.write_bytes(exposed)
+        method = rt.Runtime.get().load_program(str(path)).load_method("forward")
+        rows: list[list[np.ndarray]] = [[] for _ in taps]
+        for k in range(n):
+            outs = method.execute([torch.from_numpy(np.ascontiguousarray(f[k:k + 1])) for f in feeds])
+            for j, tap in enumerate(taps):
+                v = outs[tap["output"]].detach().numpy().astype(np.float64)
+                if taps[j]["scale"] is not None and taps[j]["dtype"] != "float32":
+                    v = (v - (taps[j]["zero_point"] or 0)) * taps[j]["scale"]
+                rows[j].append(v)
+    return [np.concatenate(r) for r in rows], taps
+
+
+def _module_path(node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""
+
+
+def torch_intermediates(ep, feeds: list[np.ndarray], n: int) -> list[dict]:
+    """The output of every call_function node of a torch.export program over n samples, in graph
+    order: {node, op, module (nn.Module path), value, users}."""
+    import torch
+
+    gm = ep.module()
+    nodes = [nd for nd in gm.graph.nodes if nd.op == "call_function"]
+    seen: dict[str, list] = {nd.name: [] for nd in nodes}
+
+    class Capture(torch.fx.Interpreter):
+        def run_node(self, nd):
+            out = super().run_node(nd)
+            if nd.name in seen and isinstance(out, torch.Tensor) and out.is_floating_point():
+                seen[nd.name].append(out.detach().numpy().astype(np.float64))
+            return out
+
+    with torch.no_grad():
+        for k in range(n):
+            Capture(gm).run(*[torch.from_numpy(np.ascontiguousarray(f[k:k + 1])) for f in feeds])
+    return [{"node": nd.name, "op": str(getattr(nd.target, "__name__", nd.target)).split(".")[0],
+             "module": _module_path(nd), "value": np.concatenate(seen[nd.name]),
+             "users": [u.name for u in nd.users]} for nd in nodes if len(seen[nd.name]) == n]
+
+
+def _as_ref_layout(value: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
+    if value.shape == ref.shape:
+        return value
+    if value.ndim == 4 and np.moveaxis(value, -1, 1).shape == ref.shape:  # XNNPACK's NHWC
+        return np.moveaxis(value, -1, 1)
+    return value.reshape(ref.shape) if value.size == ref.size else None
+
+
+def compare_pte(ep, artifact: Path, feeds: list[np.ndarray], n: int, floor_db: float) -> dict:
+    """The layer table of an ExecuTorch (XNNPACK) artifact against the source's torch.export program."""
+    n = min(n, TFLITE_SAMPLES)
+    feeds = [f[:n] for f in feeds]
+    progress(f"running the torch.export program and keeping every node's output ({n} samples)")
+    ref = torch_intermediates(ep, feeds, n)
+    progress("running the artifact with every XNNPACK tensor exposed")
+    values, taps = pte_run(artifact.read_bytes(), feeds, n)
+    by_name = {r["node"]: r for r in ref}
+    layers, unmatched, pos = [], [], 0
+    for value, tap in zip(values, taps):
+        if tap["kind"] == "Convert":  # the artifact's int8 input: what its first layer sees
+            if len(feeds) == 1 and value.size == feeds[0].size and not layers:
+                x = feeds[0].astype(np.float64)
+                layers.append({"source_layer": "input", "artifact_tensor": "xnnpack input (Convert)", "op": "quantize",
+                               "node": None, **tensor_metrics(x, value.reshape(x.shape), None, 1),
+                               "scale": float(tap["scale"]), "zero_point": int(tap["zero_point"] or 0)})
+            continue
+        ops = XNN_OPS.get(tap["kind"])
+        j = next((j for j in range(pos, len(ref)) if (ops is None or ref[j]["op"] in ops)
+                  and _as_ref_layout(value, ref[j]["value"]) is not None), None)
+        if j is None:
+            continue  # an XNNPACK-only node (a layout transpose): nothing in the source to compare with
+        r = ref[j]
+        for skipped in ref[pos:j]:
+            unmatched.append({"source_layer": skipped["module"] or skipped["node"], "tensor": skipped["node"],
+                              "op": skipped["op"], "why": "no XNNPACK node computes it alone (fused or decomposed)"})
+        pos, op, target = j + 1, r["op"], r
+        if tap["fused"] and len(r["users"]) == 1 and by_name.get(r["users"][0], {}).get("op") in ACTIVATION_OPS:
+            target = by_name[r["users"][0]]  # the activation XNNPACK fused into this node
+            op = f"{r['op']}+{target['op']}"
+            pos = max(pos, ref.index(target) + 1)
+        cand = _as_ref_layout(value, target["value"])
+        in_snr = layers[-1]["effective_snr_db"] if layers else None  # the layer matched before feeds this one
+        row = {"source_layer": r["module"] or r["node"], "artifact_tensor": f"xnnpack#{len(layers)} ({tap['kind']})",
+               "op": op, "node": target["node"], **tensor_metrics(target["value"], cand, in_snr, 1)}
+        if tap["scale"] is not None:
+            row.update({"scale": float(tap["scale"]), "zero_point": int(tap["zero_point"] or 0)})
+        layers.append(row)
     return {**summarize(layers, unmatched, floor_db), "samples": n}
 
 

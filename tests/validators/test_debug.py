@@ -185,3 +185,95 @@ def test_keep_float_auto_repairs_tflite_int8(mlp, keras_mlp):
     res = run_cli("convert", keras_mlp, "--target", "tflite", "--quantize", "int8", "--calibration",
                   mlp / "outlier_mlp_calib.npz", "-o", mlp / "typo.tflite", "--keep-float", "functional_1/fc3")
     assert_user_error(res, 2, "no layer named", "nearest names", "functional_1/fc3_1/MatMul")
+
+
+@pytest.mark.tf
+def test_debug_finds_an_altered_layer_in_a_tflite_file(mlp, keras_mlp, tmp_path):
+    """The TFLite artifact of a copy of the Keras model whose fc5 weights were scaled by 1.2."""
+    import keras
+
+    model = keras.models.load_model(keras_mlp)
+    w, b = model.get_layer("fc5").get_weights()
+    model.get_layer("fc5").set_weights([w * 1.2, b])
+    model.save(tmp_path / "altered.keras")
+    art = tmp_path / "altered.tflite"
+    assert run_cli("convert", tmp_path / "altered.keras", "--target", "tflite", "-o", art, "--no-validate").code == 0
+    res = run_cli("debug", keras_mlp, art, "--inputs", mlp / "outlier_mlp_val.npz", "--json")
+    assert res.code == 0, res
+    doc = res.json["result"]
+    assert "/fc5" in doc["first_divergence"]["source_layer"].split(";")[0], doc["first_divergence"]
+    assert all(r["snr_db"] > 100 for r in doc["layers"] if "/fc4" in r["source_layer"].split(";")[0])
+
+
+TORCH_MLP = """
+import sys
+import numpy as np
+import torch
+sys.path.insert(0, sys.argv[3])
+import outlier_mlp
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, layers):
+        super().__init__()
+        self.n = len(layers)
+        for k, (w, b) in enumerate(layers):
+            fc = torch.nn.Linear(*w.shape)
+            fc.weight.data, fc.bias.data = torch.from_numpy(w.T.copy()), torch.from_numpy(b)
+            self.add_module(f"fc{k + 1}", fc)
+
+    def forward(self, x):
+        for k in range(self.n):
+            x = getattr(self, f"fc{k + 1}")(x)
+            x = torch.relu(x) if k < self.n - 1 else x
+        return x
+
+
+def save(layers, path):
+    dyn = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+    torch.export.save(torch.export.export(MLP(layers).eval(), (torch.zeros(2, 16),), dynamic_shapes=dyn), path)
+
+
+layers = outlier_mlp.weights(np.random.default_rng(outlier_mlp.SEED))
+save(layers, sys.argv[1])
+layers[4] = (layers[4][0] * 1.2, layers[4][1])  # fc5 altered
+save(layers, sys.argv[2])
+"""
+
+
+@pytest.fixture(scope="module")
+def torch_mlp(mlp) -> Path:
+    """The outlier MLP as a torch.export program (modules fc1..fc6), and a copy with fc5's weights x1.2."""
+    pytest.importorskip("executorch")
+    subprocess.run([sys.executable, "-c", TORCH_MLP, str(mlp / "mlp.pt2"), str(mlp / "mlp_fc5.pt2"), str(SAMPLES)],
+                   check=True)
+    return mlp / "mlp.pt2"
+
+
+@pytest.mark.torch
+def test_debug_finds_an_altered_layer_in_an_executorch_file(mlp, torch_mlp):
+    """The .pte is built from the altered copy; debug reads every XNNPACK node's output of that
+    file on the ExecuTorch runtime and names fc5 (its nn.Module path)."""
+    art = mlp / "fc5.pte"
+    assert run_cli("convert", mlp / "mlp_fc5.pt2", "--target", "executorch", "-o", art, "--no-validate").code == 0
+    res = run_cli("debug", torch_mlp, art, "--inputs", mlp / "outlier_mlp_val.npz", "--json")
+    assert res.code == 0, res
+    doc = res.json["result"]
+    assert doc["first_divergence"]["source_layer"] == "fc5", doc["first_divergence"]
+    rows = {r["source_layer"]: r for r in doc["layers"]}
+    assert list(rows) == ["fc1", "fc2", "fc3", "fc4", "fc5", "fc6"]  # ReLUs fused into the layer before
+    assert rows["fc4"]["snr_db"] > 100 and rows["fc5"]["snr_db"] < 30
+
+
+@pytest.mark.torch
+def test_debug_names_the_outlier_layer_in_executorch_int8(mlp, torch_mlp):
+    art = mlp / "mlp.int8.pte"
+    res = run_cli("convert", torch_mlp, "--target", "executorch", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", art, "--keep-failed")
+    assert_user_error(res, 1, "parity failed", f"edgekit debug {torch_mlp} {art}")
+    res = run_cli("debug", torch_mlp, art, "--inputs", mlp / "outlier_mlp_val.npz", "--json")
+    assert res.code == 0, res
+    doc = res.json["result"]
+    first = doc["first_divergence"]
+    assert (first["source_layer"], first["op"]) == ("fc3", "linear+relu") and first["scale"] > 1.0, first
+    assert doc["layers"][0]["source_layer"] == "input" and doc["worst"][0]["source_layer"] == "fc3"
