@@ -260,3 +260,144 @@ def apply_tflite(conv, calibration_gen, blob: bytes, keep: list[str], data, repo
                                 "full_int8_size_bytes": len(blob)}
         return blob, [f"--keep-float auto: no set of at most {budget} of {total} layers kept in float passed "
                       f"({len(tried)} tried); the file is full int8"]
+
+
+# ----------------------------------------------------------------------------- ExecuTorch (XNNPACK PT2E)
+def module_paths(ep) -> list[str]:
+    """nn.Module paths of a torch.export program's computing modules, in graph order (what
+    `edgekit debug` prints for a .pte; XNNPACKQuantizer.set_module_name takes them)."""
+    from edgekit.validators.debug import _module_path
+
+    return list(dict.fromkeys(p for p in (_module_path(n) for n in ep.graph.nodes if n.op == "call_function") if p))
+
+
+def module_readers(ep, name: str) -> list[str]:
+    """The modules that read what `name` computes, looking through module-less nodes (a functional
+    ReLU): keeping a layer float helps only if the next one does not quantize its output again."""
+    from edgekit.validators.debug import _module_path
+
+    out, todo, seen = [], [n for n in ep.graph.nodes if n.op == "call_function" and _module_path(n) == name], set()
+    while todo:
+        node = todo.pop()
+        for u in node.users:
+            if u.name in seen or u.op != "call_function":
+                continue
+            seen.add(u.name)
+            path = _module_path(u)
+            if path and path != name:
+                out.append(path)
+            else:
+                todo.append(u)
+    return list(dict.fromkeys(out))
+
+
+def float_nodes(ep, keep: list[str]) -> set[str]:
+    """Names of the nodes the quantizer must leave alone to keep the modules `keep` float: their
+    own nodes and the module-less nodes (a functional ReLU) that only they feed."""
+    from edgekit.validators.debug import _module_path
+
+    out = {n.name for n in ep.graph.nodes if n.op == "call_function" and _module_path(n) in keep}
+    todo = [n for n in ep.graph.nodes if n.name in out]
+    while todo:
+        for u in todo.pop().users:
+            if u.op == "call_function" and not _module_path(u) and u.name not in out and \
+                    all(a.name in out for a in u.all_input_nodes if a.op == "call_function"):
+                out.add(u.name)
+                todo.append(u)
+    return out
+
+
+def _pte_outputs(blob: bytes, feeds: list, n: int) -> dict:
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from edgekit.errors import require
+
+    rt = require("executorch.runtime", "torch")
+    with tempfile.TemporaryDirectory(prefix="edgekit-keep-") as tmp:
+        path = Path(tmp) / "candidate.pte"
+        path.write_bytes(blob)
+        method = rt.Runtime.get().load_program(str(path)).load_method("forward")
+        rows = [method.execute([torch.from_numpy(f[k:k + 1].copy()) for f in feeds]) for k in range(n)]
+    return {f"output{j}": np.concatenate([r[j].numpy() for r in rows]) for j in range(len(rows[0]))}
+
+
+def apply_executorch(ep, lower_int8, keep: list[str], data, report: dict):
+    """int8 ExecuTorch with `keep` (nn.Module paths, or ["auto"]) left float by XNNPACKQuantizer
+    (a filter function that skips their nodes, see float_nodes). `lower_int8(names)` quantizes and lowers; returns (edge
+    program, calibration count, notes) and records report['keep_float']."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    layers = module_paths(ep)
+    total = len(layers)
+    if keep != ["auto"]:
+        missing = [k for k in keep if k not in layers]
+        if missing:
+            near = nearest(missing, layers)
+            raise BadInput(f"--keep-float: no layer named {', '.join(repr(m) for m in missing)} in the torch.export "
+                           f"program ({total} modules).", hint=(f"nearest names: {', '.join(near)}" if near else
+                                                                f"layers: {', '.join(layers[:12])}") +
+                           "; 'edgekit debug SOURCE ARTIFACT' prints them (nn.Module paths)")
+        progress(f"quantizing to int8 with {len(keep)} module(s) kept in float (XNNPACKQuantizer)")
+        edge, n = lower_int8(list(keep))
+        report["keep_float"] = {"mode": "names", "nodes": list(keep), "of_nodes": total}
+        return edge, n, [f"kept in float ({len(keep)} of {total} layers, as asked): {', '.join(keep)}"]
+    from edgekit.targets import tolerance_preset
+    from edgekit.validators.debug import TFLITE_SAMPLES, compare_pte
+    from edgekit.validators.parity import compare
+
+    n = min(data.n, TFLITE_SAMPLES)
+    feeds = [np.ascontiguousarray(a[:n]) for a in data.arrays.values()]
+    labels = None if data.labels is None else data.labels[:n]
+    gm = ep.module()
+    with torch.no_grad():
+        outs = [gm(*[torch.from_numpy(f[k:k + 1].copy()) for f in feeds]) for k in range(n)]
+    outs = [o if isinstance(o, (tuple, list)) else (o,) for o in outs]
+    ref = {f"output{j}": np.concatenate([o[j].numpy() for o in outs]) for j in range(len(outs[0]))}
+
+    def passes(blob: bytes):
+        cand = _pte_outputs(blob, feeds, n)
+        rep = compare(ref, cand, [(k, k) for k in ref], tolerance_preset("int8"), precision="int8",
+                      data_source=data.source, labels=labels)
+        return rep.passed, rep
+
+    edge, count = lower_int8([])
+    blob = edge.to_executorch().buffer
+    full = {"mode": "auto", "of_nodes": total, "full_int8_size_bytes": len(blob)}
+    if passes(blob)[0]:
+        report["keep_float"] = {**full, "nodes": []}
+        return edge, count, ["--keep-float auto: full int8 already passes the int8 preset against the torch.export "
+                             "program; no layer kept in float"]
+    progress("measuring each layer's int8 loss against the torch.export program")
+    with tempfile.TemporaryDirectory(prefix="edgekit-keep-") as tmp:
+        (Path(tmp) / "q.pte").write_bytes(blob)
+        rows = compare_pte(ep, Path(tmp) / "q.pte", feeds, n, 12.0)["layers"]
+    ranked = [r["source_layer"] for r in sorted(rows, key=lambda r: -r["loss_db"])
+              if r["loss_db"] > 0 and r["source_layer"] in layers]
+    budget = max(2, math.ceil(total * MAX_FRACTION))
+    kept: list[str] = []
+    tried = []
+    for name in dict.fromkeys(ranked):
+        if len(tried) >= AUTO_ROUNDS or name in kept:
+            continue
+        grow = [g for g in [name] + module_readers(ep, name) if g not in kept]
+        if len(kept) + len(grow) > budget:
+            continue
+        kept += grow
+        progress(f"--keep-float auto: trying {len(kept)} module(s) in float ({', '.join(kept)})")
+        cand_edge, count = lower_int8(kept)
+        ok, rep = passes(cand_edge.to_executorch().buffer)
+        tried.append({"nodes": list(kept), "passed": ok, "summary": "" if ok else rep.failure_summary()})
+        if ok:
+            report["keep_float"] = {**full, "nodes": kept, "tried": tried}
+            return cand_edge, count, [f"--keep-float auto: kept {len(kept)} of {total} layers in float "
+                                      f"({', '.join(kept)}), ranked by measured int8 loss; full int8 failed the "
+                                      "int8 preset against the torch.export program"]
+    report["keep_float"] = {**full, "nodes": [], "tried": tried}
+    return edge, count, [f"--keep-float auto: no set of at most {budget} of {total} layers kept in float passed "
+                         f"({len(tried)} tried); the file is full int8"]

@@ -305,14 +305,35 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer, get_symmetric_quantization_config)
 
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            converted, n = _pt2e_quantize(ep, model, request, quantizer)
-            _check_quantized_share(converted, "executorch")
-            ep = torch.export.export(converted, model.example_inputs(batch=1))
+            def lower_int8(keep: list[str]):
+                """PT2E int8 lowered to XNNPACK, the modules in `keep` left float."""
+                quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+                if keep:  # XNNPACKQuantizer.set_module_name refuses None: annotate only the other nodes
+                    from edgekit.converters.keep_float import float_nodes
+
+                    skip = float_nodes(ep, keep)
+                    quantizer.set_filter_function(lambda node: node.name not in skip)
+                converted, n = _pt2e_quantize(ep, model, request, quantizer)
+                if not keep:  # layers kept float on purpose may leave most weights float
+                    _check_quantized_share(converted, "executorch")
+                progress("lowering to the XNNPACK delegate")
+                qep = torch.export.export(converted, model.example_inputs(batch=1))
+                return to_edge_transform_and_lower(qep, partitioner=[XnnpackPartitioner()]), n
+
+            keep = request.options.get("keep_float")
+            if keep:
+                from edgekit.converters import keep_float
+
+                edge, n, kept = keep_float.apply_executorch(ep, lower_int8, keep, request.samples or request.calibration,
+                                                            details)
+                notes += kept
+            else:
+                edge, n = lower_int8([])
             notes.append(f"int8 PT2E (XNNPACKQuantizer, symmetric per-channel weights), calibrated on {n} "
                          f"samples from {request.calibration.source}; inputs and outputs stay float32")
-        progress("lowering to the XNNPACK delegate")
-        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+        else:
+            progress("lowering to the XNNPACK delegate")
+            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
         more_notes, deleg = _delegation_summary(edge.exported_program().graph_module)
         progress("serializing the ExecuTorch program")
         buffer = edge.to_executorch().buffer

@@ -377,11 +377,11 @@ def keep_float_names(values, target: str, quantize: str, framework: str = "", in
     if not names:
         return None
     tflite = target == "tflite" and framework in KEEP_FLOAT_TFLITE and not int8_io
-    if quantize != "int8" or not (target == "onnx" or tflite):
-        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx, or --target tflite from "
-                       f"Keras/TensorFlow without --int8-io (not --quantize {quantize} --target {target} from "
-                       f"{framework or 'this source'}).",
-                       hint="ExecuTorch and torch→TFLite int8 keep every layer quantized for now")
+    if quantize != "int8" or not (target == "onnx" or tflite or target == "executorch"):
+        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx or executorch, or --target "
+                       f"tflite from Keras/TensorFlow without --int8-io (not --quantize {quantize} --target {target} "
+                       f"from {framework or 'this source'}).",
+                       hint="torch→TFLite int8 keeps every layer quantized for now")
     if "auto" in names and len(names) > 1:
         raise BadInput("--keep-float auto chooses the layers itself: give either auto or layer names.")
     return names
@@ -397,7 +397,7 @@ def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list 
             f"see which layer diverges: rerun with --keep-failed, then edgekit debug {model} ARTIFACT{data}")
     fix = ("; keep the sensitive layers float: --keep-float auto" if not keep else
            "; keep more layers float by name (--keep-float NAME,…, names from debug)") \
-        if precision == "int8" and (target == "onnx" or framework in KEEP_FLOAT_TFLITE) else ""
+        if precision == "int8" and (target in ("onnx", "executorch") or framework in KEEP_FLOAT_TFLITE) else ""
     return f"{step}{fix}; or "
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from edgekit.errors import BadInput
 from edgekit.targets import OUTPUT_KINDS, QUANTIZE_MODES, TARGETS
 
+KEEP_FLOAT_TARGETS = ("onnx", "executorch", "tflite")  # tflite: from Keras/TensorFlow (the converter refuses torch)
+
 ARCHES = ("host", "arm64")
 
 
@@ -31,7 +33,7 @@ class TargetSpec:
     max_arm_instructions: float | None = None
     int8_io: bool = False
     expect: str | None = None  # "refused": the job passes only when edgekit refuses it (exit 3)
-    keep_float: list[str] | None = None  # int8 ONNX: layers kept float, or ["auto"] (--keep-float)
+    keep_float: list[str] | None = None  # int8 ONNX/ExecuTorch/TFLite: layers kept float, or ["auto"] (--keep-float)
 
     @property
     def precision(self) -> str:
@@ -217,10 +219,11 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
                          hint="expect = \"refused\" is the only value: the job passes when edgekit refuses it")
             keep = t.get("keep_float")
             keep = [keep] if isinstance(keep, str) else keep
-            if keep is not None and (q != "int8" or t["target"] != "onnx" or not keep
+            if keep is not None and (q != "int8" or t["target"] not in KEEP_FLOAT_TARGETS or not keep
                                      or not all(isinstance(k, str) and k for k in keep)):
-                chk.fail(f"{tp}.keep_float", "keep_float applies to target = \"onnx\" with quantize = \"int8\", "
-                         "as \"auto\" or a list of layer names.", hint='e.g. keep_float = "auto" or ["fc3", "relu3"]')
+                chk.fail(f"{tp}.keep_float", "keep_float applies to target = \"onnx\", \"executorch\" or \"tflite\" "
+                         "(from Keras/TensorFlow) with quantize = \"int8\", as \"auto\" or a list of layer names.",
+                         hint='e.g. keep_float = "auto" or ["fc3", "relu3"]')
             targets.append(TargetSpec(t["target"], q, t.get("output"), t.get("atol"), t.get("rtol"), list(arches),
                                       t.get("max_latency_ms"), t.get("max_arm_instructions"), t.get("int8_io", False),
                                       t.get("expect"), keep))

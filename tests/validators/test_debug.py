@@ -106,7 +106,7 @@ def test_keep_float_unknown_name_lists_nearest(mlp):
     assert not (mlp / "typo.onnx").exists()
 
 
-def test_keep_float_only_for_int8_onnx(mlp):
+def test_keep_float_only_for_int8(mlp):
     res = run_cli("convert", mlp / "outlier_mlp.onnx", "--target", "onnx", "--keep-float", "auto")
     assert_user_error(res, 2, "--keep-float applies to --quantize int8")
 
@@ -125,7 +125,7 @@ def test_debug_refuses_files_whose_inputs_differ(mlp, tmp_path):
     assert_user_error(res, 2, "cannot compare layers", "input 'x'", "[Nx16]", "[1x4]")
 
 
-def test_keep_float_in_edgekit_toml_only_for_int8_onnx(mlp, tmp_path):
+def test_keep_float_in_edgekit_toml_only_for_int8(mlp, tmp_path):
     cfg = tmp_path / "edgekit.toml"
     cfg.write_text(f'[[models]]\nname = "m"\nsource = "{mlp / "outlier_mlp.onnx"}"\n\n'
                    '  [[models.targets]]\n  target = "onnx"\n  keep_float = "auto"\n')
@@ -277,3 +277,20 @@ def test_debug_names_the_outlier_layer_in_executorch_int8(mlp, torch_mlp):
     first = doc["first_divergence"]
     assert (first["source_layer"], first["op"]) == ("fc3", "linear+relu") and first["scale"] > 1.0, first
     assert doc["layers"][0]["source_layer"] == "input" and doc["worst"][0]["source_layer"] == "fc3"
+
+
+@pytest.mark.torch
+def test_keep_float_auto_repairs_executorch_int8(mlp, torch_mlp):
+    """Full int8 fails (test above); auto keeps fc3 and the layer that reads it float and passes."""
+    out = mlp / "mlp.mixed.pte"
+    res = run_cli("convert", torch_mlp, "--target", "executorch", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", out,
+                  "--keep-float", "auto")
+    assert res.code == 0, res
+    doc = json.loads(out.with_name(out.name + ".report.json").read_text())["result"]
+    kept = doc["details"]["keep_float"]
+    assert kept["nodes"] == ["fc3", "fc4"] and kept["of_nodes"] == 6, kept
+    assert doc["parity"]["passed"] and out.stat().st_size > kept["full_int8_size_bytes"]
+    res = run_cli("convert", torch_mlp, "--target", "executorch", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "-o", mlp / "typo.pte", "--keep-float", "fc33")
+    assert_user_error(res, 2, "no layer named 'fc33'", "nearest names", "fc3")
