@@ -274,7 +274,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
-    keep = keep_float_names(keep_float, target, quantize, found.spec.framework, int8_io)
+    keep = keep_float_names(keep_float, target, quantize, int8_io)
     calibration = _data_file(calibration, "--calibration")
     inputs = _data_file(inputs, "--inputs")
     batch_axis = _named(batch_axes, "--batch-axis", "state=1", int)
@@ -361,34 +361,28 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
                           f"{failure_line(failed)}.{kept}",
                           hint=debug_hint(model, out if keep_failed else None, inputs or calibration, target,
-                                          result["precision"], keep, found.spec.framework) +
+                                          result["precision"], keep) +
                                "try a higher precision (--quantize fp16/none), more calibration data, or "
                                "--atol/--rtol if the difference is acceptable")
     if not json_out:
         ui.info(f"[green]wrote[/] {ui.plain(out)}")
 
 
-KEEP_FLOAT_TFLITE = ("keras", "tensorflow")  # TFLite paths with TFLite's QuantizationDebugger
-
-
-def keep_float_names(values, target: str, quantize: str, framework: str = "", int8_io: bool = False) -> list[str] | None:
+def keep_float_names(values, target: str, quantize: str, int8_io: bool = False) -> list[str] | None:
     """--keep-float NAME[,NAME] (repeatable) or auto -> a list of names, or ["auto"]."""
     names = [n.strip() for v in values or () for n in v.split(",") if n.strip()]
     if not names:
         return None
-    tflite = target == "tflite" and framework in KEEP_FLOAT_TFLITE and not int8_io
-    if quantize != "int8" or not (target == "onnx" or tflite or target == "executorch"):
-        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx or executorch, or --target "
-                       f"tflite from Keras/TensorFlow without --int8-io (not --quantize {quantize} --target {target} "
-                       f"from {framework or 'this source'}).",
-                       hint="torch→TFLite int8 keeps every layer quantized for now")
+    if quantize != "int8" or target not in ("onnx", "executorch", "tflite") or (target == "tflite" and int8_io):
+        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx, executorch or tflite (without "
+                       f"--int8-io), not --quantize {quantize} --target {target}"
+                       f"{' --int8-io' if int8_io else ''}.")
     if "auto" in names and len(names) > 1:
         raise BadInput("--keep-float auto chooses the layers itself: give either auto or layer names.")
     return names
 
 
-def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list | None = None,
-               framework: str = "") -> str:
+def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list | None = None) -> str:
     """The next step after a failed parity check: the exact `edgekit debug` command (ONNX, TFLite, ExecuTorch)."""
     if target not in ("onnx", "tflite", "executorch"):
         return ""
@@ -397,7 +391,7 @@ def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list 
             f"see which layer diverges: rerun with --keep-failed, then edgekit debug {model} ARTIFACT{data}")
     fix = ("; keep the sensitive layers float: --keep-float auto" if not keep else
            "; keep more layers float by name (--keep-float NAME,…, names from debug)") \
-        if precision == "int8" and (target in ("onnx", "executorch") or framework in KEEP_FLOAT_TFLITE) else ""
+        if precision == "int8" else ""
     return f"{step}{fix}; or "
 
 

@@ -500,12 +500,12 @@ def _module_path(node) -> str:
     return list(stack.values())[-1][0] if stack else ""
 
 
-def torch_intermediates(ep, feeds: list[np.ndarray], n: int) -> list[dict]:
-    """The output of every call_function node of a torch.export program over n samples, in graph
-    order: {node, op, module (nn.Module path), value, users}."""
+def torch_intermediates(gm, feeds: list[np.ndarray], n: int) -> list[dict]:
+    """The float output of every call_function node of a graph module (a torch.export program's
+    .module(), or its PT2E-quantized version) over n samples, in graph order: {node, op, module
+    (nn.Module path), value, users}."""
     import torch
 
-    gm = ep.module()
     nodes = [nd for nd in gm.graph.nodes if nd.op == "call_function"]
     seen: dict[str, list] = {nd.name: [] for nd in nodes}
 
@@ -537,7 +537,7 @@ def compare_pte(ep, artifact: Path, feeds: list[np.ndarray], n: int, floor_db: f
     n = min(n, TFLITE_SAMPLES)
     feeds = [f[:n] for f in feeds]
     progress(f"running the torch.export program and keeping every node's output ({n} samples)")
-    ref = torch_intermediates(ep, feeds, n)
+    ref = torch_intermediates(ep.module(), feeds, n)
     progress("running the artifact with every XNNPACK tensor exposed")
     values, taps = pte_run(artifact.read_bytes(), feeds, n)
     by_name = {r["node"]: r for r in ref}

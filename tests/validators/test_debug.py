@@ -294,3 +294,17 @@ def test_keep_float_auto_repairs_executorch_int8(mlp, torch_mlp):
     res = run_cli("convert", torch_mlp, "--target", "executorch", "--quantize", "int8", "--calibration",
                   mlp / "outlier_mlp_calib.npz", "-o", mlp / "typo.pte", "--keep-float", "fc33")
     assert_user_error(res, 2, "no layer named 'fc33'", "nearest names", "fc3")
+
+
+@pytest.mark.torch
+def test_keep_float_auto_repairs_torch_tflite_int8(mlp, torch_mlp):
+    """torch→TFLite (litert-torch PT2E): full int8 fails; auto ranks modules by their loss in the
+    PT2E-quantized module and keeps fc3, fc4 float; the .tflite passes."""
+    args = ("convert", torch_mlp, "--target", "tflite", "--quantize", "int8", "--calibration",
+            mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz")
+    assert_user_error(run_cli(*args, "-o", mlp / "torch.int8.tflite"), 1, "parity failed", "--keep-float auto")
+    out = mlp / "torch.mixed.tflite"
+    res = run_cli(*args, "-o", out, "--keep-float", "auto")
+    assert res.code == 0, res
+    doc = json.loads(out.with_name(out.name + ".report.json").read_text())["result"]
+    assert doc["details"]["keep_float"]["nodes"] == ["fc3", "fc4"] and doc["parity"]["passed"], doc["details"]
