@@ -373,7 +373,9 @@ def keep_float_names(values, target: str, quantize: str, int8_io: bool = False) 
     names = [n.strip() for v in values or () for n in v.split(",") if n.strip()]
     if not names:
         return None
-    if quantize != "int8" or target not in ("onnx", "executorch", "tflite") or (target == "tflite" and int8_io):
+    from edgekit.config import KEEP_FLOAT_TARGETS
+
+    if quantize != "int8" or target not in KEEP_FLOAT_TARGETS or (target == "tflite" and int8_io):
         raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx, executorch or tflite (without "
                        f"--int8-io), not --quantize {quantize} --target {target}"
                        f"{' --int8-io' if int8_io else ''}.")

@@ -16,7 +16,7 @@ from pathlib import Path
 from edgekit.errors import BadInput
 from edgekit.targets import OUTPUT_KINDS, QUANTIZE_MODES, TARGETS
 
-KEEP_FLOAT_TARGETS = ("onnx", "executorch", "tflite")  # tflite: from Keras/TensorFlow (the converter refuses torch)
+KEEP_FLOAT_TARGETS = ("onnx", "executorch", "tflite")  # int8 paths that can keep layers float (--keep-float)
 
 ARCHES = ("host", "arm64")
 

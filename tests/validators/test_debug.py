@@ -308,3 +308,19 @@ def test_keep_float_auto_repairs_torch_tflite_int8(mlp, torch_mlp):
     assert res.code == 0, res
     doc = json.loads(out.with_name(out.name + ".report.json").read_text())["result"]
     assert doc["details"]["keep_float"]["nodes"] == ["fc3", "fc4"] and doc["parity"]["passed"], doc["details"]
+
+
+def test_quantize_auto_tries_the_mixed_candidate(mlp):
+    """Full int8 fails, so auto also tries int8 with --keep-float auto, and reports what the float
+    layers cost against the (failed, but timed) full int8 file."""
+    out = mlp / "auto.onnx"
+    res = run_cli("convert", mlp / "outlier_mlp.onnx", "--target", "onnx", "--quantize", "auto", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", out)
+    assert res.code == 0, res
+    rows = {r["mode"]: r for r in json.loads(out.with_name(out.name + ".report.json").read_text())
+            ["result"]["details"]["auto"]}
+    mixed, full = rows["int8+keep-float"], rows["int8"]
+    assert mixed["passed"] and not full["passed"] and "fc3" in mixed["keep_float"], mixed
+    cost = mixed["vs_full_int8"]
+    assert cost["full_int8_ms"] == full["median_ms"] and cost["size_bytes"] == mixed["size_bytes"] - full["size_bytes"] > 0
+    assert "vs full int8" in mixed["reason"] and "int8+keep-float" in res.stdout
