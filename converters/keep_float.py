@@ -266,24 +266,24 @@ def apply_tflite(conv, calibration_gen, blob: bytes, keep: list[str], data, repo
 def module_paths(ep) -> list[str]:
     """nn.Module paths of a torch.export program's computing modules, in graph order (what
     `edgekit debug` prints for a .pte; XNNPACKQuantizer.set_module_name takes them)."""
-    from edgekit.validators.debug import _module_path
+    from edgekit.validators.debug import module_path
 
-    return list(dict.fromkeys(p for p in (_module_path(n) for n in ep.graph.nodes if n.op == "call_function") if p))
+    return list(dict.fromkeys(p for p in (module_path(n) for n in ep.graph.nodes if n.op == "call_function") if p))
 
 
 def module_readers(ep, name: str) -> list[str]:
     """The modules that read what `name` computes, looking through module-less nodes (a functional
     ReLU): keeping a layer float helps only if the next one does not quantize its output again."""
-    from edgekit.validators.debug import _module_path
+    from edgekit.validators.debug import module_path
 
-    out, todo, seen = [], [n for n in ep.graph.nodes if n.op == "call_function" and _module_path(n) == name], set()
+    out, todo, seen = [], [n for n in ep.graph.nodes if n.op == "call_function" and module_path(n) == name], set()
     while todo:
         node = todo.pop()
         for u in node.users:
             if u.name in seen or u.op != "call_function":
                 continue
             seen.add(u.name)
-            path = _module_path(u)
+            path = module_path(u)
             if path and path != name:
                 out.append(path)
             else:
@@ -294,13 +294,13 @@ def module_readers(ep, name: str) -> list[str]:
 def float_nodes(ep, keep: list[str]) -> set[str]:
     """Names of the nodes the quantizer must leave alone to keep the modules `keep` float: their
     own nodes and the module-less nodes (a functional ReLU) that only they feed."""
-    from edgekit.validators.debug import _module_path
+    from edgekit.validators.debug import module_path
 
-    out = {n.name for n in ep.graph.nodes if n.op == "call_function" and _module_path(n) in keep}
+    out = {n.name for n in ep.graph.nodes if n.op == "call_function" and module_path(n) in keep}
     todo = [n for n in ep.graph.nodes if n.name in out]
     while todo:
         for u in todo.pop().users:
-            if u.op == "call_function" and not _module_path(u) and u.name not in out and \
+            if u.op == "call_function" and not module_path(u) and u.name not in out and \
                     all(a.name in out for a in u.all_input_nodes if a.op == "call_function"):
                 out.add(u.name)
                 todo.append(u)

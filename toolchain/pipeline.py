@@ -233,9 +233,10 @@ def float_onnx(reference, tmp: Path) -> tuple[Path, list[str]]:
 
 def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
                 trust=None, seed: int = 0, source_options: dict | None = None, batch_axis: dict | None = None,
-                signature: str | None = None) -> dict:
-    """`edgekit debug`: layer-by-layer comparison of an ONNX or TFLite artifact with its source
-    (inside a child process); the comparison itself is edgekit.validators.debug's."""
+                signature: str | None = None, split: bool = False) -> dict:
+    """`edgekit debug`: layer-by-layer comparison of an ONNX, TFLite or ExecuTorch artifact with its
+    source (inside a child process); the comparison itself is edgekit.validators.debug's. `split`
+    (--explain): also measure the weights-vs-activations split of the layer that loses the most."""
     import tempfile
 
     from edgekit.formats import detect
@@ -284,10 +285,18 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
             feeds = {k: data.arrays[k] for k in inputs_} if set(inputs_) <= set(keys) else \
                 {n: data.arrays[k] for n, k in zip(inputs_, keys)}
             result = compare_layers(float_path, Path(artifact), feeds, data.n, floor)
+            if split and result["worst"]:
+                from edgekit.validators.debug import weight_activation_split
+
+                worst = next(r for r in result["layers"] if r["source_layer"] == result["worst"][0]["source_layer"])
+                progress(f"measuring weights vs activations at {worst['source_layer']}")
+                k = result["samples"]
+                result["split"] = weight_activation_split(float_path, Path(artifact), worst,
+                                                          {n: v[:k] for n, v in feeds.items()}, k)
     if result.get("samples", data.n) < data.n:
         more.append(f"compared on the first {result['samples']} of {data.n} samples: every intermediate tensor "
                     f"is kept, within {MEMORY_BUDGET >> 20} MB" + (f" (at most {TFLITE_SAMPLES}, one at a time)" if found.name != "onnx" else ""))
     result = json_safe(result)  # NaN/Inf in the artifact: the row says finite: false, its metrics are null
     result.update({"source": source, "artifact": artifact, "precision": prec, "samples": result.pop("samples", data.n),
-                   "data_source": data.source, "notes": notes + more})
+                   "data_source": data.source, "notes": notes + more, **({"explain": True} if split else {})})
     return result

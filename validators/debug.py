@@ -234,6 +234,55 @@ def compare_layers(float_path: Path, artifact: Path, feeds: dict[str, np.ndarray
     return {**summarize(layers, unmatched, floor_db), "samples": n}
 
 
+def weight_activation_split(float_path: Path, artifact: Path, row: dict, feeds: dict, n: int) -> dict | None:
+    """For one quantized layer of a QDQ ONNX file (a row of compare_layers): the effective SNR
+    (the lower of whole-tensor and median channel SNR) of its output with float weights and int8
+    activations (the artifact with that layer's weights swapped for the float ones), and with
+    int8 weights and float activations (the float graph with that layer's weights swapped for
+    their dequantized int8 values), beside the full int8 value. None when the layer has no
+    quantized weight."""
+    import onnx
+    from onnx import numpy_helper
+
+    am, fm = onnx.load_model(str(artifact)), onnx.load_model(str(float_path))
+    f_inits, a_weights = _initializers(fm), _dequantized_weights(am, _initializers(am))
+    node = next((nd for nd in am.graph.node if nd.name == row.get("node")), None)
+    if node is None or node.op_type not in WEIGHT_OPS:
+        return None
+    weights = [i for i, t in enumerate(node.input)
+               if t in a_weights and t.endswith(DQ_SUFFIX) and t[:-len(DQ_SUFFIX)] in f_inits]
+    if not weights:
+        return None
+    ref_name, out = row["source_layer"], row["artifact_tensor"]
+    with tempfile.TemporaryDirectory(prefix="edgekit-split-") as tmp:
+        def run(model, name: str) -> np.ndarray | None:
+            path, exposed = Path(tmp) / "m.onnx", Path(tmp) / "m.all.onnx"
+            onnx.save_model(model, str(path))
+            _expose_all(path, exposed)
+            return run_all(exposed, feeds, n).get(name)
+
+        ref = run(fm, ref_name)
+        if ref is None:
+            return None
+        for i in weights:  # the artifact, this layer's weights float
+            w = node.input[i][:-len(DQ_SUFFIX)]
+            am.graph.initializer.append(numpy_helper.from_array(f_inits[w], f"{w}_edgekit_float"))
+            node.input[i] = f"{w}_edgekit_float"
+        float_weights = run(am, out)
+        swapped = {node.input[i].removesuffix("_edgekit_float") for i in weights}
+        for init in fm.graph.initializer:  # the float graph, this layer's weights int8 (dequantized)
+            if init.name in swapped:
+                init.CopyFrom(numpy_helper.from_array(
+                    a_weights[init.name + DQ_SUFFIX].astype(numpy_helper.to_array(init).dtype), init.name))
+        int8_weights = run(fm, ref_name)
+
+    def eff(v):
+        return None if v is None or v.shape != ref.shape else tensor_metrics(ref, v, None, 1)["effective_snr_db"]
+
+    return {"layer": row["source_layer"], "node": node.name, "int8_snr_db": row["effective_snr_db"],
+            "float_weights_snr_db": eff(float_weights), "float_activations_snr_db": eff(int8_weights)}
+
+
 def tensor_metrics(ref: np.ndarray, cand: np.ndarray, in_snr: float | None, channel_axis: int) -> dict:
     """cosine, SNR, median channel SNR, max abs, and the SNR lost against the layer's input
     (`in_snr`; None for a graph input: its own quantization, no layer loss)."""
@@ -495,7 +544,7 @@ def pte_run(data: bytes, feeds: list[np.ndarray], n: int) -> tuple[list[np.ndarr
     return [np.concatenate(r) for r in rows], taps
 
 
-def _module_path(node) -> str:
+def module_path(node) -> str:
     stack = node.meta.get("nn_module_stack") or {}
     return list(stack.values())[-1][0] if stack else ""
 
@@ -520,7 +569,7 @@ def torch_intermediates(gm, feeds: list[np.ndarray], n: int) -> list[dict]:
         for k in range(n):
             Capture(gm).run(*[torch.from_numpy(np.ascontiguousarray(f[k:k + 1])) for f in feeds])
     return [{"node": nd.name, "op": str(getattr(nd.target, "__name__", nd.target)).split(".")[0],
-             "module": _module_path(nd), "value": np.concatenate(seen[nd.name]),
+             "module": module_path(nd), "value": np.concatenate(seen[nd.name]),
              "users": [u.name for u in nd.users]} for nd in nodes if len(seen[nd.name]) == n]
 
 
@@ -628,4 +677,29 @@ def render(result: dict) -> list:
             for w in result["worst"][:3])))
     for u in result["unmatched"]:
         parts.append(plain(f"  not matched: {u['source_layer']} ({u['op']}, tensor {u['tensor']}): {u['why']}"))
-    return parts
+    return parts + explain_split(result)
+
+
+def explain_split(result: dict) -> list[str]:
+    """What --explain adds: how much of the worst layer's error comes from its weights versus its
+    activation ranges (measured on edited ONNX copies; the weights' own SNR elsewhere)."""
+    from edgekit.ui import fmt, plain
+
+    sp = result.get("split")
+    if sp:
+        fw, fa = sp["float_weights_snr_db"], sp["float_activations_snr_db"]
+        blame = ("" if fw is None or fa is None else
+                 "; the activation ranges cost the most" if fa > fw + 3 else
+                 "; the weights cost the most" if fw > fa + 3 else "; weights and activations cost alike")
+        return [plain(f"weights vs activations at {short(sp['layer'])} (node {sp['node']}): output SNR "
+                      f"{fmt(sp['int8_snr_db'], 3)} dB at int8, {fmt(fw, 3)} dB with float weights and int8 activations, "
+                      f"{fmt(fa, 3)} dB with int8 weights and float activations (lower of whole-tensor and median "
+                      f"channel SNR){blame}")]
+    if result.get("worst") and result.get("explain"):
+        w = next((r for r in result["layers"] if r["source_layer"] == result["worst"][0]["source_layer"]), {})
+        if w.get("weight_snr_db") is not None:
+            return [plain(f"weights vs activations at {short(w['source_layer'])}: its int8 weights alone have SNR "
+                          f"{fmt(w['weight_snr_db'], 3)} dB, its output {fmt(w['snr_db'], 3)} dB (loss "
+                          f"{fmt(w['loss_db'], 3)} dB); the split is measured on ONNX files only")]
+        return ["weights vs activations: not measured for this format (the split is measured on ONNX files)"]
+    return []

@@ -277,6 +277,9 @@ def test_debug_names_the_outlier_layer_in_executorch_int8(mlp, torch_mlp):
     first = doc["first_divergence"]
     assert (first["source_layer"], first["op"]) == ("fc3", "linear+relu") and first["scale"] > 1.0, first
     assert doc["layers"][0]["source_layer"] == "input" and doc["worst"][0]["source_layer"] == "fc3"
+    res = run_cli("validate", torch_mlp, art, "--inputs", mlp / "outlier_mlp_val.npz", "--explain")
+    assert_user_error(res, 1, "parity failed", f"edgekit debug {torch_mlp} {art}")
+    assert "first divergence: fc3" in res.stdout and "not measured for this format" in res.stdout, res
 
 
 @pytest.mark.torch
@@ -324,3 +327,15 @@ def test_quantize_auto_tries_the_mixed_candidate(mlp):
     cost = mixed["vs_full_int8"]
     assert cost["full_int8_ms"] == full["median_ms"] and cost["size_bytes"] == mixed["size_bytes"] - full["size_bytes"] > 0
     assert "vs full int8" in mixed["reason"] and "int8+keep-float" in res.stdout
+
+
+def test_explain_prints_the_findings_of_a_failing_conversion(mlp):
+    """--explain: debug's table and findings without a second command, and how much of the worst
+    layer's error comes from its weights versus its activation ranges (measured on edited copies)."""
+    out = mlp / "explained.int8.onnx"
+    res = _convert(mlp, out.name, "--explain", "--keep-failed")
+    assert_user_error(res, 1, "parity failed")
+    assert "first divergence: relu3 (node fc3" in res.stdout and "layers that lose the most" in res.stdout, res
+    assert "weights vs activations at relu3 (node fc3)" in res.stdout and "activation ranges cost the most" in res.stdout
+    split = json.loads(out.with_name(out.name + ".report.json").read_text())["result"]["explain"]["split"]
+    assert split["float_weights_snr_db"] < 12 < 30 < split["float_activations_snr_db"], split
