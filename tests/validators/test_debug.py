@@ -205,48 +205,12 @@ def test_debug_finds_an_altered_layer_in_a_tflite_file(mlp, keras_mlp, tmp_path)
     assert all(r["snr_db"] > 100 for r in doc["layers"] if "/fc4" in r["source_layer"].split(";")[0])
 
 
-TORCH_MLP = """
-import sys
-import numpy as np
-import torch
-sys.path.insert(0, sys.argv[3])
-import outlier_mlp
-
-
-class MLP(torch.nn.Module):
-    def __init__(self, layers):
-        super().__init__()
-        self.n = len(layers)
-        for k, (w, b) in enumerate(layers):
-            fc = torch.nn.Linear(*w.shape)
-            fc.weight.data, fc.bias.data = torch.from_numpy(w.T.copy()), torch.from_numpy(b)
-            self.add_module(f"fc{k + 1}", fc)
-
-    def forward(self, x):
-        for k in range(self.n):
-            x = getattr(self, f"fc{k + 1}")(x)
-            x = torch.relu(x) if k < self.n - 1 else x
-        return x
-
-
-def save(layers, path):
-    dyn = ({0: torch.export.Dim("batch", min=1, max=1024)},)
-    torch.export.save(torch.export.export(MLP(layers).eval(), (torch.zeros(2, 16),), dynamic_shapes=dyn), path)
-
-
-layers = outlier_mlp.weights(np.random.default_rng(outlier_mlp.SEED))
-save(layers, sys.argv[1])
-layers[4] = (layers[4][0] * 1.2, layers[4][1])  # fc5 altered
-save(layers, sys.argv[2])
-"""
-
-
 @pytest.fixture(scope="module")
 def torch_mlp(mlp) -> Path:
     """The outlier MLP as a torch.export program (modules fc1..fc6), and a copy with fc5's weights x1.2."""
     pytest.importorskip("executorch")
-    subprocess.run([sys.executable, "-c", TORCH_MLP, str(mlp / "mlp.pt2"), str(mlp / "mlp_fc5.pt2"), str(SAMPLES)],
-                   check=True)
+    subprocess.run([sys.executable, str(SAMPLES / "outlier_mlp.py"), "--torch", str(mlp / "mlp.pt2"),
+                    str(mlp / "mlp_fc5.pt2")], check=True, cwd=SAMPLES)
     return mlp / "mlp.pt2"
 
 
