@@ -341,6 +341,8 @@ def markdown(res: dict) -> str:
         L += ["Quantized ÷ fp32 latency of the same target on this host (< 1 is faster):", ""]
         L += _table(["model", "artifact"] + [f"{t} thread(s)" for t in threads], qs) + [""]
 
+    L += repaired_section(res.get("repaired"))
+
     # ---- toolchain
     tc = res.get("toolchain", {})
     L += ["## Toolchain speed", ""]
@@ -397,6 +399,36 @@ def markdown(res: dict) -> str:
     L.append("")
     L += findings(res)
     return "\n".join(L) + "\n"
+
+
+REPAIRED_TITLE = "## Repaired int8 (`--keep-float auto`, outlier_mlp)"
+
+
+def repaired_section(rep: dict | None) -> list[str]:
+    """samples/outlier_mlp.py: fp32, full int8 and int8 with --keep-float auto (issue #15)."""
+    if not rep:
+        return []
+    flags = ", ".join(f for f in rep["machine"].get("flags", []) if f.startswith("avx")) or "no AVX"
+    L = [REPAIRED_TITLE, "",
+         f"samples/outlier_mlp.py (6 dense layers, the third with one channel ~1000x larger than the others) "
+         f"converted at fp32, full int8 (fails parity) and int8 with `--keep-float auto`. Parity is against the "
+         f"source model (fp32) on the 200 validation samples; latency is `edgekit bench --threads 1` (median of "
+         f"{rep['iterations']}, best of {rep['rounds']} alternating rounds), on {rep['machine'].get('cpu', 'this CPU')} "
+         f"({flags}), measured {rep['measured']} by `benchmarks/run.py --repaired`.", ""]
+    rows = []
+    for r in rep["rows"]:
+        full = next((x for x in rep["rows"] if (x["source"], x["target"], x["label"]) ==
+                     (r["source"], r["target"], "full int8")), {})
+        vs = "" if r["label"] != "int8, --keep-float auto" or not full.get("median_ms") or not r.get("median_ms") else \
+            f"{r['median_ms'] / full['median_ms']:.2f}x, {(r['size_bytes'] - full['size_bytes']) / 1024:+.1f} KB"
+        kept = r.get("keep_float")
+        rows.append([f"{r['source']}→{r['target']}", r["label"], _ms(r.get("median_ms")),
+                     f"{r['size_bytes'] / 1024:.1f} KB" if r.get("size_bytes") else "-",
+                     _f(r.get("cosine"), "{:.4f}"), _f(r.get("snr_db"), "{:.1f}"), _f(r.get("top1"), "{:.3f}"),
+                     "pass" if r.get("passed") else "fail",
+                     f"{', '.join(kept)} ({len(kept)} of {r.get('of_layers')})" if kept else "-", vs])
+    return L + _table(["path", "artifact", "median ms", "size", "cosine", "SNR dB", "top-1", "parity", "kept float",
+                       "vs full int8"], rows) + [""]
 
 
 def _lat(res, model, label_start, threads):

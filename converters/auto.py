@@ -9,7 +9,10 @@ wins. fp32 is always a candidate, so the chosen file is never measurably slower 
 fp32 sibling (beyond the margin), which is the point: a quantized file is handed out only
 where it pays on this CPU.
 
-Candidates: every precision the converter declares, except int8 without --calibration.
+Candidates: every precision the converter declares, except int8 without --calibration; when full
+int8 fails parity on a path that can keep layers float (ONNX, ExecuTorch, TFLite), the mixed
+candidate too (int8 with `--keep-float auto`), timed beside the failed full int8 file so that
+the report gives what the float layers cost (ms and size) against full int8.
 Every candidate is tried: one whose conversion or check raises anything (nothing quantizable,
 a converter library's own error, a file that does not load) is recorded with the reason and
 skipped. The gate and the timing run on real samples (`request.samples`: --inputs, else
@@ -57,6 +60,16 @@ def _why(exc: BaseException) -> str:
     return " ".join(str(text).split())[:200]
 
 
+MIXED = "int8+keep-float"  # the candidate that keeps the layers auto finds sensitive in float
+
+
+def keeps_float(conv, request) -> bool:
+    """Whether the path can keep layers float in int8 (edgekit.converters.keep_float)."""
+    from edgekit.config import KEEP_FLOAT_TARGETS
+
+    return conv.target in KEEP_FLOAT_TARGETS and not request.options.get("int8_io")
+
+
 def candidates(conv, calibration) -> list[str]:
     """The --quantize modes auto tries for a converter."""
     return [q for q in conv.quantize if q != "auto" and (q != "int8" or calibration is not None)]
@@ -90,19 +103,20 @@ def convert(conv, model, request, out_path: Path):
     failures: dict[str, BaseException] = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-auto-", dir=out_path.parent) as tmp:
         files: dict[str, Path] = {}
-        for mode in modes:
+
+        def attempt(key: str, mode: str, req) -> dict:
             precision = precision_of(mode)
-            row = {"mode": mode, "precision": precision}
+            row = {"mode": key, "precision": precision}
             rows.append(row)
-            path = Path(tmp) / f"{mode}{target.extension}"
-            progress(f"auto: converting the {precision} candidate")
+            path = Path(tmp) / f"{key}{target.extension}"
+            progress(f"auto: converting the {key if key != mode else precision} candidate")
             try:
-                result = conv.impl(model, replace(request, quantize=mode), path)
+                result = conv.impl(model, req, path)
             except Exception as exc:  # any candidate may break (a converter library's own error): try the next
                 row.update(passed=False, reason=f"conversion failed: {_why(exc)}")
-                failures[mode] = exc
-                continue
-            results[mode] = result
+                failures[key] = exc
+                return row
+            results[key] = result
             row["size_bytes"] = path.stat().st_size
             progress(f"auto: checking parity of the {precision} candidate on {data.n} samples from {data.source}")
             try:
@@ -111,12 +125,26 @@ def convert(conv, model, request, out_path: Path):
                             tolerance=tolerance_preset(result.precision, getattr(model, "runtime", None)))
             except Exception as exc:  # a file that does not load or run is a failed candidate
                 row.update(passed=False, reason=f"check failed: {_why(exc)}")
-                continue
+                return row
             row["passed"] = rep.passed
             row["reason"] = "parity passed" if rep.passed else f"parity failed: {rep.failure_summary()}"
             row["parity"] = {o.name: {k: o.metrics.get(k) for k in ("max_abs", "cosine", "snr_db", "top1", "agreement")
                                       if k in o.metrics} for o in rep.outputs}
-            files[mode] = path
+            files[key] = path
+            return row
+
+        for mode in modes:
+            row = attempt(mode, mode, replace(request, quantize=mode))
+            if mode == "int8" and mode in files and not row["passed"] and keeps_float(conv, request):
+                # full int8 failed parity: the mixed candidate (the sensitive layers float) before fp16/fp32 win
+                mixed = attempt(MIXED, "int8", replace(request, quantize="int8",
+                                                       options={**request.options, "keep_float": ["auto"]}))
+                kept = ((results.get(MIXED) and results[MIXED].details.get("keep_float")) or {}).get("nodes")
+                if kept is not None:
+                    mixed["keep_float"] = kept
+                    if not kept:  # auto found no passing set: the file is full int8 again
+                        mixed.update(passed=False, reason="--keep-float auto found no passing set of layers")
+                        files.pop(MIXED, None)
         passing = [r for r in rows if r.get("passed")]
         if not passing and "none" in failures:
             raise failures["none"]  # even the float conversion fails: that is the error to show
@@ -127,8 +155,20 @@ def convert(conv, model, request, out_path: Path):
                                    "the full parity report")
         progress(f"auto: timing {len(passing)} candidate(s) on this CPU")
         timed = [r["mode"] for r in passing]
+        if MIXED in timed and "int8" in files:  # full int8 failed, but it is what the kept layers cost against
+            timed.append("int8")
         for mode, ms in zip(timed, median_ms([files[m] for m in timed], data=real)):
             next(r for r in rows if r["mode"] == mode)["median_ms"] = ms
+        by_mode = {r["mode"]: r for r in rows}
+        if MIXED in timed:
+            m, full = by_mode[MIXED], by_mode["int8"]
+            m["vs_full_int8"] = {"full_int8_ms": full["median_ms"], "ms": m["median_ms"] - full["median_ms"],
+                                 "ratio": m["median_ms"] / full["median_ms"] if full["median_ms"] else 1.0,
+                                 "full_int8_size_bytes": full["size_bytes"],
+                                 "size_bytes": m["size_bytes"] - full["size_bytes"]}
+            full["reason"] += " (timed as the reference for the kept-float layers)"
+            m["reason"] += (f"; keeps {', '.join(m['keep_float'])} float: {m['vs_full_int8']['ms']:+.3f} ms, "
+                            f"{m['vs_full_int8']['size_bytes'] / 1024:+.1f} KB vs full int8")
         fastest = min(r["median_ms"] for r in passing)
         tied = [r for r in passing if r["median_ms"] <= fastest * TIE_MARGIN]
         chosen = min(tied, key=lambda r: (r["size_bytes"], r["median_ms"]))
@@ -141,6 +181,8 @@ def convert(conv, model, request, out_path: Path):
     base = results[chosen["mode"]]
     fp32 = next((r for r in rows if r["mode"] == "none" and "median_ms" in r), None)
     details = dict(base.details)
+    if "vs_full_int8" in chosen:
+        details["keep_float"] = {**details["keep_float"], "vs_full_int8": chosen["vs_full_int8"]}
     details["auto"] = rows
     details["auto_data"] = {"gate": f"{data.n} samples from {data.source}", "timing": timed_on(real)}
     if fp32 is not None:

@@ -260,3 +260,262 @@ def apply_tflite(conv, calibration_gen, blob: bytes, keep: list[str], data, repo
                                 "full_int8_size_bytes": len(blob)}
         return blob, [f"--keep-float auto: no set of at most {budget} of {total} layers kept in float passed "
                       f"({len(tried)} tried); the file is full int8"]
+
+
+# ----------------------------------------------------------------------------- ExecuTorch (XNNPACK PT2E)
+def module_paths(ep) -> list[str]:
+    """nn.Module paths of a torch.export program's computing modules, in graph order (what
+    `edgekit debug` prints for a .pte; XNNPACKQuantizer.set_module_name takes them)."""
+    from edgekit.validators.debug import module_path
+
+    return list(dict.fromkeys(p for p in (module_path(n) for n in ep.graph.nodes if n.op == "call_function") if p))
+
+
+def module_readers(ep, name: str) -> list[str]:
+    """The modules that read what `name` computes, looking through module-less nodes (a functional
+    ReLU): keeping a layer float helps only if the next one does not quantize its output again."""
+    from edgekit.validators.debug import module_path
+
+    out, todo, seen = [], [n for n in ep.graph.nodes if n.op == "call_function" and module_path(n) == name], set()
+    while todo:
+        node = todo.pop()
+        for u in node.users:
+            if u.name in seen or u.op != "call_function":
+                continue
+            seen.add(u.name)
+            path = module_path(u)
+            if path and path != name:
+                out.append(path)
+            else:
+                todo.append(u)
+    return list(dict.fromkeys(out))
+
+
+def float_nodes(ep, keep: list[str]) -> set[str]:
+    """Names of the nodes the quantizer must leave alone to keep the modules `keep` float: their
+    own nodes and the module-less nodes (a functional ReLU) that only they feed."""
+    from edgekit.validators.debug import module_path
+
+    out = {n.name for n in ep.graph.nodes if n.op == "call_function" and module_path(n) in keep}
+    todo = [n for n in ep.graph.nodes if n.name in out]
+    while todo:
+        for u in todo.pop().users:
+            if u.op == "call_function" and not module_path(u) and u.name not in out and \
+                    all(a.name in out for a in u.all_input_nodes if a.op == "call_function"):
+                out.add(u.name)
+                todo.append(u)
+    return out
+
+
+def skip_nodes(quantizer, names: set[str]) -> None:
+    """Leave the nodes `names` float: the PT2E quantizer's annotation of them is dropped after it
+    annotates (their neighbours still quantize what they themselves read and write)."""
+    annotate = quantizer.annotate
+
+    def annotate_but_skip(model):
+        model = annotate(model)
+        for node in model.graph.nodes:
+            if node.name in names:
+                node.meta.pop("quantization_annotation", None)
+        return model
+
+    quantizer.annotate = annotate_but_skip
+
+
+def _pte_outputs(blob: bytes, feeds: list, n: int) -> dict:
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from edgekit.errors import require
+
+    rt = require("executorch.runtime", "torch")
+    with tempfile.TemporaryDirectory(prefix="edgekit-keep-") as tmp:
+        path = Path(tmp) / "candidate.pte"
+        path.write_bytes(blob)
+        method = rt.Runtime.get().load_program(str(path)).load_method("forward")
+        rows = [method.execute([torch.from_numpy(f[k:k + 1].copy()) for f in feeds]) for k in range(n)]
+    return {f"output{j}": np.concatenate([r[j].numpy() for r in rows]) for j in range(len(rows[0]))}
+
+
+def _check_modules(keep: list[str], layers: list[str]) -> None:
+    missing = [k for k in keep if k not in layers]
+    if missing:
+        near = nearest(missing, layers)
+        raise BadInput(f"--keep-float: no layer named {', '.join(repr(m) for m in missing)} in the torch.export "
+                       f"program ({len(layers)} modules).", hint=(f"nearest names: {', '.join(near)}" if near else
+                                                                  f"layers: {', '.join(layers[:12])}") +
+                       "; 'edgekit debug SOURCE ARTIFACT' prints them (nn.Module paths)")
+
+
+class _TorchJudge:
+    """The int8 preset against the torch.export program's outputs, on at most 64 samples."""
+
+    def __init__(self, ep, data):
+        import numpy as np
+        import torch
+
+        from edgekit.validators.debug import TFLITE_SAMPLES
+
+        self.n = n = min(data.n, TFLITE_SAMPLES)
+        self.feeds = [np.ascontiguousarray(a[:n]) for a in data.arrays.values()]
+        self.labels = None if data.labels is None else data.labels[:n]
+        self.source = data.source
+        gm = ep.module()
+        with torch.no_grad():
+            outs = [gm(*[torch.from_numpy(f[k:k + 1].copy()) for f in self.feeds]) for k in range(n)]
+        outs = [o if isinstance(o, (tuple, list)) else (o,) for o in outs]
+        self.ref = {f"output{j}": np.concatenate([o[j].numpy() for o in outs]) for j in range(len(outs[0]))}
+
+    def __call__(self, cand: dict):
+        from edgekit.targets import tolerance_preset
+        from edgekit.validators.parity import compare
+
+        rep = compare(self.ref, cand, [(k, k) for k in self.ref], tolerance_preset("int8"), precision="int8",
+                      data_source=self.source, labels=self.labels)
+        return rep.passed, rep
+
+
+def _greedy_modules(ep, ranked: list[str], layers: list[str], attempt) -> tuple[list[str], list[dict], object]:
+    """Keep modules float in the order `ranked`, each with the modules that read it, until
+    `attempt(kept) -> (passed, report, result)` passes; ([], tried, None) when nothing does."""
+    budget = max(2, math.ceil(len(layers) * MAX_FRACTION))
+    kept: list[str] = []
+    tried = []
+    for name in dict.fromkeys(ranked):
+        if len(tried) >= AUTO_ROUNDS or name in kept:
+            continue
+        grow = [g for g in [name] + module_readers(ep, name) if g not in kept]
+        if len(kept) + len(grow) > budget:
+            continue
+        kept += grow
+        progress(f"--keep-float auto: trying {len(kept)} module(s) in float ({', '.join(kept)})")
+        ok, rep, result = attempt(kept)
+        tried.append({"nodes": list(kept), "passed": ok, "summary": "" if ok else rep.failure_summary()})
+        if ok:
+            return kept, tried, result
+    return [], tried, None
+
+
+def _auto_notes(kept: list[str], tried: list, total: int, against: str) -> list[str]:
+    if kept:
+        return [f"--keep-float auto: kept {len(kept)} of {total} layers in float ({', '.join(kept)}), ranked by "
+                f"measured int8 loss; full int8 failed the int8 preset against {against}"]
+    return [f"--keep-float auto: no set of at most {max(2, math.ceil(total * MAX_FRACTION))} of {total} layers kept "
+            f"in float passed ({len(tried)} tried); the file is full int8"]
+
+
+def apply_executorch(ep, lower_int8, keep: list[str], data, report: dict):
+    """int8 ExecuTorch with `keep` (nn.Module paths, or ["auto"]) left float by XNNPACKQuantizer
+    (see float_nodes, skip_nodes). `lower_int8(names)` quantizes and lowers; returns (edge program,
+    calibration count, notes) and records report['keep_float']."""
+    import tempfile
+
+    layers = module_paths(ep)
+    total = len(layers)
+    if keep != ["auto"]:
+        _check_modules(keep, layers)
+        progress(f"quantizing to int8 with {len(keep)} module(s) kept in float (XNNPACKQuantizer)")
+        edge, n = lower_int8(list(keep))
+        report["keep_float"] = {"mode": "names", "nodes": list(keep), "of_nodes": total}
+        return edge, n, [f"kept in float ({len(keep)} of {total} layers, as asked): {', '.join(keep)}"]
+    from edgekit.validators.debug import compare_pte
+
+    judge = _TorchJudge(ep, data)
+    edge, count = lower_int8([])
+    blob = edge.to_executorch().buffer
+    full = {"mode": "auto", "of_nodes": total, "full_int8_size_bytes": len(blob)}
+    if judge(_pte_outputs(blob, judge.feeds, judge.n))[0]:
+        report["keep_float"] = {**full, "nodes": []}
+        return edge, count, ["--keep-float auto: full int8 already passes the int8 preset against the torch.export "
+                             "program; no layer kept in float"]
+    progress("measuring each layer's int8 loss against the torch.export program")
+    with tempfile.TemporaryDirectory(prefix="edgekit-keep-") as tmp:
+        (Path(tmp) / "q.pte").write_bytes(blob)
+        rows = compare_pte(ep, Path(tmp) / "q.pte", judge.feeds, judge.n, 12.0)["layers"]
+    ranked = [r["source_layer"] for r in sorted(rows, key=lambda r: -r["loss_db"])
+              if r["loss_db"] > 0 and r["source_layer"] in layers]
+
+    def attempt(kept):
+        cand, _ = lower_int8(kept)
+        ok, rep = judge(_pte_outputs(cand.to_executorch().buffer, judge.feeds, judge.n))
+        return ok, rep, cand
+
+    kept, tried, cand = _greedy_modules(ep, ranked, layers, attempt)
+    report["keep_float"] = {**full, "nodes": kept, "tried": tried}
+    return cand or edge, count, _auto_notes(kept, tried, total, "the torch.export program")
+
+
+def simulated_losses(ep, quantized, feeds: list, n: int) -> list[dict]:
+    """Per module of `ep`, in graph order, the SNR its output loses in `quantized` (the PT2E
+    module a converter hands on: each tensor read as its dequantized int8 value), against the
+    float program: {source_layer, node, snr_db, loss_db}. For files whose tensors are not named
+    after the source's modules (litert-torch's TFLite)."""
+    from edgekit.validators.debug import tensor_metrics, torch_intermediates
+
+    ref = torch_intermediates(ep.module(), feeds, n)
+    q = {r["node"]: r for r in torch_intermediates(quantized, feeds, n)}
+
+    def as_read(name: str):  # a quantized tensor as the next layer reads it: its quantize -> dequantize
+        for u in q[name]["users"]:
+            if u in q and q[u]["op"].startswith("quantize_per"):
+                dq = [d for d in q[u]["users"] if d in q and q[d]["op"].startswith("dequantize_per")]
+                if dq:
+                    return q[dq[0]]["value"]
+        return q[name]["value"]
+
+    producers: dict[str, list[str]] = {}
+    for r in ref:
+        for u in r["users"]:
+            producers.setdefault(u, []).append(r["node"])
+    module_of: dict[str, str] = {}
+    rows, prev = [], None
+    for r in ref:  # a module-less node (a functional ReLU) belongs to the module that feeds it
+        module = r["module"] or next((module_of[p] for p in producers.get(r["node"], []) if p in module_of), "")
+        if not module:
+            continue
+        module_of[r["node"]] = module
+        if r["node"] not in q or q[r["node"]]["value"].shape != r["value"].shape:
+            continue
+        m = tensor_metrics(r["value"], as_read(r["node"]), prev, 1)
+        prev = m["effective_snr_db"]
+        rows.append({"source_layer": module, "node": r["node"], "snr_db": m["snr_db"], "loss_db": m["loss_db"]})
+    return rows
+
+
+def apply_torch_tflite(ep, convert, keep: list[str], data, report: dict) -> tuple[bytes, list[str]]:
+    """int8 TFLite from torch (litert-torch, PT2E) with `keep` (nn.Module paths, or ["auto"]) left
+    float. `convert(names) -> (bytes, PT2E module)`; auto ranks modules by simulated_losses and
+    judges each candidate .tflite on the LiteRT interpreter against the torch.export program."""
+    import tempfile
+
+    layers = module_paths(ep)
+    total = len(layers)
+    if keep != ["auto"]:
+        _check_modules(keep, layers)
+        progress(f"quantizing to int8 with {len(keep)} module(s) kept in float (PT2EQuantizer)")
+        report["keep_float"] = {"mode": "names", "nodes": list(keep), "of_nodes": total}
+        return convert(list(keep))[0], [f"kept in float ({len(keep)} of {total} layers, as asked): {', '.join(keep)}"]
+    judge = _TorchJudge(ep, data)
+    blob, quantized = convert([])
+    full = {"mode": "auto", "of_nodes": total, "full_int8_size_bytes": len(blob)}
+    with tempfile.TemporaryDirectory(prefix="edgekit-keep-") as tmp:
+        def run(candidate: bytes):
+            return judge(_tflite_outputs(candidate, Path(tmp), "candidate.tflite", judge.feeds, judge.n))
+
+        if run(blob)[0]:
+            report["keep_float"] = {**full, "nodes": []}
+            return blob, ["--keep-float auto: full int8 already passes the int8 preset against the torch.export "
+                          "program; no layer kept in float"]
+        progress("measuring each layer's int8 loss (the PT2E-quantized module against the float program)")
+        rows = simulated_losses(ep, quantized, judge.feeds, judge.n)
+        ranked = [r["source_layer"] for r in sorted(rows, key=lambda r: -r["loss_db"]) if r["loss_db"] > 0]
+
+        def attempt(kept):
+            cand = convert(kept)[0]
+            return (*run(cand), cand)
+
+        kept, tried, cand = _greedy_modules(ep, ranked, layers, attempt)
+    report["keep_float"] = {**full, "nodes": kept, "tried": tried}
+    return cand or blob, _auto_notes(kept, tried, total, "the torch.export program")

@@ -305,14 +305,34 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer, get_symmetric_quantization_config)
 
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            converted, n = _pt2e_quantize(ep, model, request, quantizer)
-            _check_quantized_share(converted, "executorch")
-            ep = torch.export.export(converted, model.example_inputs(batch=1))
+            def lower_int8(keep: list[str]):
+                """PT2E int8 lowered to XNNPACK, the modules in `keep` left float."""
+                quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+                if keep:  # XNNPACKQuantizer.set_module_name refuses None: the kept modules' nodes lose their annotation
+                    from edgekit.converters.keep_float import float_nodes, skip_nodes
+
+                    skip_nodes(quantizer, float_nodes(ep, keep))
+                converted, n = _pt2e_quantize(ep, model, request, quantizer)
+                if not keep:  # layers kept float on purpose may leave most weights float
+                    _check_quantized_share(converted, "executorch")
+                progress("lowering to the XNNPACK delegate")
+                qep = torch.export.export(converted, model.example_inputs(batch=1))
+                return to_edge_transform_and_lower(qep, partitioner=[XnnpackPartitioner()]), n
+
+            keep = request.options.get("keep_float")
+            if keep:
+                from edgekit.converters import keep_float
+
+                edge, n, kept = keep_float.apply_executorch(ep, lower_int8, keep, request.samples or request.calibration,
+                                                            details)
+                notes += kept
+            else:
+                edge, n = lower_int8([])
             notes.append(f"int8 PT2E (XNNPACKQuantizer, symmetric per-channel weights), calibrated on {n} "
                          f"samples from {request.calibration.source}; inputs and outputs stay float32")
-        progress("lowering to the XNNPACK delegate")
-        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+        else:
+            progress("lowering to the XNNPACK delegate")
+            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
         more_notes, deleg = _delegation_summary(edge.exported_program().graph_module)
         progress("serializing the ExecuTorch program")
         buffer = edge.to_executorch().buffer
@@ -381,15 +401,17 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
     progress("exporting with torch.export")
     ep = model.exported_program(static=True)
     args = model.example_inputs(batch=1)
-    with _quiet(), upstream("litert-torch", "convert",
-                            error=lambda exc: rt.export_failure(exc, "litert-torch", "tflite")):
+    details = {"converter": "litert_torch.convert", "torch": torch.__version__}
+
+    def convert(keep: list[str]):
+        """The .tflite bytes at `mode` and the module litert-torch converted (PT2E-quantized for int8);
+        int8 leaves the modules in `keep` float."""
         module = ep.module()
         kwargs = {}
         if mode == "fp16":
             from litert_torch.generative.quantize import quant_recipes
 
             kwargs["quant_config"] = quant_recipes.full_fp16_recipe()
-            notes.append("fp16 weights (litert-torch full_fp16_recipe); inputs and outputs stay float32")
         elif mode in ("dynamic", "int8"):
             from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
             from litert_torch.quantize.quant_config import QuantConfig
@@ -397,20 +419,21 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
 
             quantizer = PT2EQuantizer().set_global(
                 get_symmetric_quantization_config(is_per_channel=True, is_dynamic=mode == "dynamic"))
+            if keep:  # set_module_name refuses None: the kept modules' nodes lose their annotation
+                from edgekit.converters.keep_float import float_nodes, skip_nodes
+
+                skip_nodes(quantizer, float_nodes(ep, keep))
             prepared = prepare_pt2e(module, quantizer)
             with torch.no_grad():
                 if mode == "dynamic":
                     prepared(*args)
-                    notes.append("dynamic-range int8: int8 per-channel weights, activations quantized at run time")
                 else:
                     samples = _calibration(request, model)
                     progress(f"calibrating on {len(samples)} samples")
                     for a in samples:
                         prepared(*a)
-                    notes.append(f"full int8 (PT2E, symmetric per-channel weights), calibrated on "
-                                 f"{len(samples)} samples from {request.calibration.source}")
             module = convert_pt2e(prepared, fold_quantize=False)
-            if mode == "int8":
+            if mode == "int8" and not keep:
                 _check_quantized_share(module, "tflite")
             kwargs["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
         progress(f"converting with litert-torch ({'fp32' if mode == 'none' else mode})")
@@ -418,24 +441,44 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
         with tempfile.TemporaryDirectory(prefix="edgekit-litert-", dir=out_path.parent) as tmp:
             tmp_file = Path(tmp) / "model.tflite"
             edge_model.export(str(tmp_file))
-            blob = tmp_file.read_bytes()
+            data = tmp_file.read_bytes()
+        if mode == "int8" and not request.options.get("int8_io"):
+            data, wrapped = _float_io(data)
+            if wrapped and not keep:
+                notes.append("inputs and outputs are float32: a QUANTIZE/DEQUANTIZE op inside the graph converts "
+                             "them (litert-torch writes int8 ones; --int8-io keeps those)")
+        return data, module
+
+    with _quiet(), upstream("litert-torch", "convert",
+                            error=lambda exc: rt.export_failure(exc, "litert-torch", "tflite")):
+        keep = request.options.get("keep_float") if mode == "int8" else None
+        if keep:
+            from edgekit.converters import keep_float
+
+            blob, kept = keep_float.apply_torch_tflite(ep, convert, keep, request.samples or request.calibration,
+                                                       details)
+            notes += kept
+        else:
+            blob, _ = convert([])
+    if mode == "fp16":
+        notes.append("fp16 weights (litert-torch full_fp16_recipe); inputs and outputs stay float32")
+    elif mode == "dynamic":
+        notes.append("dynamic-range int8: int8 per-channel weights, activations quantized at run time")
+    elif mode == "int8":
+        notes.append(f"full int8 (PT2E, symmetric per-channel weights), calibrated on "
+                     f"{min(request.calibration.n, CALIBRATION_LIMIT)} samples from {request.calibration.source}")
     if mode == "dynamic":
         blob, n_float = _float_depthwise(blob)
         if n_float:
             notes.append(f"{n_float} depthwise convolution(s) keep float32 weights (the int8 values, dequantized): "
                          "XNNPACK has no dynamic-range depthwise kernel, and TFLite's own runs outside the delegate")
-    if mode == "int8" and not request.options.get("int8_io"):
-        blob, wrapped = _float_io(blob)
-        if wrapped:
-            notes.append("inputs and outputs are float32: a QUANTIZE/DEQUANTIZE op inside the graph converts "
-                         "them (litert-torch writes int8 ones; --int8-io keeps those)")
     out_path.write_bytes(blob)
     if mode == "dynamic":
         _check_litert_loads(out_path)
     if mode == "int8":
         notes += _int8_io_note(out_path)
     precision = "fp32" if mode == "none" else mode
-    return ConvertResult(out_path, precision, notes, {"converter": "litert_torch.convert", "torch": torch.__version__})
+    return ConvertResult(out_path, precision, notes, details)
 
 
 def _float_depthwise(blob: bytes) -> tuple[bytes, int]:

@@ -60,6 +60,29 @@ def forward(layers, x: np.ndarray) -> np.ndarray:
     return x
 
 
+def save_torch(layers, path) -> None:
+    """The same MLP as a torch.export program (modules fc1..fc6, functional ReLUs, dynamic batch):
+    the PyTorch source for the ExecuTorch and torch→TFLite cases (needs torch)."""
+    import torch
+
+    class MLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            for k, (w, b) in enumerate(layers):
+                fc = torch.nn.Linear(*w.shape)
+                fc.weight.data, fc.bias.data = torch.from_numpy(w.T.copy()), torch.from_numpy(b.copy())
+                self.add_module(f"fc{k + 1}", fc)
+
+        def forward(self, x):
+            for k in range(len(layers)):
+                x = getattr(self, f"fc{k + 1}")(x)
+                x = torch.relu(x) if k < len(layers) - 1 else x
+            return x
+
+    dyn = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+    torch.export.save(torch.export.export(MLP().eval(), (torch.zeros(2, 16),), dynamic_shapes=dyn), str(path))
+
+
 def write(out) -> None:
     import onnx
 
@@ -77,4 +100,12 @@ def write(out) -> None:
 
 
 if __name__ == "__main__":
-    write(out_dir())
+    import sys
+
+    if sys.argv[1:2] == ["--torch"]:  # outlier_mlp.py --torch OUT.pt2 [ALTERED.pt2 (fc5's weights x1.2)]
+        base = weights(np.random.default_rng(SEED))
+        save_torch(base, sys.argv[2])
+        if len(sys.argv) > 3:
+            save_torch(base[:4] + [(base[4][0] * 1.2, base[4][1])] + base[5:], sys.argv[3])
+    else:
+        write(out_dir())

@@ -225,6 +225,9 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
+@click.option("--explain", is_flag=True,
+              help="When parity fails, compare the layers right away (as 'edgekit debug' does): first divergence, "
+                   "layers that lose the most, weights vs activations.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random parity inputs.")
 @click.option("--validate-arch", type=click.Choice(arm.ARCHES), multiple=True,
               help="Also check parity on arm64 (emulated; needs 'edgekit arm setup'). Host parity always runs.")
@@ -238,8 +241,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, seed, validate_arch,
-            arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
+            text_column, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, explain, seed,
+            validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
@@ -276,7 +279,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
-    keep = keep_float_names(keep_float, target, quantize, found.spec.framework, int8_io)
+    keep = keep_float_names(keep_float, target, quantize, int8_io)
     devices = parse_devices(devices, ssh_config)
     calibration = _data_file(calibration, "--calibration")
     inputs = _data_file(inputs, "--inputs")
@@ -324,6 +327,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             result["arm64"] = arm.convert_arm_check(req, staged, result["precision"], arm_cpu=arm_cpu,
                                                     timeout=timeout, verbose=verbose)
             passed = result["arm64"]["parity"]["passed"]
+        if explain and parity is not None and not parity["passed"]:
+            result["explain"] = explain_failure(req, staged, result["precision"], timeout, verbose)
         if passed and parity is not None and devices:
             from edgekit.validators.device.cli import validate_on_devices
 
@@ -363,6 +368,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     for t in quantization_tables(result.get("details") or {}):
         ui.show(t)
     print_notes(result["notes"] + (parity["notes"] if parity else []))
+    show_explain(result.get("explain"))
     for w in result.get("warnings", []):
         ui.warn(f"[bold red]QUANTIZED MODEL IS SLOWER:[/] {w}")
     if no_validate:
@@ -375,43 +381,67 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
                           f"{failure_line(failed)}.{kept}",
                           hint=debug_hint(model, out if keep_failed else None, inputs or calibration, target,
-                                          result["precision"], keep, found.spec.framework) +
+                                          result["precision"], keep) +
                                "try a higher precision (--quantize fp16/none), more calibration data, or "
                                "--atol/--rtol if the difference is acceptable")
     if not json_out:
         ui.info(f"[green]wrote[/] {ui.plain(out)}")
 
 
-KEEP_FLOAT_TFLITE = ("keras", "tensorflow")  # TFLite paths with TFLite's QuantizationDebugger
-
-
-def keep_float_names(values, target: str, quantize: str, framework: str = "", int8_io: bool = False) -> list[str] | None:
+def keep_float_names(values, target: str, quantize: str, int8_io: bool = False) -> list[str] | None:
     """--keep-float NAME[,NAME] (repeatable) or auto -> a list of names, or ["auto"]."""
     names = [n.strip() for v in values or () for n in v.split(",") if n.strip()]
     if not names:
         return None
-    tflite = target == "tflite" and framework in KEEP_FLOAT_TFLITE and not int8_io
-    if quantize != "int8" or not (target == "onnx" or tflite):
-        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx, or --target tflite from "
-                       f"Keras/TensorFlow without --int8-io (not --quantize {quantize} --target {target} from "
-                       f"{framework or 'this source'}).",
-                       hint="ExecuTorch and torch→TFLite int8 keep every layer quantized for now")
+    from edgekit.config import KEEP_FLOAT_TARGETS
+
+    if quantize != "int8" or target not in KEEP_FLOAT_TARGETS or (target == "tflite" and int8_io):
+        raise BadInput(f"--keep-float applies to --quantize int8 with --target onnx, executorch or tflite (without "
+                       f"--int8-io), not --quantize {quantize} --target {target}"
+                       f"{' --int8-io' if int8_io else ''}.")
     if "auto" in names and len(names) > 1:
         raise BadInput("--keep-float auto chooses the layers itself: give either auto or layer names.")
     return names
 
 
-def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list | None = None,
-               framework: str = "") -> str:
-    """The next step after a failed parity check: the exact `edgekit debug` command (ONNX, TFLite)."""
-    if target not in ("onnx", "tflite"):
+def explain_failure(req, artifact, precision: str | None, timeout, verbose) -> dict:
+    """--explain: `edgekit debug`'s comparison of a failing artifact, with the weights-vs-activations
+    split of its worst layer; {"error": why} when the layers cannot be compared."""
+    ui = _ui()
+    try:
+        return run_stage("validate", "edgekit.pipeline:debug_stage", req.source, str(artifact),
+                         inputs=req.inputs or req.calibration, precision=precision, trust=req.trust, seed=req.seed,
+                         source_options=req.source_options, batch_axis=req.batch_axis, signature=req.signature,
+                         split=True, timeout=timeout, verbose=verbose,
+                         title=f"--explain: comparing the layers of {ui.plain(Path(artifact).name)} with "
+                               f"{ui.plain(Path(req.source).name)}")
+    except EdgekitError as exc:
+        return {"error": " ".join(str(exc.message).split())}
+
+
+def show_explain(found: dict | None) -> None:
+    if not found:
+        return
+    ui = _ui()
+    if "error" in found:
+        ui.warn(f"--explain: the layers could not be compared: {found['error']}")
+        return
+    from edgekit.validators.debug import render
+
+    for part in render(found):
+        ui.show(part)
+
+
+def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list | None = None) -> str:
+    """The next step after a failed parity check: the exact `edgekit debug` command (ONNX, TFLite, ExecuTorch)."""
+    if target not in ("onnx", "tflite", "executorch"):
         return ""
     data = f" --inputs {inputs}" if inputs else ""
     step = (f"see which layer diverges: edgekit debug {model} {artifact}{data}" if artifact else
             f"see which layer diverges: rerun with --keep-failed, then edgekit debug {model} ARTIFACT{data}")
     fix = ("; keep the sensitive layers float: --keep-float auto" if not keep else
            "; keep more layers float by name (--keep-float NAME,…, names from debug)") \
-        if precision == "int8" and (target == "onnx" or framework in KEEP_FLOAT_TFLITE) else ""
+        if precision == "int8" else ""
     return f"{step}{fix}; or "
 
 
@@ -442,11 +472,15 @@ def print_notes(notes: list[str]) -> None:
 @trust_options
 @arm.arch_options
 @device_options
+@click.option("--explain", is_flag=True,
+              help="When parity fails, compare the layers right away (as 'edgekit debug' does): first divergence, "
+                   "layers that lose the most, weights vs activations.")
 @timeout_option("validate")
 @common_output
 def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, atol, rtol,
              batch_axes, output_kinds, label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
-             max_arm_instructions, max_arm_increase, arm_baseline, devices, ssh_config, timeout, json_out, quiet, verbose):
+             max_arm_instructions, max_arm_increase, arm_baseline, devices, ssh_config, explain, timeout, json_out, quiet,
+             verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -482,6 +516,8 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
                         title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
                         crash_exit_code=2)
     parity = result["parity"]
+    if explain and not parity["passed"]:
+        result["explain"] = explain_failure(req, artifact, result.get("precision"), timeout, verbose)
     if json_out:
         ui.emit_json(document("validate", parity["passed"], result=result))
     ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))
@@ -492,8 +528,11 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
                 f"artifact {lat['artifact_ms']:.3f} ms ({lat['ratio']:.2f}x)")
         if lat.get("warning"):
             ui.warn(f"[bold red]QUANTIZED MODEL IS SLOWER:[/] {lat['warning']}")
+    show_explain(result.get("explain"))
     if not parity["passed"]:
-        raise CheckFailed(f"parity failed: {failure_line(parity)}.")
+        raise CheckFailed(f"parity failed: {failure_line(parity)}.",
+                          hint=debug_hint(source, artifact, inputs, _source(artifact).name,
+                                          result.get("precision") or "", None).removesuffix("; or ") or None)
     ui.info("[green]parity passed[/]")
 
 
@@ -537,8 +576,10 @@ def debug(source, artifact, inputs, precision, seed, input_shapes, model_class, 
           signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Compare ARTIFACT with SOURCE layer by layer: where does it stop computing the same thing?
 
-    Every intermediate tensor of the artifact (ONNX) is matched by name to the float graph
-    (SOURCE, or SOURCE converted to fp32 ONNX) and compared on the same inputs: cosine, SNR,
+    Every intermediate tensor of the artifact is matched to the float graph (ONNX: by name, against
+    SOURCE or SOURCE converted to fp32 ONNX; TFLite: against SOURCE's fp32 TFLite conversion;
+    ExecuTorch: every XNNPACK node's output, against SOURCE's torch.export nodes by nn.Module
+    path) and compared on the same inputs: cosine, SNR,
     per-channel SNR, max abs error, the activation scale/zero-point and the weights' SNR of
     quantized layers. Prints the table in graph order, the first layer that diverges and the
     layers that lose the most; the `node` names are what --keep-float takes.

@@ -16,6 +16,8 @@ from pathlib import Path
 from edgekit.errors import BadInput
 from edgekit.targets import OUTPUT_KINDS, QUANTIZE_MODES, TARGETS
 
+KEEP_FLOAT_TARGETS = ("onnx", "executorch", "tflite")  # int8 paths that can keep layers float (--keep-float)
+
 ARCHES = ("host", "arm64")
 
 
@@ -31,7 +33,7 @@ class TargetSpec:
     max_arm_instructions: float | None = None
     int8_io: bool = False
     expect: str | None = None  # "refused": the job passes only when edgekit refuses it (exit 3)
-    keep_float: list[str] | None = None  # int8 ONNX: layers kept float, or ["auto"] (--keep-float)
+    keep_float: list[str] | None = None  # int8 ONNX/ExecuTorch/TFLite: layers kept float, or ["auto"] (--keep-float)
     devices: list[str] = field(default_factory=list)  # ssh://… boards it is also checked on (--device)
 
     @property
@@ -219,10 +221,11 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
                          hint="expect = \"refused\" is the only value: the job passes when edgekit refuses it")
             keep = t.get("keep_float")
             keep = [keep] if isinstance(keep, str) else keep
-            if keep is not None and (q != "int8" or t["target"] != "onnx" or not keep
+            if keep is not None and (q != "int8" or t["target"] not in KEEP_FLOAT_TARGETS or not keep
                                      or not all(isinstance(k, str) and k for k in keep)):
-                chk.fail(f"{tp}.keep_float", "keep_float applies to target = \"onnx\" with quantize = \"int8\", "
-                         "as \"auto\" or a list of layer names.", hint='e.g. keep_float = "auto" or ["fc3", "relu3"]')
+                chk.fail(f"{tp}.keep_float", "keep_float applies to target = \"onnx\", \"executorch\" or \"tflite\" "
+                         "with quantize = \"int8\", as \"auto\" or a list of layer names.",
+                         hint='e.g. keep_float = "auto" or ["fc3", "relu3"]')
             devices = t.get("devices", [])
             if not all(isinstance(d, str) and d.startswith("ssh://") for d in devices):
                 chk.fail(f"{tp}.devices", "devices is a list of ssh:// addresses.",

@@ -233,22 +233,22 @@ def float_onnx(reference, tmp: Path) -> tuple[Path, list[str]]:
 
 def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precision: str | None = None,
                 trust=None, seed: int = 0, source_options: dict | None = None, batch_axis: dict | None = None,
-                signature: str | None = None) -> dict:
-    """`edgekit debug`: layer-by-layer comparison of an ONNX or TFLite artifact with its source
-    (inside a child process); the comparison itself is edgekit.validators.debug's."""
+                signature: str | None = None, split: bool = False) -> dict:
+    """`edgekit debug`: layer-by-layer comparison of an ONNX, TFLite or ExecuTorch artifact with its
+    source (inside a child process); the comparison itself is edgekit.validators.debug's. `split`
+    (--explain): also measure the weights-vs-activations split of the layer that loses the most."""
     import tempfile
 
     from edgekit.formats import detect
-    from edgekit.validators.debug import (FP_FLOOR_DB, MAX_SAMPLES, MEMORY_BUDGET, check_same_inputs, compare_layers,
-                                          compare_tflite, json_safe, onnx_io, tflite_io)
+    from edgekit.validators.debug import (FP_FLOOR_DB, MAX_SAMPLES, MEMORY_BUDGET, TFLITE_SAMPLES, check_same_inputs,
+                                          compare_layers, compare_pte, compare_tflite, json_safe, onnx_io, tflite_io)
 
     trust = trust or Trust()
     found = detect(artifact)
-    if found.name not in ("onnx", "tflite"):
-        raise BadInput(f"{artifact}: edgekit debug compares layers of ONNX and TFLite artifacts only for now "
+    if found.name not in ("onnx", "tflite", "executorch"):
+        raise BadInput(f"{artifact}: edgekit debug compares layers of ONNX, TFLite and ExecuTorch artifacts "
                        f"(this is a {found.spec.description}).",
-                       hint="ExecuTorch layer comparison is not implemented yet; "
-                            "'edgekit validate' still checks its outputs")
+                       hint="'edgekit validate' still checks its outputs")
     progress(f"loading {Path(source).name}")
     reference = open_model(source, trust=trust, options={"trust": trust, "signature": signature,
                                                          **(source_options or {})})
@@ -259,7 +259,20 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
     floor = FP_FLOOR_DB.get(prec) or tolerance_preset(prec).min_snr_db or 12.0
     names = (Path(source).name, Path(artifact).name)
     with tempfile.TemporaryDirectory(prefix="edgekit-debug-") as tmp:
-        if found.name == "tflite":
+        if found.name == "executorch":
+            if not hasattr(reference, "exported_program"):
+                raise BadInput(f"{source}: an ExecuTorch artifact is compared layer by layer with a PyTorch source "
+                               f"(.pt2, weights + --model-class, TorchScript); this is a {reference.detected.spec.description}.",
+                               hint="debug the .pte against the torch model it was converted from")
+            check_same_inputs([(s.name, s.shape, s.dtype) for s in reference.signature.inputs],
+                              [(s.name, s.shape, s.dtype) for s in candidate.signature.inputs], *names)
+            feeds = [data.arrays[s.name] if s.name in data.arrays else v
+                     for s, v in zip(reference.signature.inputs, data.arrays.values())]
+            progress("exporting the source with torch.export (batch 1, as the .pte)")
+            result = compare_pte(reference.exported_program(static=True), Path(artifact), feeds, data.n, floor)
+            more = ["the source is compared through its torch.export graph; the artifact's XNNPACK nodes are "
+                    "matched to it in order by operator and size (layers are nn.Module paths)"]
+        elif found.name == "tflite":
             float_path, more = float_tflite(reference, Path(tmp))
             check_same_inputs(tflite_io(float_path), tflite_io(Path(artifact)), *names, any_int=True)
             feeds = list(data.arrays.values())  # in the source signature's order, as the converter keeps it
@@ -272,10 +285,18 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
             feeds = {k: data.arrays[k] for k in inputs_} if set(inputs_) <= set(keys) else \
                 {n: data.arrays[k] for n, k in zip(inputs_, keys)}
             result = compare_layers(float_path, Path(artifact), feeds, data.n, floor)
+            if split and result["worst"]:
+                from edgekit.validators.debug import weight_activation_split
+
+                worst = next(r for r in result["layers"] if r["source_layer"] == result["worst"][0]["source_layer"])
+                progress(f"measuring weights vs activations at {worst['source_layer']}")
+                k = result["samples"]
+                result["split"] = weight_activation_split(float_path, Path(artifact), worst,
+                                                          {n: v[:k] for n, v in feeds.items()}, k)
     if result.get("samples", data.n) < data.n:
         more.append(f"compared on the first {result['samples']} of {data.n} samples: every intermediate tensor "
-                    f"is kept, within {MEMORY_BUDGET >> 20} MB" + (" (TFLite: at most 64)" if found.name == "tflite" else ""))
+                    f"is kept, within {MEMORY_BUDGET >> 20} MB" + (f" (at most {TFLITE_SAMPLES}, one at a time)" if found.name != "onnx" else ""))
     result = json_safe(result)  # NaN/Inf in the artifact: the row says finite: false, its metrics are null
     result.update({"source": source, "artifact": artifact, "precision": prec, "samples": result.pop("samples", data.n),
-                   "data_source": data.source, "notes": notes + more})
+                   "data_source": data.source, "notes": notes + more, **({"explain": True} if split else {})})
     return result

@@ -14,8 +14,9 @@ weights (error from the weights) beside the loss of the layer itself (input SNR 
 The first divergence is the first tensor, in graph order, whose SNR falls below the
 precision's floor (the preset's min_snr_db, or FP_FLOOR_DB for float precisions).
 
-TFLite artifacts are compared through the interpreter's preserve-all-tensors mode. Not covered
-yet: ExecuTorch artifacts (exit 2 says so). The stage (`edgekit.pipeline.debug_stage`) builds the
+TFLite artifacts are compared through the interpreter's preserve-all-tensors mode; ExecuTorch
+artifacts through a copy of the program whose XNNPACK nodes all write method outputs (see
+expose_pte), matched to the source's torch.export nodes and their nn.Module paths. The stage (`edgekit.pipeline.debug_stage`) builds the
 float reference with edgekit's converters; this module only compares.
 """
 
@@ -233,6 +234,55 @@ def compare_layers(float_path: Path, artifact: Path, feeds: dict[str, np.ndarray
     return {**summarize(layers, unmatched, floor_db), "samples": n}
 
 
+def weight_activation_split(float_path: Path, artifact: Path, row: dict, feeds: dict, n: int) -> dict | None:
+    """For one quantized layer of a QDQ ONNX file (a row of compare_layers): the effective SNR
+    (the lower of whole-tensor and median channel SNR) of its output with float weights and int8
+    activations (the artifact with that layer's weights swapped for the float ones), and with
+    int8 weights and float activations (the float graph with that layer's weights swapped for
+    their dequantized int8 values), beside the full int8 value. None when the layer has no
+    quantized weight."""
+    import onnx
+    from onnx import numpy_helper
+
+    am, fm = onnx.load_model(str(artifact)), onnx.load_model(str(float_path))
+    f_inits, a_weights = _initializers(fm), _dequantized_weights(am, _initializers(am))
+    node = next((nd for nd in am.graph.node if nd.name == row.get("node")), None)
+    if node is None or node.op_type not in WEIGHT_OPS:
+        return None
+    weights = [i for i, t in enumerate(node.input)
+               if t in a_weights and t.endswith(DQ_SUFFIX) and t[:-len(DQ_SUFFIX)] in f_inits]
+    if not weights:
+        return None
+    ref_name, out = row["source_layer"], row["artifact_tensor"]
+    with tempfile.TemporaryDirectory(prefix="edgekit-split-") as tmp:
+        def run(model, name: str) -> np.ndarray | None:
+            path, exposed = Path(tmp) / "m.onnx", Path(tmp) / "m.all.onnx"
+            onnx.save_model(model, str(path))
+            _expose_all(path, exposed)
+            return run_all(exposed, feeds, n).get(name)
+
+        ref = run(fm, ref_name)
+        if ref is None:
+            return None
+        for i in weights:  # the artifact, this layer's weights float
+            w = node.input[i][:-len(DQ_SUFFIX)]
+            am.graph.initializer.append(numpy_helper.from_array(f_inits[w], f"{w}_edgekit_float"))
+            node.input[i] = f"{w}_edgekit_float"
+        float_weights = run(am, out)
+        swapped = {node.input[i].removesuffix("_edgekit_float") for i in weights}
+        for init in fm.graph.initializer:  # the float graph, this layer's weights int8 (dequantized)
+            if init.name in swapped:
+                init.CopyFrom(numpy_helper.from_array(
+                    a_weights[init.name + DQ_SUFFIX].astype(numpy_helper.to_array(init).dtype), init.name))
+        int8_weights = run(fm, ref_name)
+
+    def eff(v):
+        return None if v is None or v.shape != ref.shape else tensor_metrics(ref, v, None, 1)["effective_snr_db"]
+
+    return {"layer": row["source_layer"], "node": node.name, "int8_snr_db": row["effective_snr_db"],
+            "float_weights_snr_db": eff(float_weights), "float_activations_snr_db": eff(int8_weights)}
+
+
 def tensor_metrics(ref: np.ndarray, cand: np.ndarray, in_snr: float | None, channel_axis: int) -> dict:
     """cosine, SNR, median channel SNR, max abs, and the SNR lost against the layer's input
     (`in_snr`; None for a graph input: its own quantization, no layer loss)."""
@@ -364,6 +414,215 @@ def compare_tflite(float_path: Path, artifact: Path, feeds: list[np.ndarray], n:
     return {**summarize(layers, unmatched, floor_db), "samples": n}
 
 
+# ----------------------------------------------------------------------------- ExecuTorch
+# ETDump records only a delegate's inputs and outputs (one event for a fully delegated model), so
+# the .pte is rewritten instead: every tensor an XNNPACK node writes becomes an output of its
+# delegate and of the method, with its own planned buffer, and the rewritten program runs on the
+# ExecuTorch runtime. The XNNPACK graph carries no layer names, so its nodes are matched in order
+# to the source's torch.export nodes by operator and element count.
+XNN_OPS = {  # XNNPACK node -> the aten ops it computes
+    "FullyConnected": {"linear", "addmm", "mm", "matmul"}, "Conv2d": {"convolution", "conv2d", "conv1d"},
+    "DepthwiseConv2d": {"convolution", "conv2d", "conv1d"}, "ConvTranspose2d": {"convolution", "conv_transpose2d"},
+    "Clamp": {"relu", "hardtanh", "clamp", "relu6"}, "Add": {"add"}, "Subtract": {"sub"}, "Multiply": {"mul"},
+    "Div": {"div"}, "Sigmoid": {"sigmoid"}, "Tanh": {"tanh"}, "Softmax": {"softmax", "_softmax"},
+    "GlobalAvgPooling2d": {"mean", "adaptive_avg_pool2d"}, "AvgPooling2d": {"avg_pool2d"},
+    "MaxPooling2d": {"max_pool2d", "max_pool2d_with_indices"}, "HardSwish": {"hardswish"}, "Gelu": {"gelu"},
+    "LeakyReLU": {"leaky_relu"}, "ELU": {"elu"}, "BatchMatrixMultiply": {"bmm", "matmul"},
+    "Concatenate2": {"cat"}, "Concatenate3": {"cat"}, "Concatenate4": {"cat"}, "Concatenate5": {"cat"},
+    "Abs": {"abs"}, "Negate": {"neg"}, "SquareRoot": {"sqrt"}, "Exp": {"exp"}, "Log": {"log"},
+}
+ACTIVATION_OPS = {"relu", "hardtanh", "clamp", "relu6"}  # what XNNPACK fuses into the node before (output_min_max)
+XNN_DTYPES = {"xnn_datatype_fp32": "float32", "xnn_datatype_qint8": "int8", "xnn_datatype_quint8": "uint8"}
+
+
+def _xnn_graph(blob: bytes) -> tuple[dict, bytes]:
+    """An XNNPACK delegate payload as (its graph as JSON, its constant data)."""
+    import json
+    import re
+
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader, _get_schema_bytes
+    from executorch.exir._serialize._flatbuffer import _flatc_decompile
+
+    h = XNNHeader.from_bytes(blob[:XNNHeader.EXPECTED_LENGTH])
+    with tempfile.TemporaryDirectory(prefix="edgekit-xnn-") as d:
+        Path(d, "schema.fbs").write_bytes(_get_schema_bytes())
+        Path(d, "g.bin").write_bytes(blob[h.flatbuffer_offset:h.flatbuffer_offset + h.flatbuffer_size])
+        _flatc_decompile(d, str(Path(d, "schema.fbs")), str(Path(d, "g.bin")), ["--raw-binary"])
+        text = Path(d, "g.json").read_text()
+    graph = json.loads(re.sub(r":\s*(-?)inf\b", r": \1Infinity", text))  # flatc writes inf, JSON says Infinity
+    return graph, blob[h.constant_data_offset:h.constant_data_offset + h.constant_data_size]
+
+
+def _xnn_tensor(value: dict) -> dict:
+    v = value["xvalue_union"]
+    return v.get("tensor_value", v)
+
+
+def expose_pte(data: bytes) -> tuple[bytes, list[dict]]:
+    """The program with every tensor its XNNPACK nodes write added as a method output (after the
+    model's own); taps: one dict per node output in graph order (its method output index, node type,
+    fused activation, dims, dtype, per-tensor scale/zero-point)."""
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_schema import XNNGraph
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import serialize_xnnpack_binary
+    from executorch.exir import schema as S
+    from executorch.exir._serialize._dataclass import _json_to_dataclass
+    from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+
+    scalar = {"float32": S.ScalarType.FLOAT, "int8": S.ScalarType.CHAR, "uint8": S.ScalarType.BYTE}
+    pte = deserialize_pte_binary(data)
+    plan = pte.program.execution_plan[0]
+    calls = {i.instr_args.delegate_index: i.instr_args for c in plan.chains for i in c.instructions
+             if isinstance(i.instr_args, S.DelegateCall)}
+    taps = []
+    for di, d in enumerate(plan.delegates):
+        if "xnnpack" not in d.id.lower() or d.processed.location != S.DataLocation.INLINE or di not in calls:
+            continue
+        store = pte.program.backend_delegate_data[d.processed.index]
+        graph, consts = _xnn_graph(store.data)
+        values = {_xnn_tensor(v)["id_out"]: v for v in graph["xvalues"]}
+        ins, outs = sorted(graph["input_ids"]), sorted(graph["output_ids"])
+        arg_of = dict(zip(ins + outs, calls[di].args))  # XNNPACK binds externals in id order
+        template = plan.values[arg_of[outs[0]]].val
+        new = []
+        for node in graph["xnodes"]:
+            kind = node["xnode_union_type"].removeprefix("XNN")
+            oid = node["xnode_union"].get("output_id")
+            t = _xnn_tensor(values[oid]) if oid in values else None
+            if t is None or t["datatype"] not in XNN_DTYPES or t["flags"] & 1 or (kind == "Convert" and (
+                    t["datatype"] == "xnn_datatype_fp32" or node["xnode_union"]["input_id"] not in ins)):
+                continue  # inputs, dequantizing Converts, and Converts other than the input's quantization
+            q = values[oid]["xvalue_union"].get("quant_params") or {}
+            dtype = XNN_DTYPES[t["datatype"]]
+            tap = {"kind": kind, "fused": "output_min_max" in node, "dims": list(t["dims"]), "dtype": dtype,
+                   "scale": q.get("scale"), "zero_point": q.get("zero_point"), "debug_handle": node.get("debug_handle")}
+            if oid in outs:  # already a model output
+                taps.append({**tap, "output": plan.outputs.index(arg_of[oid])})
+                continue
+            t["flags"] = 2  # XNN_VALUE_FLAG_EXTERNAL_OUTPUT
+            plan.non_const_buffer_sizes.append(int(np.prod(t["dims"])) * np.dtype(dtype).itemsize)
+            arg_of[oid] = len(plan.values)
+            plan.values.append(S.EValue(S.Tensor(
+                scalar_type=scalar[dtype], storage_offset=0, sizes=list(t["dims"]),
+                dim_order=list(range(len(t["dims"]))), requires_grad=False, layout=template.layout,
+                data_buffer_idx=0, shape_dynamism=template.shape_dynamism,
+                allocation_info=S.AllocationDetails(memory_id=len(plan.non_const_buffer_sizes) - 1,
+                                                    memory_offset_low=0, memory_offset_high=0))))
+            taps.append({**tap, "output": len(plan.outputs) + len(new)})
+            new.append(oid)
+        graph["output_ids"] = sorted(outs + new)
+        externals = ins + graph["output_ids"]
+        for k, vid in enumerate(externals):
+            _xnn_tensor(values[vid])["external_id"] = k
+        graph["num_externs"] = len(externals)
+        calls[di].args = [arg_of[v] for v in externals]
+        plan.outputs += [arg_of[v] for v in new]
+        store.data = serialize_xnnpack_binary(_json_to_dataclass(graph, XNNGraph), bytearray(consts))
+    return bytes(serialize_pte_binary(pte)), taps
+
+
+def pte_run(data: bytes, feeds: list[np.ndarray], n: int) -> tuple[list[np.ndarray], list[dict]]:
+    """Every XNNPACK node's output (dequantized, [n, ...]) over n samples, one sample at a time
+    (edgekit's .pte files have batch 1), and the taps describing them."""
+    import torch
+
+    from edgekit.errors import require
+
+    rt = require("executorch.runtime", "torch")
+    exposed, taps = expose_pte(data)
+    with tempfile.TemporaryDirectory(prefix="edgekit-debug-") as tmp:
+        path = Path(tmp) / "exposed.pte"
+        path.write_bytes(exposed)
+        method = rt.Runtime.get().load_program(str(path)).load_method("forward")
+        rows: list[list[np.ndarray]] = [[] for _ in taps]
+        for k in range(n):
+            outs = method.execute([torch.from_numpy(np.ascontiguousarray(f[k:k + 1])) for f in feeds])
+            for j, tap in enumerate(taps):
+                v = outs[tap["output"]].detach().numpy().astype(np.float64)
+                if taps[j]["scale"] is not None and taps[j]["dtype"] != "float32":
+                    v = (v - (taps[j]["zero_point"] or 0)) * taps[j]["scale"]
+                rows[j].append(v)
+    return [np.concatenate(r) for r in rows], taps
+
+
+def module_path(node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""
+
+
+def torch_intermediates(gm, feeds: list[np.ndarray], n: int) -> list[dict]:
+    """The float output of every call_function node of a graph module (a torch.export program's
+    .module(), or its PT2E-quantized version) over n samples, in graph order: {node, op, module
+    (nn.Module path), value, users}."""
+    import torch
+
+    nodes = [nd for nd in gm.graph.nodes if nd.op == "call_function"]
+    seen: dict[str, list] = {nd.name: [] for nd in nodes}
+
+    class Capture(torch.fx.Interpreter):
+        def run_node(self, nd):
+            out = super().run_node(nd)
+            if nd.name in seen and isinstance(out, torch.Tensor) and out.is_floating_point():
+                seen[nd.name].append(out.detach().numpy().astype(np.float64))
+            return out
+
+    with torch.no_grad():
+        for k in range(n):
+            Capture(gm).run(*[torch.from_numpy(np.ascontiguousarray(f[k:k + 1])) for f in feeds])
+    return [{"node": nd.name, "op": str(getattr(nd.target, "__name__", nd.target)).split(".")[0],
+             "module": module_path(nd), "value": np.concatenate(seen[nd.name]),
+             "users": [u.name for u in nd.users]} for nd in nodes if len(seen[nd.name]) == n]
+
+
+def _as_ref_layout(value: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
+    if value.shape == ref.shape:
+        return value
+    if value.ndim == 4 and np.moveaxis(value, -1, 1).shape == ref.shape:  # XNNPACK's NHWC
+        return np.moveaxis(value, -1, 1)
+    return value.reshape(ref.shape) if value.size == ref.size else None
+
+
+def compare_pte(ep, artifact: Path, feeds: list[np.ndarray], n: int, floor_db: float) -> dict:
+    """The layer table of an ExecuTorch (XNNPACK) artifact against the source's torch.export program."""
+    n = min(n, TFLITE_SAMPLES)
+    feeds = [f[:n] for f in feeds]
+    progress(f"running the torch.export program and keeping every node's output ({n} samples)")
+    ref = torch_intermediates(ep.module(), feeds, n)
+    progress("running the artifact with every XNNPACK tensor exposed")
+    values, taps = pte_run(artifact.read_bytes(), feeds, n)
+    by_name = {r["node"]: r for r in ref}
+    layers, unmatched, pos = [], [], 0
+    for value, tap in zip(values, taps):
+        if tap["kind"] == "Convert":  # the artifact's int8 input: what its first layer sees
+            if len(feeds) == 1 and value.size == feeds[0].size and not layers:
+                x = feeds[0].astype(np.float64)
+                layers.append({"source_layer": "input", "artifact_tensor": "xnnpack input (Convert)", "op": "quantize",
+                               "node": None, **tensor_metrics(x, value.reshape(x.shape), None, 1),
+                               "scale": float(tap["scale"]), "zero_point": int(tap["zero_point"] or 0)})
+            continue
+        ops = XNN_OPS.get(tap["kind"])
+        j = next((j for j in range(pos, len(ref)) if (ops is None or ref[j]["op"] in ops)
+                  and _as_ref_layout(value, ref[j]["value"]) is not None), None)
+        if j is None:
+            continue  # an XNNPACK-only node (a layout transpose): nothing in the source to compare with
+        r = ref[j]
+        for skipped in ref[pos:j]:
+            unmatched.append({"source_layer": skipped["module"] or skipped["node"], "tensor": skipped["node"],
+                              "op": skipped["op"], "why": "no XNNPACK node computes it alone (fused or decomposed)"})
+        pos, op, target = j + 1, r["op"], r
+        if tap["fused"] and len(r["users"]) == 1 and by_name.get(r["users"][0], {}).get("op") in ACTIVATION_OPS:
+            target = by_name[r["users"][0]]  # the activation XNNPACK fused into this node
+            op = f"{r['op']}+{target['op']}"
+            pos = max(pos, ref.index(target) + 1)
+        cand = _as_ref_layout(value, target["value"])
+        in_snr = layers[-1]["effective_snr_db"] if layers else None  # the layer matched before feeds this one
+        row = {"source_layer": r["module"] or r["node"], "artifact_tensor": f"xnnpack#{len(layers)} ({tap['kind']})",
+               "op": op, "node": target["node"], **tensor_metrics(target["value"], cand, in_snr, 1)}
+        if tap["scale"] is not None:
+            row.update({"scale": float(tap["scale"]), "zero_point": int(tap["zero_point"] or 0)})
+        layers.append(row)
+    return {**summarize(layers, unmatched, floor_db), "samples": n}
+
+
 def short(name: str) -> str:
     """A TFLite tensor named after every op fused into it ('a/MatMul;a/Relu;a/BiasAdd'): its first."""
     head = name.split(";")[0]
@@ -418,4 +677,29 @@ def render(result: dict) -> list:
             for w in result["worst"][:3])))
     for u in result["unmatched"]:
         parts.append(plain(f"  not matched: {u['source_layer']} ({u['op']}, tensor {u['tensor']}): {u['why']}"))
-    return parts
+    return parts + explain_split(result)
+
+
+def explain_split(result: dict) -> list[str]:
+    """What --explain adds: how much of the worst layer's error comes from its weights versus its
+    activation ranges (measured on edited ONNX copies; the weights' own SNR elsewhere)."""
+    from edgekit.ui import fmt, plain
+
+    sp = result.get("split")
+    if sp:
+        fw, fa = sp["float_weights_snr_db"], sp["float_activations_snr_db"]
+        blame = ("" if fw is None or fa is None else
+                 "; the activation ranges cost the most" if fa > fw + 3 else
+                 "; the weights cost the most" if fw > fa + 3 else "; weights and activations cost alike")
+        return [plain(f"weights vs activations at {short(sp['layer'])} (node {sp['node']}): output SNR "
+                      f"{fmt(sp['int8_snr_db'], 3)} dB at int8, {fmt(fw, 3)} dB with float weights and int8 activations, "
+                      f"{fmt(fa, 3)} dB with int8 weights and float activations (lower of whole-tensor and median "
+                      f"channel SNR){blame}")]
+    if result.get("worst") and result.get("explain"):
+        w = next((r for r in result["layers"] if r["source_layer"] == result["worst"][0]["source_layer"]), {})
+        if w.get("weight_snr_db") is not None:
+            return [plain(f"weights vs activations at {short(w['source_layer'])}: its int8 weights alone have SNR "
+                          f"{fmt(w['weight_snr_db'], 3)} dB, its output {fmt(w['snr_db'], 3)} dB (loss "
+                          f"{fmt(w['loss_db'], 3)} dB); the split is measured on ONNX files only")]
+        return ["weights vs activations: not measured for this format (the split is measured on ONNX files)"]
+    return []

@@ -152,9 +152,10 @@ def test_ocr_recognizer_every_precision_and_auto_on_real_inputs(text_rec, tmp_pa
     assert res.code == 0, res  # was INVALID_GRAPH ... reported as bad input (exit 2) on PP-OCR models
     details = res.json["result"]["details"]
     rows = details["auto"]
-    assert [r["mode"] for r in rows] == ["none", "fp16", "dynamic", "int8"]
-    assert all(r["size_bytes"] > 0 for r in rows), rows  # every candidate is made and loads
     by_mode = {r["mode"]: r for r in rows}
+    mixed = [] if by_mode["int8"]["passed"] else ["int8+keep-float"]  # int8 failed: its repair is tried too
+    assert [r["mode"] for r in rows] == ["none", "fp16", "dynamic", "int8"] + mixed
+    assert all(r["size_bytes"] > 0 for r in rows), rows  # every candidate is made and loads
     assert by_mode["none"]["passed"] and by_mode["fp16"]["passed"], rows
     # a briefly trained recognizer: int8/dynamic change whole decoded sequences (argmax per position),
     # which the sequence kind catches even at cosine 0.9998; they are recorded with that reason

@@ -106,7 +106,7 @@ def test_keep_float_unknown_name_lists_nearest(mlp):
     assert not (mlp / "typo.onnx").exists()
 
 
-def test_keep_float_only_for_int8_onnx(mlp):
+def test_keep_float_only_for_int8(mlp):
     res = run_cli("convert", mlp / "outlier_mlp.onnx", "--target", "onnx", "--keep-float", "auto")
     assert_user_error(res, 2, "--keep-float applies to --quantize int8")
 
@@ -125,7 +125,7 @@ def test_debug_refuses_files_whose_inputs_differ(mlp, tmp_path):
     assert_user_error(res, 2, "cannot compare layers", "input 'x'", "[Nx16]", "[1x4]")
 
 
-def test_keep_float_in_edgekit_toml_only_for_int8_onnx(mlp, tmp_path):
+def test_keep_float_in_edgekit_toml_only_for_int8(mlp, tmp_path):
     cfg = tmp_path / "edgekit.toml"
     cfg.write_text(f'[[models]]\nname = "m"\nsource = "{mlp / "outlier_mlp.onnx"}"\n\n'
                    '  [[models.targets]]\n  target = "onnx"\n  keep_float = "auto"\n')
@@ -185,3 +185,121 @@ def test_keep_float_auto_repairs_tflite_int8(mlp, keras_mlp):
     res = run_cli("convert", keras_mlp, "--target", "tflite", "--quantize", "int8", "--calibration",
                   mlp / "outlier_mlp_calib.npz", "-o", mlp / "typo.tflite", "--keep-float", "functional_1/fc3")
     assert_user_error(res, 2, "no layer named", "nearest names", "functional_1/fc3_1/MatMul")
+
+
+@pytest.mark.tf
+def test_debug_finds_an_altered_layer_in_a_tflite_file(mlp, keras_mlp, tmp_path):
+    """The TFLite artifact of a copy of the Keras model whose fc5 weights were scaled by 1.2."""
+    import keras
+
+    model = keras.models.load_model(keras_mlp)
+    w, b = model.get_layer("fc5").get_weights()
+    model.get_layer("fc5").set_weights([w * 1.2, b])
+    model.save(tmp_path / "altered.keras")
+    art = tmp_path / "altered.tflite"
+    assert run_cli("convert", tmp_path / "altered.keras", "--target", "tflite", "-o", art, "--no-validate").code == 0
+    res = run_cli("debug", keras_mlp, art, "--inputs", mlp / "outlier_mlp_val.npz", "--json")
+    assert res.code == 0, res
+    doc = res.json["result"]
+    assert "/fc5" in doc["first_divergence"]["source_layer"].split(";")[0], doc["first_divergence"]
+    assert all(r["snr_db"] > 100 for r in doc["layers"] if "/fc4" in r["source_layer"].split(";")[0])
+
+
+@pytest.fixture(scope="module")
+def torch_mlp(mlp) -> Path:
+    """The outlier MLP as a torch.export program (modules fc1..fc6), and a copy with fc5's weights x1.2."""
+    pytest.importorskip("executorch")
+    subprocess.run([sys.executable, str(SAMPLES / "outlier_mlp.py"), "--torch", str(mlp / "mlp.pt2"),
+                    str(mlp / "mlp_fc5.pt2")], check=True, cwd=SAMPLES)
+    return mlp / "mlp.pt2"
+
+
+@pytest.mark.torch
+def test_debug_finds_an_altered_layer_in_an_executorch_file(mlp, torch_mlp):
+    """The .pte is built from the altered copy; debug reads every XNNPACK node's output of that
+    file on the ExecuTorch runtime and names fc5 (its nn.Module path)."""
+    art = mlp / "fc5.pte"
+    assert run_cli("convert", mlp / "mlp_fc5.pt2", "--target", "executorch", "-o", art, "--no-validate").code == 0
+    res = run_cli("debug", torch_mlp, art, "--inputs", mlp / "outlier_mlp_val.npz", "--json")
+    assert res.code == 0, res
+    doc = res.json["result"]
+    assert doc["first_divergence"]["source_layer"] == "fc5", doc["first_divergence"]
+    rows = {r["source_layer"]: r for r in doc["layers"]}
+    assert list(rows) == ["fc1", "fc2", "fc3", "fc4", "fc5", "fc6"]  # ReLUs fused into the layer before
+    assert rows["fc4"]["snr_db"] > 100 and rows["fc5"]["snr_db"] < 30
+
+
+@pytest.mark.torch
+def test_debug_names_the_outlier_layer_in_executorch_int8(mlp, torch_mlp):
+    art = mlp / "mlp.int8.pte"
+    res = run_cli("convert", torch_mlp, "--target", "executorch", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", art, "--keep-failed")
+    assert_user_error(res, 1, "parity failed", f"edgekit debug {torch_mlp} {art}")
+    res = run_cli("debug", torch_mlp, art, "--inputs", mlp / "outlier_mlp_val.npz", "--json")
+    assert res.code == 0, res
+    doc = res.json["result"]
+    first = doc["first_divergence"]
+    assert (first["source_layer"], first["op"]) == ("fc3", "linear+relu") and first["scale"] > 1.0, first
+    assert doc["layers"][0]["source_layer"] == "input" and doc["worst"][0]["source_layer"] == "fc3"
+    res = run_cli("validate", torch_mlp, art, "--inputs", mlp / "outlier_mlp_val.npz", "--explain")
+    assert_user_error(res, 1, "parity failed", f"edgekit debug {torch_mlp} {art}")
+    assert "first divergence: fc3" in res.stdout and "not measured for this format" in res.stdout, res
+
+
+@pytest.mark.torch
+def test_keep_float_auto_repairs_executorch_int8(mlp, torch_mlp):
+    """Full int8 fails (test above); auto keeps fc3 and the layer that reads it float and passes."""
+    out = mlp / "mlp.mixed.pte"
+    res = run_cli("convert", torch_mlp, "--target", "executorch", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", out,
+                  "--keep-float", "auto")
+    assert res.code == 0, res
+    doc = json.loads(out.with_name(out.name + ".report.json").read_text())["result"]
+    kept = doc["details"]["keep_float"]
+    assert kept["nodes"] == ["fc3", "fc4"] and kept["of_nodes"] == 6, kept
+    assert doc["parity"]["passed"] and out.stat().st_size > kept["full_int8_size_bytes"]
+    res = run_cli("convert", torch_mlp, "--target", "executorch", "--quantize", "int8", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "-o", mlp / "typo.pte", "--keep-float", "fc33")
+    assert_user_error(res, 2, "no layer named 'fc33'", "nearest names", "fc3")
+
+
+@pytest.mark.torch
+def test_keep_float_auto_repairs_torch_tflite_int8(mlp, torch_mlp):
+    """torch→TFLite (litert-torch PT2E): full int8 fails; auto ranks modules by their loss in the
+    PT2E-quantized module and keeps fc3, fc4 float; the .tflite passes."""
+    args = ("convert", torch_mlp, "--target", "tflite", "--quantize", "int8", "--calibration",
+            mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz")
+    assert_user_error(run_cli(*args, "-o", mlp / "torch.int8.tflite"), 1, "parity failed", "--keep-float auto")
+    out = mlp / "torch.mixed.tflite"
+    res = run_cli(*args, "-o", out, "--keep-float", "auto")
+    assert res.code == 0, res
+    doc = json.loads(out.with_name(out.name + ".report.json").read_text())["result"]
+    assert doc["details"]["keep_float"]["nodes"] == ["fc3", "fc4"] and doc["parity"]["passed"], doc["details"]
+
+
+def test_quantize_auto_tries_the_mixed_candidate(mlp):
+    """Full int8 fails, so auto also tries int8 with --keep-float auto, and reports what the float
+    layers cost against the (failed, but timed) full int8 file."""
+    out = mlp / "auto.onnx"
+    res = run_cli("convert", mlp / "outlier_mlp.onnx", "--target", "onnx", "--quantize", "auto", "--calibration",
+                  mlp / "outlier_mlp_calib.npz", "--inputs", mlp / "outlier_mlp_val.npz", "-o", out)
+    assert res.code == 0, res
+    rows = {r["mode"]: r for r in json.loads(out.with_name(out.name + ".report.json").read_text())
+            ["result"]["details"]["auto"]}
+    mixed, full = rows["int8+keep-float"], rows["int8"]
+    assert mixed["passed"] and not full["passed"] and "fc3" in mixed["keep_float"], mixed
+    cost = mixed["vs_full_int8"]
+    assert cost["full_int8_ms"] == full["median_ms"] and cost["size_bytes"] == mixed["size_bytes"] - full["size_bytes"] > 0
+    assert "vs full int8" in mixed["reason"] and "int8+keep-float" in res.stdout
+
+
+def test_explain_prints_the_findings_of_a_failing_conversion(mlp):
+    """--explain: debug's table and findings without a second command, and how much of the worst
+    layer's error comes from its weights versus its activation ranges (measured on edited copies)."""
+    out = mlp / "explained.int8.onnx"
+    res = _convert(mlp, out.name, "--explain", "--keep-failed")
+    assert_user_error(res, 1, "parity failed")
+    assert "first divergence: relu3 (node fc3" in res.stdout and "layers that lose the most" in res.stdout, res
+    assert "weights vs activations at relu3 (node fc3)" in res.stdout and "activation ranges cost the most" in res.stdout
+    split = json.loads(out.with_name(out.name + ".report.json").read_text())["result"]["explain"]["split"]
+    assert split["float_weights_snr_db"] < 12 < 30 < split["float_activations_snr_db"], split
