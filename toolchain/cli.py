@@ -822,6 +822,10 @@ def merge_reports(shards, out_dir, json_out, quiet, verbose):
 # ----------------------------------------------------------------------------- arm
 cli.add_command(arm.arm_group)
 
+from edgekit.validators.web.cli import web_group  # noqa: E402  (light: click + stdlib)
+
+cli.add_command(web_group)
+
 
 # ----------------------------------------------------------------------------- entry
 _signals = {"terminated": 0}  # the signal that ended the run (SIGTERM, SIGHUP), 0 if none
