@@ -576,9 +576,11 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
                                 trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
+    web_results = arm.bench_web(artifacts, arches, iterations=iterations, warmup=warmup, inputs=inputs,
+                                trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose)
     gate = arm.Gate(arm_results, max_arm_instructions, arm_baseline, max_arm_increase)
     if json_out:
-        ui.emit_json(document("bench", gate.ok, results=results + arm_results))
+        ui.emit_json(document("bench", gate.ok, results=results + arm_results + web_results))
     rows = [[Path(r["artifact"]).name, r["runtime"], r["threads_requested"] or "default", f"{r['median_ms']:.3f}",
              f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['min_ms']:.3f}", f"{r['std_ms']:.3f}",
              f"{r['first_inference_ms']:.1f}", f"{r['load_ms']:.0f}", ui.human_bytes(r["size_bytes"]),
@@ -589,6 +591,8 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
                           "load ms", "size", "peak RSS MB"], rows))
     if arm_results:
         ui.show(arm.arm_bench_table(arm_results, iterations, warmup))
+    if web_results:
+        ui.show(arm.web_bench_table(web_results, iterations, warmup))
     gate.enforce()
 
 

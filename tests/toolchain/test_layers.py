@@ -22,7 +22,9 @@ LAYERS = {
     "edgekit.loading": VALIDATORS, "edgekit.request": VALIDATORS,  # open_model picks a runner
     "edgekit.pipeline": PIPELINE, "edgekit.build": PIPELINE, "edgekit.report": PIPELINE, "edgekit.doctor": PIPELINE,
     "edgekit.validators.arm.stages": PIPELINE,  # the stage behind validate --arch arm64
+    "edgekit.validators.web.stages": PIPELINE,  # validate/bench --arch browser/node
     "edgekit.cli": CLI, "edgekit.__main__": CLI, "edgekit.validators.arm.cli": CLI,
+    "edgekit.validators.web.cli": CLI,
 }
 
 

@@ -237,7 +237,7 @@ class WebRunner(Runner):
         else:
             self.host = None
             self.signature = tfjs_signature(self.path)
-        self.runtime = f"{self.js_runtime} ({self.mode})"
+        self.runtime = self.js_runtime
         self.last_run: dict | None = None
         return self
 
@@ -261,7 +261,11 @@ class WebRunner(Runner):
             batches.append(feeds)
             real.append(count)
         opts = self.options
-        res = self.run(batches, warmup=int(opts.get("warmup", 0)), iterations=int(opts.get("iterations", 0)))
+        iterations = int(opts.get("iterations", 0))
+        if iterations:  # timed on one sample (batch 1, or the model's fixed batch), as host latency is
+            batches.append({k: v[:1] for k, v in batches[0].items()} if not fixed else batches[0])
+        res = self.run(batches, warmup=int(opts.get("warmup", 0)), iterations=iterations,
+                       bench_batch=len(batches) - 1)
         chunks = [{k: v[:r] for k, v in out.items()} for out, r in zip(res["outputs"], real)]
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
@@ -282,7 +286,7 @@ class WebRunner(Runner):
         return {s.name: s for s in self.signature.inputs}
 
     def run(self, batches: list[dict[str, np.ndarray]], *, warmup: int = 0, iterations: int = 0,
-            timeout: float | None = None) -> dict:
+            bench_batch: int = 0) -> dict:
         from edgekit.progress import progress
 
         specs = self._feed_specs()
@@ -312,7 +316,7 @@ class WebRunner(Runner):
                 job_batches.append(entries)
             job = {"runtime": self.js_runtime, "model": model_rel, "batches": job_batches,
                    "outputs": [o.name for o in self.signature.outputs] if self.kind == "tfjs" else [],
-                   "bench": {"batch": 0, "warmup": warmup, "iterations": iterations}}
+                   "bench": {"batch": bench_batch, "warmup": warmup, "iterations": iterations}}
             (work / "job.json").write_text(json.dumps(job))
             progress(f"running {self.path.name} in {self.js_runtime} ({self.mode})")
             result = run_job(work, self.mode, timeout=self.options.get("timeout"))
