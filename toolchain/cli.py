@@ -221,12 +221,15 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
                    "them; repeatable), or auto: keep the most sensitive ones float until the int8 preset passes.")
 @click.option("--ort-style", type=click.Choice(ORT_STYLES), default=None,
               help="--target ort: onnxruntime's optimization style (default: fixed).")
+@click.option("--tfjs-weights", type=click.Choice(("uint8", "uint16")), default=None,
+              help="--target tfjs --quantize dynamic: weight quantization width (default: uint8).")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random parity inputs.")
 @click.option("--validate-arch", type=click.Choice(arm.ARCHES), multiple=True,
-              help="Also check parity on arm64 (emulated; needs 'edgekit arm setup'). Host parity always runs.")
+              help="Also check parity on arm64 (emulated; needs 'edgekit arm setup'), in the browser or in Node.js "
+                   "(needs 'edgekit web setup'). Host parity always runs.")
 @click.option("--arm-cpu", type=click.Choice(arm.CPUS), default=arm.DEFAULT_CPU, show_default=True,
               help="Emulated ARM core for --validate-arch arm64.")
 @tolerance_options
@@ -236,7 +239,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, seed, validate_arch,
+            text_column, script, int8_io, keep_float, ort_style, tfjs_weights, output, no_validate, keep_failed, seed, validate_arch,
             arm_cpu, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
@@ -271,6 +274,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        hint="e.g. --calibration calib.npz (keyed by input name; a single-input model may use any key)")
     if ort_style and "ort_style" not in conv.options:
         raise BadInput(f"--ort-style applies only to --target ort, not {target}.")
+    if tfjs_weights and "tfjs_weights" not in conv.options:
+        raise BadInput(f"--tfjs-weights applies only to --target tfjs, not {target}.")
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
@@ -283,11 +288,11 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                               output_kinds=kinds)
     precision = precision_of(quantize)
     out = Path(output) if output else default_output(Path(model), tgt.extension, precision)
-    if output and out.is_dir():
+    if output and out.is_dir() and not (tgt.folder_file and (out / tgt.folder_file).is_file()):
         out = out / default_output(Path(model), tgt.extension, precision).name
     if not output:
         out.parent.mkdir(parents=True, exist_ok=True)
-    check_output_path(out)
+    check_output_path(out, folder=tgt.folder_file or False)
 
     try:
         staging = Path(tempfile.mkdtemp(prefix=".edgekit-", dir=out.parent))
@@ -312,7 +317,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             check_ids(model, read_npz(Path(inputs)), inputs)
         result = run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
                            validate=not no_validate,
-                           options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep},
+                           options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep,
+                                    "tfjs_weights": tfjs_weights},
                            timeout=timeout, verbose=verbose,
                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
@@ -321,6 +327,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             result["arm64"] = arm.convert_arm_check(req, staged, result["precision"], arm_cpu=arm_cpu,
                                                     timeout=timeout, verbose=verbose)
             passed = result["arm64"]["parity"]["passed"]
+        if passed and parity is not None:  # --validate-arch browser/node (edgekit.validators.web)
+            result["web"] = arm.convert_web_check(req, staged, result["precision"], validate_arch, timeout=timeout,
+                                                  verbose=verbose)
+            passed = all(r["parity"]["passed"] for r in result["web"])
         written = passed or keep_failed
         result["output"] = str(out) if written else None
         if text_record:
@@ -344,6 +354,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if parity:
         ui.show(parity_table(parity, "parity (host)"))
     arm.show_result(result.get("arm64"))
+    arm.show_web_results(result.get("web") or [])
     ui.show(summary)
     from edgekit.report import quantization_tables
 
@@ -357,7 +368,9 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if not passed:
         kept = f" It was kept at {out} (--keep-failed)." if keep_failed else \
             " The artifact was not written (pass --keep-failed to keep it for inspection)."
-        failed = parity if not parity["passed"] else result["arm64"]["parity"]
+        failed = parity if not parity["passed"] else next(
+            (r["parity"] for r in result.get("web") or [] if not r["parity"]["passed"]), None) or \
+            result["arm64"]["parity"]
         raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
                           f"{failure_line(failed)}.{kept}",
                           hint=debug_hint(model, out if keep_failed else None, inputs or calibration, target,

@@ -332,6 +332,30 @@ def convert_arm_check(req, staged, precision, *, arm_cpu, timeout, verbose) -> d
     return out["results"][0]
 
 
+def convert_web_check(req, staged, precision, arches, *, timeout, verbose) -> list[dict]:
+    """`convert --validate-arch browser/node`: parity of the staged artifact in each JS runtime."""
+    from pathlib import Path
+
+    from edgekit.cli import run_stage
+
+    web = tuple(a for a in arches if a in WEB_ARCHES)
+    if not web:
+        return []
+    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged), arches=web,
+                    precision=precision, timeout=timeout, verbose=verbose, crash_exit_code=2,
+                    title=f"checking {Path(staged).name} in {' + '.join(web)}")
+    return out["results"]
+
+
+def show_web_results(results: list[dict]) -> None:
+    from edgekit import ui
+    from edgekit.report import parity_table
+
+    for r in results:
+        ui.show(parity_table(r["parity"], f"parity ({r['arch']}: {r['runtime']}, {(r.get('web') or {}).get('engine')})"))
+        ui.info(web_summary_line(r))
+
+
 def show_result(result: dict | None) -> None:
     """The arm64 parity table and counts of one validation result (no-op for None)."""
     from edgekit import ui

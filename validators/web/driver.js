@@ -23,7 +23,7 @@ async function inNode(opts, job) {
   if (job.runtime.startsWith('ort')) libs.ort = mod('onnxruntime-web');
   else {
     libs.tf = mod('@tensorflow/tfjs');
-    if (job.runtime === 'tfjs-wasm') mod('@tensorflow/tfjs-backend-wasm');
+    if (job.runtime === 'tfjs-wasm') libs.wasm = mod('@tensorflow/tfjs-backend-wasm');
   }
   fs.mkdirSync(path.join(opts.job, 'out'), {recursive: true});
   const io = {

@@ -45,10 +45,11 @@
     };
   }
 
-  async function openTfjs(tf, io, job, backend) {
+  async function openTfjs(tf, wasm, io, job, backend) {
     if (backend === 'wasm') {
-      if (io.tfjsWasmPaths) tf.wasm.setWasmPaths(io.tfjsWasmPaths);
-      if (tf.wasm.setThreadsCount) tf.wasm.setThreadsCount(1);
+      if (!wasm) throw new Error('the TF.js wasm backend is not loaded');
+      if (io.tfjsWasmPaths) wasm.setWasmPaths(io.tfjsWasmPaths);
+      if (wasm.setThreadsCount) wasm.setThreadsCount(1);
     }
     if (!(await tf.setBackend(backend))) throw new Error('TF.js backend ' + backend + ' did not initialize');
     await tf.ready();
@@ -109,8 +110,8 @@
       const t0 = now();
       let m;
       if (job.runtime === 'ort-wasm') m = await openOrt(libs.ort, io, job);
-      else if (job.runtime === 'tfjs-wasm') m = await openTfjs(libs.tf, io, job, 'wasm');
-      else if (job.runtime === 'tfjs-cpu') m = await openTfjs(libs.tf, io, job, 'cpu');
+      else if (job.runtime === 'tfjs-wasm') m = await openTfjs(libs.tf, libs.wasm, io, job, 'wasm');
+      else if (job.runtime === 'tfjs-cpu') m = await openTfjs(libs.tf, libs.wasm, io, job, 'cpu');
       else throw new Error('unknown runtime ' + job.runtime);
       const loadMs = now() - t0;
       stage.name = 'infer';
