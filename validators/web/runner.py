@@ -269,6 +269,11 @@ class WebRunner(Runner):
         chunks = [{k: v[:r] for k, v in out.items()} for out, r in zip(res["outputs"], real)]
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
+    def timed_runs(self, feeds: dict[str, np.ndarray], warmup: int, iterations: int) -> tuple[float, list[float]]:
+        """(first inference s, timed samples s), measured in the page / Node process (latency.measure)."""
+        run = self.run([feeds], warmup=max(warmup, 1), iterations=iterations)
+        return (run.get("first_inference_ms") or 0.0) / 1000.0, [s / 1000.0 for s in run["samples_ms"]]
+
     def version(self) -> str:
         run = self.last_run or {}
         return f"{run.get('version', '?')} in {run.get('engine', self.mode)}"
