@@ -169,6 +169,20 @@ def kill_holders(folder: Path) -> list[int]:
     return killed
 
 
+def sweep_stale_jobs() -> None:
+    """Remove job folders left by a stage that was killed (timeout: SIGKILL, no clean-up) whose
+    owner is gone; their driver and browser died with it (PDEATHSIG, closed pipe)."""
+    for d in Path(tempfile.gettempdir()).glob("edgekit-web-*"):
+        try:
+            pid = int((d / "owner.pid").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            kill_holders(d)
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
 def run_job(job_dir: Path, mode: str, *, timeout: float | None = None) -> dict:
     """Run driver.js on a prepared job folder; returns result.json (raises on crash/timeout)."""
     from edgekit.validators.web.provision import require
@@ -295,7 +309,9 @@ class WebRunner(Runner):
         from edgekit.progress import progress
 
         specs = self._feed_specs()
+        sweep_stale_jobs()
         work = Path(tempfile.mkdtemp(prefix="edgekit-web-"))
+        (work / "owner.pid").write_text(str(os.getpid()))
         try:
             model_name = "model"
             if self.kind == "tfjs":
