@@ -16,7 +16,7 @@ from pathlib import Path
 from edgekit.errors import BadInput
 from edgekit.targets import OUTPUT_KINDS, QUANTIZE_MODES, TARGETS
 
-ARCHES = ("host", "arm64")
+ARCHES = ("host", "arm64", "browser", "node")  # browser/node: edgekit.validators.web
 
 
 @dataclass

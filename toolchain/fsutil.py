@@ -166,7 +166,13 @@ def replace_dir(staged: Path, out: Path) -> None:
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link (or copy) the regular file `src` to `dst`; never through a symbolic link."""
+    """Hard-link (or copy) the regular file `src` to `dst`; never through a symbolic link. A
+    folder artifact (tfjs) is recreated at `dst` with its files linked the same way."""
+    if src.is_dir() and not src.is_symlink():
+        os.mkdir(dst)
+        for f in sorted(src.iterdir()):
+            link_or_copy(f, dst / f.name)
+        return
     try:
         os.link(src, dst, follow_symlinks=False)
     except OSError as exc:
