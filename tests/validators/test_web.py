@@ -182,3 +182,32 @@ def test_a_browser_run_past_its_time_limit_is_124_and_leaves_no_browser(tiny):
             if b"edgekit-web-" in cmd and "State:\tZ" not in status:
                 left.append(cmd[:120])
     assert not left
+
+
+@needs_web
+@pytest.mark.tf
+@pytest.mark.slow
+def test_build_with_browser_arch_publishes_a_tfjs_folder_and_checks_it(tiny, tmp_path):
+    import shutil
+
+    d = tiny["dir"]
+    shutil.copy(d / "tiny.keras", tmp_path / "tiny.keras")
+    shutil.copy(d / "val.npz", tmp_path / "val.npz")
+    (tmp_path / "edgekit.toml").write_text('[build]\nout = "out"\n\n[[models]]\nname = "tiny"\n'
+                                           'source = "tiny.keras"\ninputs = "val.npz"\n\n'
+                                           '  [[models.targets]]\n  target = "tfjs"\n  arches = ["host", "browser"]\n')
+    res = run_cli("build", tmp_path / "edgekit.toml")
+    assert res.code == 0, res
+    out = tmp_path / "out"
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"][0]
+    folder = out / entry["file"]
+    assert (folder / "model.json").is_file()
+    assert entry["size_bytes"] == sum(f.stat().st_size for f in folder.iterdir())
+    assert set(entry["parity"]) == {"host", "browser:tfjs-wasm", "browser:tfjs-cpu"}
+    assert entry["latency"]["browser:tfjs-wasm"]["median_ms"] > 0
+    junit = (out / "junit.xml").read_text()
+    assert "tfjs-fp32 [browser:tfjs-cpu]" in junit
+    assert run_cli("build", tmp_path / "edgekit.toml", "--json").code == 0  # cached: the folder is reused
+    assert run_cli("build", tmp_path / "edgekit.toml", "--check").code == 0
+    (folder / "model.json").write_text((folder / "model.json").read_text() + " ")
+    assert_user_error(run_cli("build", tmp_path / "edgekit.toml", "--check"), 1, "tfjs")
