@@ -39,13 +39,15 @@ _JS_DTYPES = {"float32", "int32", "int64", "uint8", "int8", "bool", "int16", "ui
 
 
 def artifact_kind(path: Path) -> str:
-    """'onnx' or 'tfjs' (a TF.js graph model folder)."""
-    p = Path(path)
-    if p.is_dir() and (p / "model.json").is_file():
-        return "tfjs"
-    if p.suffix == ".onnx" or getattr(getattr(p, "spec", None), "name", "") == "onnx":
-        return "onnx"
-    return "onnx"
+    """'onnx' or 'tfjs' (a TF.js graph model folder); anything else cannot run in the browser."""
+    from edgekit.formats import detect
+
+    found = detect(path)
+    if found.name in RUNTIMES:
+        return found.name
+    raise BadInput(f"{path}: a {found.spec.description} cannot run in the browser or Node.js; only .onnx (ONNX "
+                   "Runtime Web) and TF.js graph model folders (TF.js) can.",
+                   hint="convert it with --target onnx or --target tfjs, or check it with --arch host")
 
 
 def tfjs_signature(folder: Path) -> Signature:
