@@ -680,6 +680,10 @@ def doctor(json_out):
                      ["package", "extra", "", "installed", "pinned", "used for"], rows))
     paths = ", ".join(f"{s}→{t}" for s, t in report["paths_available"]) or "none"
     ui.show(f"conversion paths available now: {paths}")
+    web = report["web"]
+    ui.show("browser/Node.js runtimes (edgekit web status): " + (
+        f"provisioned ({', '.join(f'{k} {v}' for k, v in (web['npm'] or {}).items())}; chromium {web['chromium']}, "
+        f"node {web['node']})" if web["complete"] and not web["missing_host_packages"] else "not provisioned"))
     for hint in report["hints"]:
         ui.warn(hint)
     if not report["ok"]:
