@@ -211,3 +211,16 @@ def test_build_with_browser_arch_publishes_a_tfjs_folder_and_checks_it(tiny, tmp
     assert run_cli("build", tmp_path / "edgekit.toml", "--check").code == 0
     (folder / "model.json").write_text((folder / "model.json").read_text() + " ")
     assert_user_error(run_cli("build", tmp_path / "edgekit.toml", "--check"), 1, "tfjs")
+
+
+@needs_web
+@pytest.mark.tf
+@pytest.mark.slow
+def test_tfjs_without_web_setup_is_exit_4_with_the_command(tiny, tmp_path):
+    d = tiny["dir"]
+    res = run_cli("convert", d / "tiny.keras", "--target", "tfjs", "-o", tmp_path / "t_tfjs",
+                  env={"EDGEKIT_WEB_HOME": str(tmp_path / "empty")})
+    assert_user_error(res, 4, "not provisioned", "edgekit web setup")
+    res = run_cli("validate", d / "tiny.keras", d / "tiny.onnx", "--arch", "node",
+                  env={"EDGEKIT_WEB_HOME": str(tmp_path / "empty")})
+    assert_user_error(res, 4, "edgekit web setup")
