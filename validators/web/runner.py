@@ -292,15 +292,34 @@ class WebRunner(Runner):
 
     def version(self) -> str:
         run = self.last_run or {}
+        if not run:  # not run yet: the pinned package the cache holds
+            from edgekit.validators.web.provision import read_manifest
+
+            npm = (read_manifest() or {}).get("npm") or {}
+            return npm.get("onnxruntime-web" if self.kind == "onnx" else "@tensorflow/tfjs", "?")
         return f"{run.get('version', '?')} in {run.get('engine', self.mode)}"
 
     def op_counts(self) -> dict[str, int]:
-        return self.host.op_counts() if self.host else {}
+        if self.host:
+            return self.host.op_counts()
+        from collections import Counter
+
+        nodes = (self._model_json().get("modelTopology") or {}).get("node") or []
+        return dict(Counter(n.get("op", "?") for n in nodes if n.get("op") not in ("Placeholder", "Const")))
 
     def precision(self) -> str:
         if self.host:
             return self.host.precision()
-        return "fp32"
+        # TF.js weights: float16, or uint8/uint16 affine quantization (dequantized at load)
+        dtypes = {(w.get("quantization") or {}).get("dtype") for g in self._model_json().get("weightsManifest", [])
+                  for w in g.get("weights", [])}
+        return "dynamic" if dtypes & {"uint8", "uint16"} else "fp16" if "float16" in dtypes else "fp32"
+
+    def _model_json(self) -> dict:
+        try:
+            return json.loads((self.path / "model.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     # -- one driver run -----------------------------------------------------------------
     def _feed_specs(self) -> dict[str, TensorSpec]:
