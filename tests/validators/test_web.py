@@ -224,3 +224,21 @@ def test_tfjs_without_web_setup_is_exit_4_with_the_command(tiny, tmp_path):
     res = run_cli("validate", d / "tiny.keras", d / "tiny.onnx", "--arch", "node",
                   env={"EDGEKIT_WEB_HOME": str(tmp_path / "empty")})
     assert_user_error(res, 4, "edgekit web setup")
+
+
+@needs_web
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_model_the_page_cannot_run_is_exit_2_naming_the_browser_stage(tiny):
+    """The runtime in the page fails (an op TF.js does not have): a clean error, not a hang."""
+    import shutil
+
+    d = tiny["dir"]
+    bad = d / "unknown_op_tfjs"
+    shutil.copytree(d / "tiny_tfjs", bad, dirs_exist_ok=True)
+    meta = json.loads((bad / "model.json").read_text())
+    node = next(n for n in meta["modelTopology"]["node"] if n.get("op") not in ("Placeholder", "Const"))
+    node["op"] = "EdgekitNoSuchOp"
+    (bad / "model.json").write_text(json.dumps(meta))
+    res = run_cli("bench", bad, "--arch", "browser", "--iterations", "5")
+    assert_user_error(res, 2, "the browser stage failed", "EdgekitNoSuchOp")
