@@ -67,6 +67,30 @@ def test_web_setup_is_idempotent_and_status_reports_the_runtimes():
     assert m["probe"]["chromium"].startswith("Chromium")
 
 
+def test_setup_without_chromium_and_not_root_prints_the_command(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if shutil.which("apt-get"):
+        (bin_dir / "apt-get").symlink_to(shutil.which("apt-get"))
+    env = {**os.environ, "EDGEKIT_WEB_HOME": str(tmp_path / "web"), "PATH": str(bin_dir)}  # no chromium, no node
+    cmd = [sys.executable, "-m", "edgekit", "web", "setup"]
+    if os.geteuid() == 0:  # CI runs as root: an unmapped user namespace makes edgekit an ordinary user
+        if shutil.which("unshare") is None:
+            pytest.skip("unshare is not available")
+        cmd = [shutil.which("unshare"), "--user", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    flat = " ".join(proc.stderr.split())  # rich wraps long lines
+    assert "Traceback" not in proc.stderr and "not running as root" in flat
+    if shutil.which("apt-get"):
+        assert "sudo apt-get install -y --no-install-recommends chromium nodejs npm" in flat
+    assert not (tmp_path / "web").exists() or not any((tmp_path / "web").iterdir())
+
+
 def test_missing_node_and_browser_is_exit_4_with_the_setup_command(tmp_path):
     # PATH without node or chromium (the Python interpreter runs edgekit)
     res = run_cli("web", "status", env={"PATH": str(tmp_path)})
