@@ -372,14 +372,32 @@ def setup(say: Say = print, *, force: bool = False) -> dict:
     """Provision the runtime if it is not there yet. Returns what was done."""
     t0 = time.monotonic()
     installed = ensure_host_tools(say)
-    root = arm_root()
-    target = runtime_dir()
+
+    def build(work: Path) -> dict:
+        debs = _build_sysroot(work, say)
+        wheels = _build_site(work, say)
+        _build_plugin(work, say)
+        manifest = {"recipe": runtime_dir().name, "qemu": qemu_version(), "qemu_path": shutil.which("qemu-aarch64"),
+                    "debs": debs, "wheels": wheels}
+        manifest["probe"] = _probe(work, say)
+        return manifest
+
+    return build_cached(arm_root(), runtime_dir(), read_manifest, build, say, force=force, t0=t0,
+                        installed=installed)
+
+
+def build_cached(root: Path, target: Path, read: Callable[[Path], dict | None], build: Callable[[Path], dict],
+                 say: Say, *, force: bool, t0: float, installed: list[str]) -> dict:
+    """The cached-runtime protocol shared by `arm setup` and `web setup`: under a lock, nothing to
+    do when `read(target)` finds a complete manifest; otherwise `build(work)` fills a temporary
+    folder beside it and returns its manifest, which is written last (the completion stamp)
+    before the folder is renamed into place; older recipe folders are removed."""
     lock = lock_root(root)
     try:
         # holding the lock, no other set-up is running: leftovers are from interrupted runs
         for stale in list(root.glob(".build-*")) + list(root.glob(".trash-*")):
             shutil.rmtree(stale, ignore_errors=True)
-        manifest = read_manifest(target)
+        manifest = read(target)
         if manifest and not force:
             return {"action": "none", "path": str(target), "seconds": time.monotonic() - t0,
                     "installed": installed, "manifest": manifest}
@@ -388,12 +406,7 @@ def setup(say: Say = print, *, force: bool = False) -> dict:
         work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
         work.chmod(0o755)
         try:
-            debs = _build_sysroot(work, say)
-            wheels = _build_site(work, say)
-            _build_plugin(work, say)
-            manifest = {"recipe": target.name, "qemu": qemu_version(), "qemu_path": shutil.which("qemu-aarch64"),
-                        "debs": debs, "wheels": wheels}
-            manifest["probe"] = _probe(work, say)
+            manifest = build(work)
             manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             manifest["build_seconds"] = round(time.monotonic() - t0, 1)
             manifest["size_bytes"] = dir_size(work)

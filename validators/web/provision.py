@@ -23,16 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from edgekit.errors import EnvironmentProblem
-from edgekit.validators.arm.provision import Say, dir_size, install_command, lock_root, run_tool
+from edgekit.validators.arm.provision import Say, build_cached, dir_size, install_command, run_tool
 
 HERE = Path(__file__).resolve().parent
 PACKAGE_JSON = HERE / "package.json"
@@ -182,49 +180,17 @@ def setup(say: Say = print, *, force: bool = False) -> dict:
     """Provision the web runtime if it is not there yet. Returns what was done."""
     t0 = time.monotonic()
     installed = ensure_host_tools(say)
-    root = web_root()
-    target = runtime_dir()
-    lock = lock_root(root)
-    try:
-        for stale in list(root.glob(".build-*")) + list(root.glob(".trash-*")):
-            shutil.rmtree(stale, ignore_errors=True)
-        manifest = read_manifest(target)
-        if manifest and not force:
-            return {"action": "none", "path": str(target), "seconds": time.monotonic() - t0,
-                    "installed": installed, "manifest": manifest}
-        if target.exists():
-            say(f"{target} is incomplete or stale: rebuilding it")
-        work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-        work.chmod(0o755)
-        try:
-            packages = _npm_install(work, say)
-            converter = _pip_converter(work, say)
-            manifest = {"recipe": target.name, "npm": packages, "tensorflowjs": converter,
-                        "chromium_path": shutil.which("chromium"), "node_path": shutil.which("node")}
-            manifest["probe"] = _probe(work, say)
-            manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            manifest["build_seconds"] = round(time.monotonic() - t0, 1)
-            manifest["size_bytes"] = dir_size(work)
-            tmp = work / "manifest.json.tmp"
-            tmp.write_text(json.dumps(manifest, indent=2))
-            os.replace(tmp, work / "manifest.json")
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=".trash-", dir=root))
-                os.replace(target, old / target.name)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(work, target)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        removed = []
-        for other in root.iterdir():
-            if other.is_dir() and re.fullmatch(r"r\d+-[0-9a-f]{10}", other.name) and other.name != target.name:
-                shutil.rmtree(other, ignore_errors=True)
-                removed.append(other.name)
-        return {"action": "built", "path": str(target), "seconds": time.monotonic() - t0,
-                "installed": installed, "removed_old": removed, "manifest": manifest}
-    finally:
-        lock.close()
+
+    def build(work: Path) -> dict:
+        packages = _npm_install(work, say)
+        converter = _pip_converter(work, say)
+        manifest = {"recipe": runtime_dir().name, "npm": packages, "tensorflowjs": converter,
+                    "chromium_path": shutil.which("chromium"), "node_path": shutil.which("node")}
+        manifest["probe"] = _probe(work, say)
+        return manifest
+
+    return build_cached(web_root(), runtime_dir(), read_manifest, build, say, force=force, t0=t0,
+                        installed=installed)
 
 
 def status() -> dict:

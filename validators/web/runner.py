@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import BadInput, EnvironmentProblem, StageTimeout
+from edgekit.errors import BadInput, StageTimeout
 from edgekit.tensors import Signature, TensorSpec
 from edgekit.validators.runners.base import Runner
 from edgekit.validators.web import LATENCY_LABEL, NODE_LATENCY_LABEL, RUNTIMES
