@@ -23,7 +23,8 @@ def candidates(artifact: str | Path, arch: str, *, trust: Trust = Trust(), warmu
     """One loaded WebRunner per JS runtime that runs `artifact` in `arch` (browser or node)."""
     from edgekit.validators.web.runner import artifact_kind
 
-    assert arch in ARCHES, arch
+    if arch not in ARCHES:
+        raise ValueError(f"not a web arch: {arch}")
     out = []
     for js in RUNTIMES[artifact_kind(Path(artifact))]:
         progress(f"loading {Path(artifact).name} ({js}, {arch})")
