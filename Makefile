@@ -23,6 +23,7 @@ venv: $(STAMP)
 
 setup: venv
 	$(BIN)/edgekit arm setup
+	$(BIN)/edgekit web setup
 
 samples: setup
 	$(BIN)/python samples/make_samples.py

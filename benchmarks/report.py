@@ -393,6 +393,35 @@ def markdown(res: dict) -> str:
     else:
         L += ["Not measured in this run.", ""]
 
+    # ---- browser
+    L += ["## Browser (headless Chromium, wasm)", ""]
+    web_rows, size_rows = [], []
+    for name, m in res.get("models", {}).items():
+        b = m.get("browser")
+        if not b:
+            continue
+        host = [("host onnxruntime (onnx fp32)", _lat(res, name, "onnx fp32", 1)),
+                ("host LiteRT (tflite fp32)", _lat(res, name, "tflite fp32", 1))]
+        for label, ms in host:
+            web_rows.append([name, label, _ms(ms), "", "", ""])
+        for r in b["runs"]:
+            web_rows.append([name, f"browser {r.get('runtime', '?')} ({r['target']})", _ms(r.get("median_ms")),
+                             f"[{_ms(r.get('min_ms'))} – {_ms(r.get('p90_ms'))}]", _f(r.get("load_ms"), "{:.0f}"),
+                             (r.get("error") or "")[:120]])
+        t = b["tfjs_conversion"]
+        tfl = next((c for c in m.get("conversions", []) if c["target"] == "tflite" and c["quantize"] == "none"), {})
+        size_rows.append([name, _f(t.get("wall_s"), "{:.1f}"), _mb(t.get("size_bytes")), _mb(tfl.get("size_bytes")),
+                          (t.get("error") or "")[:120]])
+    if web_rows:
+        L += ["Median of in-page `performance.now()` timings of single inferences (batch 1) after warm-up, in "
+              "headless Chromium on this machine: wasm (ONNX Runtime Web, TF.js wasm) or JavaScript (TF.js cpu), "
+              "one thread, no GPU. Host rows: the same files' 1-thread medians from the latency section. "
+              "`edgekit bench --arch browser` measures the same way.", ""]
+        L += _table(["model", "runtime", "median ms", "[min – p90]", "load ms", "error"], web_rows) + [""]
+        L += _table(["model", "tfjs convert wall s", "TF.js folder size", "TFLite fp32 size", "error"], size_rows) + [""]
+    else:
+        L += ["Not measured in this run.", ""]
+
     # ---- missing / analysis notes
     L += ["## Missing from this run", ""]
     L += [f"- {x}" for x in res.get("missing", [])] or ["- nothing"]

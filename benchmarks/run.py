@@ -55,7 +55,7 @@ KERAS_BASELINES = [("Keras tf.function", "keras_fn", None), ("Keras tf.function 
                    ("Keras predict_on_batch", "keras_predict_on_batch", None),
                    ("TFLite (TFLiteConverter.from_keras_model)", "tflite", "keras_tflite"),
                    ("ORT, plain tf2onnx export", "onnx", "keras_onnx")]
-EXT = {"tflite": ".tflite", "onnx": ".onnx", "executorch": ".pte", "torchscript": ".ts.pt"}
+EXT = {"tflite": ".tflite", "onnx": ".onnx", "executorch": ".pte", "torchscript": ".ts.pt", "tfjs": "_tfjs"}
 
 
 def model_specs(samples: Path, out: Path, quick: bool) -> list[dict]:
@@ -71,12 +71,13 @@ def model_specs(samples: Path, out: Path, quick: bool) -> list[dict]:
         specs.append({"name": "mobilenet_keras", "family": "keras", "source": out / "mobilenet_keras.keras",
                       "inputs": out / "mobilenet_keras_val.npz", "calibration": out / "mobilenet_keras_calib.npz",
                       "artifacts": KERAS_ARTIFACTS, "baselines": KERAS_BASELINES, "floor": True, "big": True,
-                      "arm": [("tflite", "none"), ("tflite", "int8")]})
+                      "arm": [("tflite", "none"), ("tflite", "int8")], "browser": True})
     specs.append({"name": "digits_keras", "family": "keras", "source": samples / "digits_keras.keras",
                   "inputs": samples / "digits_keras_val.npz", "calibration": samples / "digits_keras_calib.npz",
                   "artifacts": [("tflite", "none")] if quick else KERAS_ARTIFACTS + KERAS_SMALL_EXTRA,
                   "baselines": KERAS_BASELINES[:1] if quick else KERAS_BASELINES, "floor": True, "accuracy": True,
-                  "arm": [] if quick else [("tflite", "none"), ("tflite", "int8"), ("onnx", "none"), ("onnx", "int8")]})
+                  "arm": [] if quick else [("tflite", "none"), ("tflite", "int8"), ("onnx", "none"), ("onnx", "int8")],
+                  "browser": not quick})
     if quick:
         return specs
     if torch_ok:
@@ -231,6 +232,8 @@ def _convert_cmd(spec: dict, target: str, quantize: str, path: Path) -> list[str
 
 def _convert_one(spec: dict, target: str, quantize: str, out: Path, concurrent: bool) -> dict:
     path = out / artifact_name(spec, target, quantize)
+    if path.is_dir() and not path.is_symlink():  # a folder artifact (tfjs)
+        shutil.rmtree(path)
     path.unlink(missing_ok=True)
     log(f"convert {spec['name']} -> {target} ({quantize})" + (" [2 at a time]" if concurrent else ""))
     res = run_process(_convert_cmd(spec, target, quantize, path), cwd=out)
@@ -458,6 +461,38 @@ def arm_all(specs: list[dict], results: dict, jobs: int = 2) -> None:
             results["models"][name].setdefault("arm", []).append(r)
 
 
+def browser_all(specs: list[dict], results: dict, out: Path) -> None:
+    """The Keras models in headless Chromium: the fp32 ONNX file in ONNX Runtime Web (wasm) and a
+    TF.js conversion (timed here, with its size) in TF.js wasm and cpu; in-page performance.now()
+    medians, one thread, the same warm-up and iteration counts as the host rows."""
+    for spec in specs:
+        if not spec.get("browser"):
+            continue
+        m = results["models"][spec["name"]]
+        tfjs = _convert_one(spec, "tfjs", "none", out, False)
+        onnx = next((c for c in m["conversions"] if c["target"] == "onnx" and c["quantize"] == "none" and c.get("ok")),
+                    None)
+        warmup, iterations = (5, 40) if spec.get("big") else (20, 200)
+        runs = []
+        for c in [x for x in (onnx, tfjs) if x and x.get("ok")]:
+            log(f"browser {spec['name']}: {c['target']}")
+            r = child("browser", "edgekit.validators.web.stages:measure", c["path"], arch="browser", warmup=warmup,
+                      iterations=iterations, inputs=str(spec["inputs"]), timeout=1800)
+            for row in r if isinstance(r, list) else [r]:
+                runs.append({**row, "model": spec["name"], "target": c["target"]})
+        m["browser"] = {"tfjs_conversion": tfjs, "runs": runs}
+
+
+def web_available() -> tuple[bool, str]:
+    try:
+        from edgekit.validators.web.provision import missing_host_tools, read_manifest
+    except ImportError:
+        return False, "edgekit has no browser support on this branch (validators/web missing)"
+    if missing_host_tools() or read_manifest() is None:
+        return False, "the browser runtimes are not provisioned: run 'edgekit web setup' (make setup does)"
+    return True, ""
+
+
 def arm_available() -> tuple[bool, str]:
     try:
         from edgekit.validators.arm import provision
@@ -478,6 +513,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples-dir", default=os.environ.get("EDGEKIT_SAMPLES_DIR", str(ROOT / "samples" / "build")))
     ap.add_argument("--only", nargs="*", help="model names to run (default: all)")
     ap.add_argument("--no-arm", action="store_true")
+    ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the Markdown (and the analysis) from an existing --json, measuring nothing")
     ap.add_argument("--repaired", action="store_true",
@@ -565,6 +601,12 @@ def main(argv=None) -> int:
     if arm_ok:
         with phase("ARM (emulated)"):
             arm_all(specs, results)
+    web_ok, web_why = (False, "--no-browser / --quick") if (args.no_browser or quick) else web_available()
+    if web_ok:
+        with phase("browser (headless Chromium)"):
+            browser_all(specs, results, out)
+    else:
+        results["missing"].append(f"browser (headless Chromium): {web_why}")
     results["phases"] = PHASES
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = time.perf_counter() - t_start

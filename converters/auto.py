@@ -90,7 +90,7 @@ def convert(conv, model, request, out_path: Path):
     from edgekit.converters.registry import ConvertResult
     from edgekit.loading import open_model
     from edgekit.targets import get_target, precision_of, tolerance_preset
-    from edgekit.validators.latency import timed_on
+    from edgekit.validators.latency import file_size, timed_on
     from edgekit.validators.parity import check
 
     out_path = Path(out_path)
@@ -117,7 +117,7 @@ def convert(conv, model, request, out_path: Path):
                 failures[key] = exc
                 return row
             results[key] = result
-            row["size_bytes"] = path.stat().st_size
+            row["size_bytes"] = file_size(path)  # a folder artifact (tfjs): all its files
             progress(f"auto: checking parity of the {precision} candidate on {data.n} samples from {data.source}")
             try:
                 cand = open_model(path, runtime=target.runtime)
@@ -177,7 +177,10 @@ def convert(conv, model, request, out_path: Path):
             if r is chosen:
                 r["reason"] += ("; fastest" if r["median_ms"] == fastest
                                 else f"; within {int((TIE_MARGIN - 1) * 100)}% of the fastest and the smallest")
-        shutil.copyfile(files[chosen["mode"]], out_path)
+        if files[chosen["mode"]].is_dir():  # a folder artifact (tfjs)
+            shutil.copytree(files[chosen["mode"]], out_path)
+        else:
+            shutil.copyfile(files[chosen["mode"]], out_path)
     base = results[chosen["mode"]]
     fp32 = next((r for r in rows if r["mode"] == "none" and "median_ms" in r), None)
     details = dict(base.details)

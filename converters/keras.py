@@ -59,14 +59,19 @@ def _tflite_converter(model, signature, workdir: Path):
     model does not, and the converter would then silently drop the weights.
     """
     tf = require("tensorflow", "tf")
+    saved = workdir / "saved_model"
+    export_saved_model(model, signature, saved)
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved))
+
+
+def export_saved_model(model, signature, saved: Path) -> None:
+    """The Keras model as a SavedModel with one 'serving_default' signature (its variables tracked)."""
     keras = require("keras", "tf")
     fn, specs = serving_function(model, signature)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", fn, input_signature=specs)
-    saved = workdir / "saved_model"
     archive.write_out(str(saved), verbose=False)
-    return tf.lite.TFLiteConverter.from_saved_model(str(saved))
 
 
 def _run_tflite_conversion(converter, what: str) -> bytes:

@@ -149,6 +149,8 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
                                "'calibration' (a .npz of representative inputs) on the model.")
             if "arm64" in spec.arches:
                 _require_arm(twhere)
+            if {"browser", "node"} & set(spec.arches):
+                _require_web(twhere, browser="browser" in spec.arches)
             ext = TARGETS[spec.target].extension
             name = spec.output or f"{model.name}{'' if spec.precision == 'fp32' else '.' + spec.precision}{ext}"
             if not plain_name(name):
@@ -202,6 +204,19 @@ def _require_arm(where: str) -> None:
                                  "provisioned.", hint="run 'edgekit arm setup' (make setup does it)")
 
 
+def _require_web(where: str, browser: bool) -> None:
+    from edgekit.validators.web.provision import require
+
+    try:
+        require(browser=browser)
+    except EnvironmentProblem as exc:
+        raise EnvironmentProblem(f"{where}: arches = [\"{'browser' if browser else 'node'}\"]: {exc.message}",
+                                 hint="run 'edgekit web setup' (make setup does it)") from None
+
+
+WEB_ARCHES = ("browser", "node")
+
+
 def cache_key(job: Job) -> str:
     """The job's cache key; also records in `job.inputs_digest` the hashes of its source and
     data files as they are now, before any stage reads them (see `check_inputs_unchanged`)."""
@@ -220,6 +235,10 @@ def cache_key(job: Job) -> str:
         "output": job.output,
         "versions": library_versions(job.extra),
     }
+    if set(WEB_ARCHES) & set(s.arches):  # only then, so other builds keep their cache keys
+        from edgekit.validators.web.provision import recipe_version
+
+        doc["web_runtime"] = recipe_version()
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -377,7 +396,13 @@ def read_manifest(out: Path) -> dict:
 
 def reusable(out: Path, entry: dict) -> bool:
     """An old manifest entry whose file is a plain file in `out` with the recorded sha256."""
-    return is_plain_file(out / entry["file"]) and file_digest(out / entry["file"]) == entry["sha256"]
+    p = out / entry["file"]
+    return (is_plain_file(p) or _plain_folder(p)) and file_digest(p) == entry["sha256"]
+
+
+def _plain_folder(path: Path) -> bool:
+    """A folder artifact (tfjs) of plain files only, no links: what a rebuild may reuse."""
+    return path.is_dir() and not path.is_symlink() and all(is_plain_file(f) for f in path.iterdir())
 
 
 # ----------------------------------------------------------------------------- run one job
@@ -409,6 +434,12 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
             entry.update(arm_check(job, staged, conv["precision"], timeout=timeout, verbose=verbose,
                                    on_progress=on_progress))
             stages["arm64"] = time.perf_counter() - t2
+        web = tuple(a for a in s.arches if a in WEB_ARCHES)
+        if web:
+            t3 = time.perf_counter()
+            entry.update(web_check(job, staged, conv["precision"], web, timeout=timeout, verbose=verbose,
+                                   on_progress=on_progress))
+            stages["web"] = time.perf_counter() - t3
         for dev in job.devices:
             t3 = time.perf_counter()
             res = device_check(job, dev, staged, conv["precision"], timeout=timeout, verbose=verbose,
@@ -419,6 +450,9 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     if "parity_arm64" in entry:
         entry["parity"]["arm64"] = entry.pop("parity_arm64")
         entry["latency"]["arm64"] = entry.pop("latency_arm64")
+    for key, (parity, latency) in entry.pop("web_results", {}).items():
+        entry["parity"][key] = parity
+        entry["latency"][key] = latency
     check_inputs_unchanged(job)
     entry["build_seconds"] = time.perf_counter() - t0
     return entry
@@ -481,6 +515,19 @@ def device_check(job: Job, dev, artifact: Path, precision: str, *, timeout: floa
                              on_progress=on_progress, crash_exit_code=2)
 
 
+def web_check(job: Job, artifact: Path, precision: str, arches: tuple, *, timeout: float, verbose: bool,
+              on_progress) -> dict:
+    """Parity and in-page latency in the browser / Node.js, one result per JS runtime, keyed
+    'arch:runtime' (browser:ort-wasm, browser:tfjs-wasm, browser:tfjs-cpu, node:...)."""
+    from edgekit import isolation
+
+    on_progress(f"checking in {' + '.join(arches)}")
+    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", job.request(), str(artifact),
+                        arches=arches, precision=precision, timeout=timeout, verbose=verbose,
+                        on_progress=on_progress, crash_exit_code=2)
+    return {"web_results": {f"{r['arch']}:{r['runtime']}": (r["parity"], r.get("web")) for r in out["results"]}}
+
+
 def verdict(job: Job, entry: dict) -> list[str]:
     """Every check that failed for a job, as readable lines (empty = passed)."""
     problems = []
@@ -508,12 +555,14 @@ def unmet_expectation(job: Job) -> list[str]:
 
 
 def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
+    from edgekit.validators.latency import file_size  # a folder artifact (tfjs): all its files
+
     conv = entry["conversion"]
     sig = conv.get("signature") or conv["source_signature"]
     return {
         "id": job.id, "model": job.model.name, "file": job.output, "sha256": file_digest(out_file),
         "semantic_sha256": semantic_digest(out_file),
-        "size_bytes": out_file.stat().st_size, "target": job.spec.target, "precision": conv["precision"],
+        "size_bytes": file_size(out_file), "target": job.spec.target, "precision": conv["precision"],
         "quantize": job.spec.quantize, "inputs": sig["inputs"], "outputs": sig["outputs"],
         "labels": job.model.labels, "parity": entry["parity"],
         "latency": entry["latency"], "arm_instructions_per_inference": entry.get("arm_instructions"),
@@ -735,7 +784,7 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
             problem = "stale: the source, data, options or library versions changed since the build"
         elif entry is None:
             problem = "not built (no entry in the manifest)"
-        elif not is_plain_file(out / entry["file"]):
+        elif not (is_plain_file(out / entry["file"]) or _plain_folder(out / entry["file"])):
             problem = f"{entry['file']} is missing"
         elif file_digest(out / entry["file"]) != entry["sha256"]:
             problem = f"{entry['file']} does not match the sha256 in the manifest (altered after the build)"
@@ -759,6 +808,12 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
                             on_progress=cb)
             checked["parity"]["arm64"] = arm["parity_arm64"]
             checked["arm_instructions"] = arm["arm_instructions"]
+        web = tuple(a for a in job.spec.arches if a in WEB_ARCHES)
+        if web:
+            for key, (parity, _lat) in web_check(job, out / entry["file"], entry["precision"], web,
+                                                 timeout=cfg.timeout, verbose=verbose,
+                                                 on_progress=cb)["web_results"].items():
+                checked["parity"][key] = parity
         return checked
 
     results = _parallel(to_validate, revalidate, workers, ui_progress)

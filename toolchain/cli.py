@@ -222,6 +222,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
                    "them; repeatable), or auto: keep the most sensitive ones float until the int8 preset passes.")
 @click.option("--ort-style", type=click.Choice(ORT_STYLES), default=None,
               help="--target ort: onnxruntime's optimization style (default: fixed).")
+@click.option("--tfjs-weights", type=click.Choice(("uint8", "uint16")), default=None,
+              help="--target tfjs --quantize dynamic: weight quantization width (default: uint8).")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
@@ -230,7 +232,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
                    "layers that lose the most, weights vs activations.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random parity inputs.")
 @click.option("--validate-arch", type=click.Choice(arm.ARCHES), multiple=True,
-              help="Also check parity on arm64 (emulated; needs 'edgekit arm setup'). Host parity always runs.")
+              help="Also check parity on arm64 (emulated; needs 'edgekit arm setup'), in the browser or in Node.js "
+                   "(needs 'edgekit web setup'). Host parity always runs.")
 @click.option("--arm-cpu", type=click.Choice(arm.CPUS), default=arm.DEFAULT_CPU, show_default=True,
               help="Emulated ARM core for --validate-arch arm64.")
 @device_options
@@ -241,8 +244,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, explain, seed,
-            validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
+            text_column, script, int8_io, keep_float, ort_style, tfjs_weights, output, no_validate, keep_failed, explain,
+            seed, validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
@@ -276,6 +279,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        hint="e.g. --calibration calib.npz (keyed by input name; a single-input model may use any key)")
     if ort_style and "ort_style" not in conv.options:
         raise BadInput(f"--ort-style applies only to --target ort, not {target}.")
+    if tfjs_weights and "tfjs_weights" not in conv.options:
+        raise BadInput(f"--tfjs-weights applies only to --target tfjs, not {target}.")
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
@@ -289,11 +294,11 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                               output_kinds=kinds)
     precision = precision_of(quantize)
     out = Path(output) if output else default_output(Path(model), tgt.extension, precision)
-    if output and out.is_dir():
+    if output and out.is_dir() and not (tgt.folder_file and (out / tgt.folder_file).is_file()):
         out = out / default_output(Path(model), tgt.extension, precision).name
     if not output:
         out.parent.mkdir(parents=True, exist_ok=True)
-    check_output_path(out)
+    check_output_path(out, folder=tgt.folder_file or False)
 
     try:
         staging = Path(tempfile.mkdtemp(prefix=".edgekit-", dir=out.parent))
@@ -318,7 +323,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             check_ids(model, read_npz(Path(inputs)), inputs)
         result = run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
                            validate=not no_validate,
-                           options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep},
+                           options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep,
+                                    "tfjs_weights": tfjs_weights},
                            timeout=timeout, verbose=verbose,
                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
@@ -327,6 +333,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             result["arm64"] = arm.convert_arm_check(req, staged, result["precision"], arm_cpu=arm_cpu,
                                                     timeout=timeout, verbose=verbose)
             passed = result["arm64"]["parity"]["passed"]
+        if passed and parity is not None:  # --validate-arch browser/node (edgekit.validators.web)
+            result["web"] = arm.convert_web_check(req, staged, result["precision"], validate_arch, timeout=timeout,
+                                                  verbose=verbose)
+            passed = all(r["parity"]["passed"] for r in result["web"])
         if explain and parity is not None and not parity["passed"]:
             result["explain"] = explain_failure(req, staged, result["precision"], timeout, verbose)
         if passed and parity is not None and devices:
@@ -358,6 +368,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     if parity:
         ui.show(parity_table(parity, "parity (host)"))
     arm.show_result(result.get("arm64"))
+    arm.show_web_results(result.get("web") or [])
     if result.get("devices"):
         from edgekit.validators.device.cli import show_validation
 
@@ -377,6 +388,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         kept = f" It was kept at {out} (--keep-failed)." if keep_failed else \
             " The artifact was not written (pass --keep-failed to keep it for inspection)."
         failed = next(p for p in [parity, (result.get("arm64") or {}).get("parity")] +
+                      [r["parity"] for r in result.get("web") or ()] +
                       [r["parity"] for r in result.get("devices") or ()] if p and not p["passed"])
         raise CheckFailed(f"parity failed for {target} ({result['precision']}, {failed['arch']}): "
                           f"{failure_line(failed)}.{kept}",
@@ -658,6 +670,8 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
                                 trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
+    web_results = arm.bench_web(artifacts, arches, iterations=iterations, warmup=warmup, inputs=inputs,
+                                trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose)
     device_results = []
     if devices:
         from edgekit.validators.device.cli import bench_on_devices, bench_table
@@ -667,7 +681,7 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
                                           timeout=timeout, verbose=verbose)
     gate = arm.Gate(arm_results, max_arm_instructions, arm_baseline, max_arm_increase)
     if json_out:
-        ui.emit_json(document("bench", gate.ok, results=results + arm_results + device_results))
+        ui.emit_json(document("bench", gate.ok, results=results + arm_results + web_results + device_results))
     rows = [[Path(r["artifact"]).name, r["runtime"], r["threads_requested"] or "default", f"{r['median_ms']:.3f}",
              f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['min_ms']:.3f}", f"{r['std_ms']:.3f}",
              f"{r['first_inference_ms']:.1f}", f"{r['load_ms']:.0f}", ui.human_bytes(r["size_bytes"]),
@@ -678,6 +692,8 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
                           "load ms", "size", "peak RSS MB"], rows))
     if arm_results:
         ui.show(arm.arm_bench_table(arm_results, iterations, warmup))
+    if web_results:
+        ui.show(arm.web_bench_table(web_results, iterations, warmup))
     if device_results:
         ui.show(bench_table(device_results, iterations, warmup))
     gate.enforce()
@@ -754,6 +770,10 @@ def doctor(json_out):
                      ["package", "extra", "", "installed", "pinned", "used for"], rows))
     paths = ", ".join(f"{s}→{t}" for s, t in report["paths_available"]) or "none"
     ui.show(f"conversion paths available now: {paths}")
+    web = report["web"]
+    ui.show("browser/Node.js runtimes (edgekit web status): " + (
+        f"provisioned ({', '.join(f'{k} {v}' for k, v in (web['npm'] or {}).items())}; chromium {web['chromium']}, "
+        f"node {web['node']})" if web["complete"] and not web["missing_host_packages"] else "not provisioned"))
     for hint in report["hints"]:
         ui.warn(hint)
     if not report["ok"]:
@@ -914,6 +934,10 @@ def merge_reports(shards, out_dir, json_out, quiet, verbose):
 cli.add_command(arm.arm_group)
 from edgekit.validators.device.cli import device_group  # noqa: E402 (light: click only)
 cli.add_command(device_group)
+
+from edgekit.validators.web.cli import web_group  # noqa: E402  (light: click + stdlib)
+
+cli.add_command(web_group)
 
 
 # ----------------------------------------------------------------------------- entry

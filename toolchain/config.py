@@ -18,7 +18,7 @@ from edgekit.targets import OUTPUT_KINDS, QUANTIZE_MODES, TARGETS
 
 KEEP_FLOAT_TARGETS = ("onnx", "executorch", "tflite")  # int8 paths that can keep layers float (--keep-float)
 
-ARCHES = ("host", "arm64")
+ARCHES = ("host", "arm64", "browser", "node")  # browser/node: edgekit.validators.web
 
 
 @dataclass

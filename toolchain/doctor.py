@@ -66,5 +66,21 @@ def collect() -> dict:
         hints.append("reinstall edgekit: pip install edgekit")
     for extra in sorted(missing_extras - {"dev"}):
         hints.append(f"the '{extra}' extra is incomplete: pip install 'edgekit[{extra}]'")
+    web = web_runtimes()
+    if web["missing_host_packages"] or not web["complete"]:
+        hints.append("the browser/Node.js runtimes (--arch browser/node, --target tfjs) are not provisioned "
+                     f"({', '.join(web['missing_host_packages']) or 'npm packages'}): run edgekit web setup")
     return {"ok": core_ok, "python": platform.python_version(), "machine": platform.machine(),
-            "packages": packages, "paths_available": available, "hints": hints}
+            "packages": packages, "paths_available": available, "hints": hints, "web": web}
+
+
+def web_runtimes() -> dict:
+    """What `edgekit web setup` provisioned (file checks only: nothing is started)."""
+    import shutil
+
+    from edgekit.validators.web.provision import missing_host_tools, read_manifest, runtime_dir
+
+    manifest = read_manifest()
+    return {"path": str(runtime_dir()), "complete": manifest is not None, "chromium": shutil.which("chromium"),
+            "node": shutil.which("node"), "missing_host_packages": missing_host_tools(),
+            "npm": (manifest or {}).get("npm")}

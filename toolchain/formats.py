@@ -358,6 +358,9 @@ def _detect(p: Path) -> Detected:
     if p.is_dir():
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
             return Detected(FORMATS["savedmodel"], p, "folder with saved_model.pb")
+        for d in _declared():  # a target whose artifact is a folder (tfjs: model.json + shards)
+            if d.get("folder_file") and (p / d["folder_file"]).is_file():
+                return Detected(FORMATS[d["format"]], p, f"folder with {d['folder_file']}")
         raise BadInput(f"{p}: is a folder, not a model file (and not a TensorFlow SavedModel: "
                        "no saved_model.pb inside).", hint="pass the model file itself")
     try:

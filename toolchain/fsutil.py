@@ -60,15 +60,20 @@ def check_name_length(path: Path, suffixes: tuple[str, ...] = ()) -> None:
                        f"this file system allows {limit} bytes per name.", hint="choose a shorter output name")
 
 
-def check_output_path(out: Path) -> None:
-    """Refuse outputs that could not be published atomically, before any work is done."""
+def check_output_path(out: Path, folder: bool = False) -> None:
+    """Refuse outputs that could not be published atomically, before any work is done.
+    `folder`: the artifact is a folder (an existing one is replaced, if it holds `folder`'s file)."""
     check_name_length(out, (".report.json",))
     parent = out.parent
     if out.is_symlink():
         raise BadInput(f"{out}: is a symbolic link; edgekit does not write through links.",
                        hint="remove the link or choose another -o path")
-    if out.is_dir():
-        raise BadInput(f"{out}: is a folder.", hint="give a file name, e.g. -o build/model.tflite")
+    if out.is_dir() and not (folder and (out / str(folder)).is_file()):
+        raise BadInput(f"{out}: is a folder" + (f" without {folder} (not a previous artifact)." if folder else "."),
+                       hint="give a new name, e.g. -o build/model_tfjs" if folder else
+                       "give a file name, e.g. -o build/model.tflite")
+    if folder and out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: is a file; this target writes a folder.", hint="give a new name, e.g. -o build/model_tfjs")
     if not parent.exists():
         raise BadInput(f"{parent}: the output folder does not exist.",
                        hint=f"create it (mkdir -p {parent}) or choose another -o")
@@ -91,7 +96,15 @@ def fsync_dir(path: Path) -> None:
 
 
 def publish(staged: Path, out: Path) -> None:
-    """fsync `staged`, then rename it over `out` (same file system)."""
+    """fsync `staged`, then rename it over `out` (same file system); a folder artifact (TF.js:
+    model.json + shards) replaces `out` in one step."""
+    if staged.is_dir() and not staged.is_symlink():
+        for f in staged.rglob("*"):
+            if f.is_file():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        replace_dir(staged, out)
+        return
     with open(staged, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(staged, out)
@@ -153,7 +166,13 @@ def replace_dir(staged: Path, out: Path) -> None:
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link (or copy) the regular file `src` to `dst`; never through a symbolic link."""
+    """Hard-link (or copy) the regular file `src` to `dst`; never through a symbolic link. A
+    folder artifact (tfjs) is recreated at `dst` with its files linked the same way."""
+    if src.is_dir() and not src.is_symlink():
+        os.mkdir(dst)
+        for f in sorted(src.iterdir()):
+            link_or_copy(f, dst / f.name)
+        return
     try:
         os.link(src, dst, follow_symlinks=False)
     except OSError as exc:

@@ -101,12 +101,13 @@ def convert_stage(req: SourceRequest, target: str, quantize: str, staged_path: s
     t0 = time.perf_counter()
     result = conv.func(reference, request, Path(staged_path))
     convert_s = time.perf_counter() - t0
+    from edgekit.validators.latency import file_size  # a folder artifact (tfjs) counts all its files
     out = {
         "source": source, "source_format": reference.detected.name, "target": target,
         "quantize": quantize, "precision": result.precision, "converter": conv.library,
         "notes": result.notes, "details": result.details, "convert_seconds": convert_s,
         "load_seconds": t0 - t_start,  # framework import, source model and data
-        "size_bytes": Path(staged_path).stat().st_size,
+        "size_bytes": file_size(Path(staged_path)),
         "source_signature": reference.signature.to_dict(),
         "warnings": list(result.details.get("warnings", [])),
     }

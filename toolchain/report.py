@@ -89,8 +89,19 @@ def failure_line(parity: dict) -> str:
 
 # ----------------------------------------------------------------------------- build reports
 BUILD_COLUMNS = ["model", "target", "precision", "status", "size", "parity", "max abs", "cosine", "top-1",
-                 "acc Δ pts", "host ms", "arm64", "arm64 ms†", "arm64 instr/inf", "note"]
+                 "acc Δ pts", "host ms", "arm64", "arm64 ms†", "arm64 instr/inf", "browser", "browser ms‡", "note"]
 EMULATED_NOTE = "† arm64 latency is emulated under QEMU: relative only, not device speed"
+BROWSER_NOTE = ("‡ browser latency: in-page performance.now() median in headless Chromium on the build machine, "
+                "wasm/JS, 1 thread (per runtime: ORT Web for .onnx, TF.js wasm / cpu for tfjs)")
+
+
+def web_cells(parities: dict, latencies: dict) -> tuple[str, str]:
+    """The browser parity mark (every JS runtime) and its medians, from 'browser:runtime' keys."""
+    keys = [k for k in parities if k.startswith("browser:")]
+    if not keys:
+        return "-", "-"
+    ms = [f"{k.split(':', 1)[1]} {(latencies.get(k) or {}).get('median_ms') or 0:.3f}" for k in keys]
+    return mark(all(parities[k]["passed"] for k in keys)), ", ".join(ms)
 
 
 def build_row(row: dict) -> dict:
@@ -107,6 +118,8 @@ def build_row(row: dict) -> dict:
     arm_parity = (entry.get("parity") or extra.get("parity") or {}).get("arm64")
     arm_lat = (entry.get("latency") or extra.get("latency") or {}).get("arm64") or {}
     insns = entry.get("arm_instructions_per_inference") or extra.get("arm_instructions")
+    web_parity, web_ms = web_cells(entry.get("parity") or extra.get("parity") or {},
+                                   entry.get("latency") or extra.get("latency") or {})
     return {
         "id": ident, "model": model, "target": target, "precision": precision, "status": row["status"],
         "file": entry.get("file"), "size_bytes": entry.get("size_bytes"), "parity": parity, "latency": lat,
@@ -114,7 +127,7 @@ def build_row(row: dict) -> dict:
                   cosine, top1, acc, f"{lat['median_ms']:.3f}" if lat else "-",
                   mark(arm_parity["passed"]) if arm_parity else "-",
                   f"{arm_lat['median_ms']:.3f}" if arm_lat.get("median_ms") else "-",
-                  f"{insns:,.0f}" if insns else "-",
+                  f"{insns:,.0f}" if insns else "-", web_parity, web_ms,
                   (err.get("message") or "")[:160]],
         "error": err or None,
     }
@@ -124,7 +137,8 @@ STATUS_COLOURS = {"built": "green", "cached": "cyan", "checked": "green", "faile
 # the terminal summary: these columns always (one line per job, its id never split) ...
 _SUMMARY_ALWAYS = ["job", "status", "size", "parity", "host ms"]
 # ... and these as the width allows, in this order (every column is in summary.md/report.html/--json)
-_SUMMARY_OPTIONAL = ["arm64", "top-1", "arm64 ms†", "acc Δ pts", "arm64 instr/inf", "max abs", "cosine", "precision"]
+_SUMMARY_OPTIONAL = ["arm64", "top-1", "arm64 ms†", "browser", "acc Δ pts", "arm64 instr/inf", "browser ms‡", "max abs",
+                     "cosine", "precision"]
 
 
 def fit_columns(header: list[str], rows: list[list[str]], always: list[str], optional: list[str],
@@ -167,15 +181,17 @@ def compact_table(title: str | None, header: list[str], rows: list[list[str]], k
 
 def build_table(result, title: str, width: int = 160):
     """The terminal summary: one line per job at any width >= 80; problems go below (problem_lines)."""
-    header = ["job"] + BUILD_COLUMNS[1:14]
+    header = ["job"] + BUILD_COLUMNS[1:16]
     rows = []
     for rec in (build_row(r) for r in result.rows):
         c = rec["cells"]
         colour = STATUS_COLOURS.get(c[3], "")
         status = f"[{colour}]{c[3]}[/]" if colour else c[3]
-        rows.append([rec["id"], c[1], c[2], status] + c[4:14])
+        rows.append([rec["id"], c[1], c[2], status] + c[4:16])
     keep, used = fit_columns(header, rows, _SUMMARY_ALWAYS, _SUMMARY_OPTIONAL, width)
-    note = EMULATED_NOTE if header.index("arm64 ms†") in keep else None
+    notes = [n for col, n in (("arm64 ms†", EMULATED_NOTE), ("browser ms‡", BROWSER_NOTE))
+             if header.index(col) in keep and any(r[header.index(col)] != "-" for r in rows)]
+    note = "\n".join(notes) or None
     return compact_table(title, header, rows, keep, caption=note, needed=used)
 
 
@@ -247,7 +263,7 @@ def summary_markdown(result, title: str = "edgekit build") -> str:
     lines = ["| " + " | ".join(BUILD_COLUMNS) + " |", "|" + "---|" * len(BUILD_COLUMNS)]
     for r in recs:
         lines.append("| " + " | ".join(_md(c) for c in r["cells"]) + " |")
-    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: {_md(result.out)} · {EMULATED_NOTE}\n"
+    tail = f"\n\n{len(recs)} jobs in {result.seconds:.1f} s · output: {_md(result.out)} · {EMULATED_NOTE} · {BROWSER_NOTE}\n"
     return head + "\n".join(lines) + tail
 
 

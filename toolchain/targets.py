@@ -22,12 +22,13 @@ class Target:
     runtime: str  # runner name in edgekit.validators.runners
     precisions: tuple[str, ...]  # what its converters may produce (checked by registry.register)
     description: str
+    folder_file: str | None = None  # the artifact is a folder holding this file (tfjs: model.json)
 
 
 # Targets declared by a module of their own: its `TARGET` (plain data) names the format,
 # detection magic, runner, arm64 runtime and capability; its `register_converters(register,
 # registered)` adds the converters. Adding such a target adds one module and one line here.
-TARGET_MODULES = ("edgekit.converters.ort",)
+TARGET_MODULES = ("edgekit.converters.ort", "edgekit.converters.tfjs")
 
 
 def declared_targets() -> list[dict]:
@@ -44,8 +45,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "TorchScript archive (frozen)"),
     Target("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"),
            "ExecuTorch program with the XNNPACK delegate"),
-    *(Target(d["name"], d["extension"], d["format"], d["runtime"], d["precisions"], d["description"])
-      for d in declared_targets()),
+    *(Target(d["name"], d["extension"], d["format"], d["runtime"], d["precisions"], d["description"],
+             d.get("folder_file")) for d in declared_targets()),
 )}
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8", "auto")

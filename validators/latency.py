@@ -114,6 +114,25 @@ def shape_flags(reference) -> str:
     return f"--inputs with real samples (.npz keyed by input name), or {pins} to pin the dynamic axes"
 
 
+def _timed_here(runner, feeds, warmup: int, iterations: int) -> tuple[float, list[float]]:
+    """(first inference s, timed samples s) of a runner in this process."""
+    t0 = time.perf_counter()
+    runner.infer(feeds)  # the checked path: bad inputs fail here with a clear error
+    first_s = time.perf_counter() - t0
+    run = runner.bind(feeds).run
+    progress(f"warming up ({warmup})")
+    for _ in range(warmup):
+        run()
+    progress(f"timing {iterations} inferences")
+    samples = []
+    clock = time.perf_counter
+    for i in range(iterations):
+        t0 = clock()
+        run()
+        samples.append(clock() - t0)
+    return first_s, samples
+
+
 def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 10,
             iterations: int = 100, inputs: str | None = None, seed: int = 0, options: dict | None = None,
             data=None) -> dict:
@@ -142,20 +161,12 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
     if len(next(iter(feeds.values()))) < batch:
         feeds = {k: np.concatenate([v] * batch)[:batch] for k, v in feeds.items()}
     feeds = to_model_layout(feeds, data.axes)  # a state batched on axis 1, a scalar as 0-d
-    t0 = time.perf_counter()
-    runner.infer(feeds)  # the checked path: bad inputs fail here with a clear error
-    first_s = time.perf_counter() - t0
-    run = runner.bind(feeds).run
-    progress(f"warming up ({warmup})")
-    for _ in range(warmup):
-        run()
-    progress(f"timing {iterations} inferences")
-    samples = []
-    clock = time.perf_counter
-    for i in range(iterations):
-        t0 = clock()
-        run()
-        samples.append(clock() - t0)
+    timed = "bind"  # Runner.bind's call (set inputs -> invoke -> read outputs), not infer()
+    if hasattr(runner, "timed_runs"):  # a runtime in another process (Node.js): timed in there
+        first_s, samples = runner.timed_runs(feeds, warmup, iterations)
+        timed = "in the runtime's process (performance.now)"
+    else:
+        first_s, samples = _timed_here(runner, feeds, warmup, iterations)
     result = stats_ms(samples)
     result.update({
         "artifact": str(p), "runtime": runner.runtime, "runtime_version": runner.version(),
@@ -163,8 +174,7 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
         "load_ms": load_s * 1000.0, "first_inference_ms": first_s * 1000.0, "batch": batch,
         "size_bytes": file_size(p), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "threads_requested": threads, "os_threads": len(os.listdir("/proc/self/task")),
-        "warmup": warmup, "inputs": data.source, "arch": "host",
-        "timed": "bind",  # Runner.bind's call (set inputs -> invoke -> read outputs), not infer()
+        "warmup": warmup, "inputs": data.source, "arch": "host", "timed": timed,
     })
     if runner.notes:
         result["notes"] = list(runner.notes)

@@ -23,8 +23,9 @@ LAYERS = {
     "edgekit.pipeline": PIPELINE, "edgekit.build": PIPELINE, "edgekit.report": PIPELINE, "edgekit.doctor": PIPELINE,
     "edgekit.validators.arm.stages": PIPELINE,  # the stage behind validate --arch arm64
     "edgekit.validators.device.stages": PIPELINE,  # the stages behind --device ssh://…
+    "edgekit.validators.web.stages": PIPELINE,  # validate/bench --arch browser/node
     "edgekit.cli": CLI, "edgekit.__main__": CLI, "edgekit.validators.arm.cli": CLI,
-    "edgekit.validators.device.cli": CLI,
+    "edgekit.validators.device.cli": CLI, "edgekit.validators.web.cli": CLI,
 }
 
 

@@ -10,7 +10,11 @@ import time
 
 import click
 
-from edgekit.validators.arm import ARCHES, CPUS, DEFAULT_CPU, EMULATED_LABEL
+from edgekit.validators.arm import ARCHES as ARM_ARCHES
+from edgekit.validators.arm import CPUS, DEFAULT_CPU, EMULATED_LABEL
+from edgekit.validators.web import ARCHES as WEB_ARCHES
+
+ARCHES = ARM_ARCHES + WEB_ARCHES  # host, arm64 (QEMU), browser (headless Chromium), node (Node.js)
 
 
 def arch_options(f):
@@ -26,8 +30,9 @@ def arch_options(f):
     f = click.option("--arm-cpu", type=click.Choice(CPUS), default=DEFAULT_CPU, show_default=True,
                      help="Emulated ARM core for --arch arm64.")(f)
     f = click.option("--arch", "arches", type=click.Choice(ARCHES), multiple=True,
-                     help="Where the artifact runs: host (default) and/or arm64 (emulated with QEMU; needs "
-                          "'edgekit arm setup'). Repeatable.")(f)
+                     help="Where the artifact runs: host (default), arm64 (emulated with QEMU; needs "
+                          "'edgekit arm setup'), browser (headless Chromium: ONNX Runtime Web / TF.js) or node "
+                          "(the same in Node.js; both need 'edgekit web setup'). Repeatable.")(f)
     return f
 
 
@@ -256,11 +261,14 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
     if json_out:
         ui.emit_json(document("validate", ok, results=results))
     for r in results:
-        where = "host" if r["arch"] == "host" else f"emulated {r['arm']['cpu']}"
+        where = {"host": "host", "arm64": f"emulated {(r.get('arm') or {}).get('cpu')}"}.get(
+            r["arch"], (r.get("web") or {}).get("engine") or r["arch"])
         ui.show(parity_table(r["parity"], f"parity: {Path(artifact).name} ({r['runtime']}, {where}) vs "
                                           f"{Path(source).name}"))
         if r["arch"] == "arm64":
             ui.info(arm_summary(r))
+        elif r.get("web"):
+            ui.info(web_summary_line(r))
     print_notes(list(dict.fromkeys(n for r in results for n in r["parity"]["notes"])))
     failed = [r for r in results if not r["parity"]["passed"]]
     if failed:
@@ -268,6 +276,37 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
                                                for r in failed) + "."))
     gate.enforce()
     ui.info(f"[green]parity passed[/] on {', '.join(r['arch'] for r in results)}")
+
+
+def web_summary_line(result: dict) -> str:
+    w = result.get("web") or {}
+    if w.get("median_ms") is None:
+        return f"{result['arch']} ({result['runtime']}): ran in {w.get('engine')}"
+    return (f"{result['arch']} ({result['runtime']}, {w.get('runtime_version')}): median {w['median_ms']:.3f} ms "
+            f"in-page over {w['iterations']} runs, load {w.get('load_ms') or 0:.0f} ms ({w.get('latency_label')})")
+
+
+def bench_web(artifacts, arches, *, iterations, warmup, inputs, trust, timeout, verbose) -> list[dict]:
+    from pathlib import Path
+
+    from edgekit.cli import run_stage
+
+    return [r for arch in arches if arch in WEB_ARCHES for a in artifacts
+            for r in run_stage("bench", "edgekit.validators.web.stages:measure", str(a), arch=arch, trust=trust,
+                               warmup=warmup, iterations=iterations, inputs=inputs, timeout=timeout,
+                               verbose=verbose, title=f"benchmarking {Path(a).name} in {arch}", crash_exit_code=2)]
+
+
+def web_bench_table(results: list[dict], iterations: int, warmup: int):
+    from edgekit import ui
+
+    rows = [[r["artifact"].rsplit("/", 1)[-1], r["arch"], r["runtime"], str(r.get("engine")), f"{r['median_ms']:.3f}",
+             f"{r['p90_ms']:.3f}", f"{r['min_ms']:.3f}", f"{r['first_inference_ms'] or 0:.1f}",
+             f"{r['load_ms'] or 0:.0f}", ui.human_bytes(r["size_bytes"])] for r in results]
+    return ui.table(f"latency in the browser / Node.js (in-page performance.now(), batch 1, {iterations} iterations "
+                    f"after {warmup} warm-up, 1 thread, this machine)",
+                    ["artifact", "arch", "runtime", "engine", "median ms", "p90", "min", "first ms", "load ms",
+                     "size"], rows)
 
 
 def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout, verbose) -> list[dict]:
@@ -291,6 +330,30 @@ def convert_arm_check(req, staged, precision, *, arm_cpu, timeout, verbose) -> d
                      arches=("arm64",), cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
                      crash_exit_code=2, title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
     return out["results"][0]
+
+
+def convert_web_check(req, staged, precision, arches, *, timeout, verbose) -> list[dict]:
+    """`convert --validate-arch browser/node`: parity of the staged artifact in each JS runtime."""
+    from pathlib import Path
+
+    from edgekit.cli import run_stage
+
+    web = tuple(a for a in arches if a in WEB_ARCHES)
+    if not web:
+        return []
+    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged), arches=web,
+                    precision=precision, timeout=timeout, verbose=verbose, crash_exit_code=2,
+                    title=f"checking {Path(staged).name} in {' + '.join(web)}")
+    return out["results"]
+
+
+def show_web_results(results: list[dict]) -> None:
+    from edgekit import ui
+    from edgekit.report import parity_table
+
+    for r in results:
+        ui.show(parity_table(r["parity"], f"parity ({r['arch']}: {r['runtime']}, {(r.get('web') or {}).get('engine')})"))
+        ui.info(web_summary_line(r))
 
 
 def show_result(result: dict | None) -> None:

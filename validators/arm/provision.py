@@ -113,7 +113,7 @@ def is_complete(path: Path | None = None) -> bool:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _run(cmd: list[str], what: str, *, cwd: Path | None = None, env: dict | None = None,
+def run_tool(cmd: list[str], what: str, *, cwd: Path | None = None, env: dict | None = None,
          hint: str | None = None, timeout: float = 1800) -> str:
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -161,8 +161,8 @@ def ensure_host_tools(say: Say) -> list[str]:
                                  hint=manual)
     say(f"installing {' '.join(missing)} with apt-get (root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
-    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], "apt-get install", env=env)
+    run_tool(["apt-get", "update", "-qq"], "apt-get update", env=env)
+    run_tool(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], "apt-get install", env=env)
     still = missing_host_tools()
     if still:
         raise EnvironmentProblem(f"apt-get installed {' '.join(missing)}, but {', '.join(still)} is still missing.")
@@ -170,7 +170,7 @@ def ensure_host_tools(say: Say) -> list[str]:
 
 
 def qemu_version() -> str:
-    out = _run(["qemu-aarch64", "--version"], "qemu-aarch64 --version")
+    out = run_tool(["qemu-aarch64", "--version"], "qemu-aarch64 --version")
     return out.splitlines()[0].strip() if out else "?"
 
 
@@ -278,18 +278,18 @@ def _build_sysroot(work: Path, say: Say) -> list[str]:
     mirrors = sorted({s.split("] ", 1)[1].split()[0] for s in sources})
     say(f"fetching the arm64 package lists from {', '.join(mirrors)}")
     hint = "check the network connection (or the proxy settings) to the Debian mirror, then run edgekit arm setup again"
-    _run(["apt-get", *_apt_options(apt), "-qq", "update"], "apt-get update (private arm64 lists)", hint=hint)
+    run_tool(["apt-get", *_apt_options(apt), "-qq", "update"], "apt-get update (private arm64 lists)", hint=hint)
     debs = work / "debs"
     debs.mkdir()
     say(f"downloading {len(DEBS)} arm64 .deb packages (Python 3.11 and the C/C++ runtime)")
-    _run(["apt-get", *_apt_options(apt), "-qq", "download", *DEBS], "apt-get download (arm64 packages)",
+    run_tool(["apt-get", *_apt_options(apt), "-qq", "download", *DEBS], "apt-get download (arm64 packages)",
          cwd=debs, hint=hint)
     sysroot = work / "sysroot"
     sysroot.mkdir()
     names = sorted(p.name for p in debs.glob("*.deb"))
     say(f"unpacking {len(names)} packages into the sysroot (dpkg -x)")
     for name in names:
-        _run(["dpkg", "-x", str(debs / name), str(sysroot)], f"dpkg -x {name}")
+        run_tool(["dpkg", "-x", str(debs / name), str(sysroot)], f"dpkg -x {name}")
     for mountpoint in ("tmp", "mnt/model"):  # where each run's folders are bind-mounted (emulator.py)
         (sysroot / mountpoint).mkdir(parents=True, exist_ok=True)
     shutil.rmtree(apt)
@@ -313,7 +313,7 @@ def _build_site(work: Path, say: Say) -> dict[str, str]:
     cmd = [*_pip(), "download", "-q", "--disable-pip-version-check", "--no-deps", "--require-hashes",
            "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
            *[a for p in PLATFORMS for a in ("--platform", p)], "-d", str(wheels), "-r", str(REQUIREMENTS)]
-    _run(cmd, "pip download (aarch64 wheels)",
+    run_tool(cmd, "pip download (aarch64 wheels)",
          hint="check the network connection to the package index, then run edgekit arm setup again")
     say("unpacking the wheels into the site folder")
     for whl in sorted(wheels.glob("*.whl")):
@@ -336,7 +336,7 @@ def _build_site(work: Path, say: Say) -> dict[str, str]:
 
 def _build_plugin(work: Path, say: Say) -> None:
     say("compiling the instruction-counting QEMU plugin (gcc)")
-    _run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-o", str(work / "libinsn.so"), str(PLUGIN_SOURCE)],
+    run_tool(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-o", str(work / "libinsn.so"), str(PLUGIN_SOURCE)],
          "gcc (the QEMU plugin)", hint="install gcc and libc6-dev, then run edgekit arm setup again")
 
 
@@ -350,7 +350,7 @@ def _probe(work: Path, say: Say) -> dict:
 
 
 # ----------------------------------------------------------------------------- setup / status
-def _lock(root: Path):
+def lock_root(root: Path):
     root.mkdir(parents=True, exist_ok=True)
     fh = open(root / ".lock", "w")
     fcntl.flock(fh, fcntl.LOCK_EX)
@@ -372,14 +372,32 @@ def setup(say: Say = print, *, force: bool = False) -> dict:
     """Provision the runtime if it is not there yet. Returns what was done."""
     t0 = time.monotonic()
     installed = ensure_host_tools(say)
-    root = arm_root()
-    target = runtime_dir()
-    lock = _lock(root)
+
+    def build(work: Path) -> dict:
+        debs = _build_sysroot(work, say)
+        wheels = _build_site(work, say)
+        _build_plugin(work, say)
+        manifest = {"recipe": runtime_dir().name, "qemu": qemu_version(), "qemu_path": shutil.which("qemu-aarch64"),
+                    "debs": debs, "wheels": wheels}
+        manifest["probe"] = _probe(work, say)
+        return manifest
+
+    return build_cached(arm_root(), runtime_dir(), read_manifest, build, say, force=force, t0=t0,
+                        installed=installed)
+
+
+def build_cached(root: Path, target: Path, read: Callable[[Path], dict | None], build: Callable[[Path], dict],
+                 say: Say, *, force: bool, t0: float, installed: list[str]) -> dict:
+    """The cached-runtime protocol shared by `arm setup` and `web setup`: under a lock, nothing to
+    do when `read(target)` finds a complete manifest; otherwise `build(work)` fills a temporary
+    folder beside it and returns its manifest, which is written last (the completion stamp)
+    before the folder is renamed into place; older recipe folders are removed."""
+    lock = lock_root(root)
     try:
         # holding the lock, no other set-up is running: leftovers are from interrupted runs
         for stale in list(root.glob(".build-*")) + list(root.glob(".trash-*")):
             shutil.rmtree(stale, ignore_errors=True)
-        manifest = read_manifest(target)
+        manifest = read(target)
         if manifest and not force:
             return {"action": "none", "path": str(target), "seconds": time.monotonic() - t0,
                     "installed": installed, "manifest": manifest}
@@ -388,12 +406,7 @@ def setup(say: Say = print, *, force: bool = False) -> dict:
         work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
         work.chmod(0o755)
         try:
-            debs = _build_sysroot(work, say)
-            wheels = _build_site(work, say)
-            _build_plugin(work, say)
-            manifest = {"recipe": target.name, "qemu": qemu_version(), "qemu_path": shutil.which("qemu-aarch64"),
-                        "debs": debs, "wheels": wheels}
-            manifest["probe"] = _probe(work, say)
+            manifest = build(work)
             manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             manifest["build_seconds"] = round(time.monotonic() - t0, 1)
             manifest["size_bytes"] = dir_size(work)

@@ -17,6 +17,8 @@ from edgekit.errors import BadInput
 from edgekit.progress import progress
 from edgekit.loading import Trust, open_model
 from edgekit.validators.arm import DEFAULT_CPU, EMULATED_LABEL
+from edgekit.validators.web import ARCHES as WEB_ARCHES
+from edgekit.validators.web import stages as web_stages
 
 if TYPE_CHECKING:
     from edgekit.request import SourceRequest
@@ -80,12 +82,7 @@ def validate_stage(req: SourceRequest, artifact: str, *, arches=("host", "arm64"
     data, warnings = parity_data(reference, req.inputs, req.seed, req.label_column)
     once = _Once(reference)
     results = []
-    for arch in arches:
-        progress(f"loading {Path(artifact).name} ({arch})")
-        if arch == "arm64":
-            candidate = open_arm(artifact, cpu=cpu, trust=trust, warmup=VALIDATE_WARMUP, iterations=iterations)
-        else:
-            candidate = open_model(artifact, trust=trust)
+    for arch, candidate in _candidates(artifact, arches, cpu, trust, iterations):
         prec = precision or recorded_precision(artifact) or candidate.precision()
         tol = tolerance_for(prec, req.tolerance, reference.runtime)
         try:
@@ -103,8 +100,24 @@ def validate_stage(req: SourceRequest, artifact: str, *, arches=("host", "arm64"
                   "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
         if arch == "arm64":
             result["arm"] = arm_summary(candidate)
+        elif arch in WEB_ARCHES:  # the browser / Node.js (edgekit.validators.web)
+            result.update(web_stages.result_fields(candidate))
         results.append(result)
     return {"results": results}
+
+
+def _candidates(artifact: str, arches, cpu: str | None, trust: Trust, iterations: int):
+    """(arch, loaded candidate runner) for every arch; the browser and Node give one per JS runtime."""
+    for arch in arches:
+        if arch in WEB_ARCHES:
+            for candidate in web_stages.candidates(artifact, arch, trust=trust):
+                yield arch, candidate
+            continue
+        progress(f"loading {Path(artifact).name} ({arch})")
+        if arch == "arm64":
+            yield arch, open_arm(artifact, cpu=cpu, trust=trust, warmup=VALIDATE_WARMUP, iterations=iterations)
+        else:
+            yield arch, open_model(artifact, trust=trust)
 
 
 def refused_on_arm(exc, source: str, artifact: str, candidate, precision: str, tolerance, data,

@@ -15,6 +15,7 @@ RUNNERS = {
     "sklearn": "edgekit.validators.runners.sklearn:SklearnRunner",
     "tensorflow": "edgekit.validators.runners.tfsaved:SavedModelRunner",
     "arm64": "edgekit.validators.arm.runner:ArmRunner",  # .tflite/.onnx on emulated aarch64
+    "web": "edgekit.validators.web.runner:WebRunner",  # .onnx/TF.js in headless Chromium or Node.js
     "torch_export": "edgekit.validators.runners.torch:TorchExportRunner",
     "torch_eager": "edgekit.validators.runners.torch:TorchEagerRunner",
     "torchscript": "edgekit.validators.runners.torch:TorchScriptRunner",
