@@ -126,6 +126,30 @@ def test_executorch_dynamic_activation_int8_of_a_hf_bert(bert, tmp_path):
     assert "is_dynamic=True" in res.stdout + res.stderr
 
 
+def test_onnx_transformer_fusion_and_its_opt_out(bert, tmp_path):
+    """onnxruntime's transformer optimizer fuses the BERT's LayerNorm/GELU (SkipLayerNormalization,
+    BiasGelu: the dynamo exporter's attention is not a pattern it fuses); the report says what it
+    fused, that the fused graph matched the plain one, and whether it was faster (then it is the
+    file). --no-transformer-fusion keeps the plain graph: standard ONNX operators only."""
+    import onnx
+
+    d, *_ = bert
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--quantize", "dynamic", "--inputs", d / "val.npz",
+                  "-o", tmp_path / "fused.onnx")
+    assert res.code == 0, res
+    fusion = json.loads((tmp_path / "fused.onnx.report.json").read_text())["result"]["details"]["transformer_fusion"]
+    assert fusion["fused"].get("SkipLayerNormalization", 0) >= 2 and max(fusion["parity"].values()) < 1e-4
+    domains = {n.domain for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node}
+    assert ("com.microsoft" in domains) == fusion["kept"]
+    assert fusion["kept"] == (fusion["fused_ms"] <= fusion["plain_ms"] * 0.98)
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--no-transformer-fusion", "--inputs", d / "val.npz",
+                  "-o", tmp_path / "plain.onnx")
+    assert res.code == 0, res
+    assert "transformer_fusion" not in json.loads((tmp_path / "plain.onnx.report.json").read_text())["result"]["details"]
+    assert {n.op_type for n in onnx.load(str(tmp_path / "plain.onnx")).graph.node}.isdisjoint(
+        {"SkipLayerNormalization", "BiasGelu"})
+
+
 def test_text_in_label_out(bert, tmp_path):
     """--tokenizer: a CSV of texts is tokenized with the real tokenizer; parity and text->label
     accuracy run on it, and the report records the tokenizer (file, sha256, length, specials)."""
