@@ -4,6 +4,7 @@ benchmarks/results.json.
 
     .venv/bin/python benchmarks/run.py            # the full run (make bench)
     .venv/bin/python benchmarks/run.py --quick    # one tiny model, 2 iterations (smoke test)
+    .venv/bin/python benchmarks/run.py --transformer   # only the BERT latency table (benchmarks/transformer.py)
 
 Every artifact is timed in its own child process (each thread count with a new session): edgekit artifacts through edgekit's own latency
 machinery (`edgekit.validators.latency.measure`, as `edgekit bench` does), baselines through
@@ -480,7 +481,20 @@ def main(argv=None) -> int:
     ap.add_argument("--no-arm", action="store_true")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the Markdown (and the analysis) from an existing --json, measuring nothing")
+    ap.add_argument("--transformer", action="store_true",
+                    help="only the transformer latency table (BERT at lengths 16/64/128, edgekit vs hand-made vs "
+                         "floor): merged into --json and re-rendered into --md")
     args = ap.parse_args(argv)
+    if args.transformer:
+        from benchmarks import transformer
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        results = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+        results["transformer"] = transformer.run(Path(args.out_dir) / "transformer", log, child, run_process, EDGEKIT)
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
+        md = Path(args.md)  # only its own section changes: the rest of the file is another run's
+        md.write_text(transformer.splice(md.read_text() if md.exists() else "", results["transformer"]))
+        return 0
     if args.render_only:
         results = json.loads(Path(args.json).read_text())
         results["analysis"] = report.analyse(results)

@@ -78,10 +78,12 @@ def finish(request, out_path: Path, write_float, details: dict, notes: list[str]
     fuse = request.quantize in FUSE_MODES and request.options.get("transformer_fusion", True)
     if request.quantize == "none" and not fuse:
         write_float(out_path)
+        _check_loads(out_path, details.get("converter", "the ONNX exporter"))
         return ConvertResult(out_path, "fp32", notes, details)
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-", dir=out_path.parent) as tmp:
         float_path = Path(tmp) / "float.onnx"
         write_float(float_path)
+        _check_loads(float_path, details.get("converter", "the ONNX exporter"))
         if fuse:
             notes += transformer_fusion(float_path, request.samples if request.samples is not None
                                         else request.calibration, details)
@@ -202,6 +204,21 @@ def load_error(path: Path) -> str | None:
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         return str(exc).strip()
     return None
+
+
+def _check_loads(path: Path, converter: str) -> None:
+    """The exporter's float file must load: one onnxruntime refuses (an invalid graph, e.g. tf2onnx's
+    output for a stock ConvNeXt) is that converter's failure, exit 3, before parity or quantization
+    would report it as a corrupt input."""
+    error = load_error(path)
+    if error is not None:
+        short = error if len(error) <= 300 else f"{error[:120]} … {error[-180:]}"
+        why = (" It left a TensorFlow function call (StatefulPartitionedCall) in the graph, which is no ONNX "
+               "operator; Keras grouped convolutions (Conv2D groups>1, as in ConvNeXt) are one cause."
+               if "StatefulPartitionedCall" in error else "")
+        raise ConversionFailed(f"{converter} wrote an ONNX file that onnxruntime cannot load: {short}{why}",
+                               hint="the exporter produced an invalid graph; try another target (tflite), or "
+                                    "export the model to ONNX by hand and convert that file", details=error[-2000:])
 
 
 def _casts_to_float(model) -> list[str]:
