@@ -490,7 +490,8 @@ def main(argv=None) -> int:
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         results = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
-        results["transformer"] = transformer.run(Path(args.out_dir) / "transformer", log, child, run_process, EDGEKIT)
+        results["transformer"] = transformer.run(Path(args.out_dir) / "transformer", log, child, run_process, EDGEKIT,
+                                                reuse=True)
         Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
         md = Path(args.md)  # only its own section changes: the rest of the file is another run's
         md.write_text(transformer.splice(md.read_text() if md.exists() else "", results["transformer"]))
