@@ -422,6 +422,11 @@ def markdown(res: dict) -> str:
     else:
         L += ["Not measured in this run.", ""]
 
+    # ---- transformer latency (benchmarks/run.py --transformer, merged into the same results.json)
+    from benchmarks.transformer import markdown as transformer_markdown
+
+    L += transformer_markdown(res.get("transformer") or {})
+
     # ---- missing / analysis notes
     L += ["## Missing from this run", ""]
     L += [f"- {x}" for x in res.get("missing", [])] or ["- nothing"]

@@ -4,6 +4,7 @@ benchmarks/results.json.
 
     .venv/bin/python benchmarks/run.py            # the full run (make bench)
     .venv/bin/python benchmarks/run.py --quick    # one tiny model, 2 iterations (smoke test)
+    .venv/bin/python benchmarks/run.py --transformer   # only the BERT latency table (benchmarks/transformer.py)
 
 Every artifact is timed in its own child process (each thread count with a new session): edgekit artifacts through edgekit's own latency
 machinery (`edgekit.validators.latency.measure`, as `edgekit bench` does), baselines through
@@ -519,7 +520,21 @@ def main(argv=None) -> int:
     ap.add_argument("--repaired", action="store_true",
                     help="measure only the repaired-int8 rows (outlier_mlp: fp32, full int8, --keep-float auto) into "
                          "the existing --json, and rewrite the Markdown")
+    ap.add_argument("--transformer", action="store_true",
+                    help="only the transformer latency table (BERT at lengths 16/64/128, edgekit vs hand-made vs "
+                         "floor): merged into --json and re-rendered into --md")
     args = ap.parse_args(argv)
+    if args.transformer:
+        from benchmarks import transformer
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        results = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+        results["transformer"] = transformer.run(Path(args.out_dir) / "transformer", log, child, run_process, EDGEKIT,
+                                                reuse=True)
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
+        md = Path(args.md)  # only its own section changes: the rest of the file is another run's
+        md.write_text(transformer.splice(md.read_text() if md.exists() else "", results["transformer"]))
+        return 0
     if args.repaired:
         results = json.loads(Path(args.json).read_text())
         results["repaired"] = repaired_int8(Path(args.out_dir))

@@ -75,7 +75,7 @@ def candidates(conv, calibration) -> list[str]:
     return [q for q in conv.quantize if q != "auto" and (q != "int8" or calibration is not None)]
 
 
-def _gate_data(model, samples):
+def gate_data(model, samples):
     """Parity data for the gate: real samples (--inputs, else --calibration) when given, else
     seeded random inputs (refused when the model has dynamic axes besides the batch)."""
     from edgekit.validators.latency import random_samples, shape_flags
@@ -97,7 +97,7 @@ def convert(conv, model, request, out_path: Path):
     target = get_target(conv.target)
     modes = candidates(conv, request.calibration)
     real = request.samples if request.samples is not None else request.calibration
-    data = _gate_data(model, real)
+    data = gate_data(model, real)
     rows: list[dict] = []
     results: dict[str, object] = {}
     failures: dict[str, BaseException] = {}

@@ -97,7 +97,34 @@ def keras_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
     with tempfile.TemporaryDirectory(prefix="edgekit-keras-", dir=out_path.parent) as tmp:
         progress("tracing the Keras model into a SavedModel signature")
         conv = _tflite_converter(model.native, model.signature, Path(tmp))
-        return write_tflite(conv, request, model.signature, out_path)
+        try:
+            return write_tflite(conv, request, model.signature, out_path)
+        except ConversionFailed as exc:
+            if "TensorList" not in exc.message:
+                raise
+            first = exc
+        # Recurrent layers (GRU/LSTM) at a dynamic batch keep TensorList ops the builtin op set lacks
+        # (the converter suggests Select TF ops, which needs the Flex delegate in the app). At batch 1
+        # with the variables frozen into constants, the loop lowers to builtin WHILE/FULLY_CONNECTED.
+        progress("retrying at batch 1 with frozen variables (recurrent layers: builtin ops only)")
+        try:
+            conv = _frozen_batch1_converter(model.native, model.signature)
+            result = write_tflite(conv, request, model.signature, out_path)
+        except ConversionFailed:
+            raise first from None
+    result.notes.append("recurrent layers: converted at batch 1 with the variables frozen into constants "
+                        "(a concrete function, convert_variables_to_constants_v2), so the loop uses builtin "
+                        "ops only (no Flex delegate); the artifact takes a batch of 1")
+    return result
+
+
+def _frozen_batch1_converter(model, signature):
+    tf = require("tensorflow", "tf")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    fn, _ = serving_function(model, signature, batch=1)
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen])
 
 
 def write_tflite(conv, request: ConvertRequest, signature, out_path: Path) -> ConvertResult:

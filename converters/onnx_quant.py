@@ -75,15 +75,102 @@ def finish(request, out_path: Path, write_float, details: dict, notes: list[str]
     from edgekit.converters.registry import ConvertResult
 
     notes = list(notes or [])
-    if request.quantize == "none":
+    fuse = request.quantize in FUSE_MODES and request.options.get("transformer_fusion", True)
+    if request.quantize == "none" and not fuse:
         write_float(out_path)
+        _check_loads(out_path, details.get("converter", "the ONNX exporter"))
         return ConvertResult(out_path, "fp32", notes, details)
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-", dir=out_path.parent) as tmp:
         float_path = Path(tmp) / "float.onnx"
         write_float(float_path)
+        _check_loads(float_path, details.get("converter", "the ONNX exporter"))
+        if fuse:
+            notes += transformer_fusion(float_path, request.samples if request.samples is not None
+                                        else request.calibration, details)
+        if request.quantize == "none":
+            os.replace(float_path, out_path)
+            return ConvertResult(out_path, "fp32", notes, details)
         notes += quantize(float_path, out_path, request.quantize, request.calibration, report=details,
                           samples=request.samples, keep_float=request.options.get("keep_float"))
     return ConvertResult(out_path, details.get("precision", request.quantize), notes, details)
+
+
+# ----------------------------------------------------------------------------- transformer fusion
+FUSE_MODES = ("none", "dynamic")  # the fused float graph is the file (fp32) or what quantize_dynamic reads
+FUSED_FASTER = 0.98  # the fused graph is kept when its median latency is at most this share of the plain one
+FUSION_SAMPLES = 32  # parity samples for the fused graph against the plain one
+
+
+def _is_transformer(path: Path) -> bool:
+    """Attention-shaped graphs: Softmax, MatMul and layer normalisation (an ONNX LayerNormalization,
+    or the ReduceMean/Pow/Sqrt pattern of older exporters)."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load_model(str(path), load_external_data=False).graph.node}
+    return {"Softmax", "MatMul"} <= ops and bool(ops & {"LayerNormalization", "ReduceMean"})
+
+
+def transformer_fusion(float_path: Path, samples, details: dict) -> list[str]:
+    """ONNX Runtime's transformer optimizer (`onnxruntime.transformers.optimizer`, model_type bert,
+    opt_level 0: graph fusions only, no ORT-specific layout changes, so the file stays portable to
+    ONNX Runtime Mobile) on a transformer's float ONNX file, in place. Kept only when onnxruntime
+    loads it, it matches the plain graph (fp32 preset) and it is faster on this CPU; otherwise the
+    plain graph stays, and the report says why. `details['transformer_fusion']` gets the fused
+    operator counts, both latencies and the decision. Opt out with --no-transformer-fusion."""
+    import shutil
+
+    from edgekit.converters.auto import gate_data, median_ms
+    from edgekit.loading import open_model
+    from edgekit.targets import tolerance_preset
+    from edgekit.validators.parity import check
+
+    if not _is_transformer(float_path):
+        return []
+    progress("fusing attention/LayerNorm/GELU (onnxruntime.transformers.optimizer)")
+    fused = float_path.with_name("fused.onnx")
+    record: dict = {"optimizer": "onnxruntime.transformers.optimizer (model_type bert, opt_level 0)"}
+    details["transformer_fusion"] = record
+    try:
+        import logging
+
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+        model = optimize_model(str(float_path), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+        counts = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
+        model.save_model_to_file(str(fused))
+    except Exception as exc:  # the optimizer's own failure: the plain graph is still a good file
+        record.update(kept=False, reason=f"optimizer failed: {type(exc).__name__}: {str(exc)[:160]}")
+        return [f"transformer fusion skipped: the optimizer failed ({record['reason'][18:]})"]
+    record["fused"] = counts
+    if not counts:
+        record.update(kept=False, reason="nothing fused")
+        return ["transformer fusion: onnxruntime's optimizer found nothing to fuse; the plain graph is kept"]
+    what = ", ".join(f"{k}×{v}" for k, v in sorted(counts.items()))
+    error = load_error(fused)
+    if error is not None:
+        record.update(kept=False, reason=f"does not load: {error[-160:]}")
+        return [f"transformer fusion ({what}) not kept: onnxruntime cannot load the fused graph"]
+    plain = open_model(float_path, runtime="onnxruntime")
+    data = gate_data(plain, samples.take(min(samples.n, FUSION_SAMPLES)) if samples is not None else None)
+    rep = check(plain, open_model(fused, runtime="onnxruntime"), data, precision="fp32",
+                tolerance=tolerance_preset("fp32"))
+    record["parity"] = {o.name: o.metrics.get("max_abs") for o in rep.outputs}
+    if not rep.passed:
+        record.update(kept=False, reason=f"parity failed: {rep.failure_summary()}")
+        return [f"transformer fusion ({what}) not kept: it does not match the plain graph "
+                f"({rep.failure_summary()[:160]})"]
+    progress("timing the fused graph beside the plain one")
+    plain_ms, fused_ms = median_ms([float_path, fused], data=samples)
+    record.update(plain_ms=plain_ms, fused_ms=fused_ms, kept=fused_ms <= plain_ms * FUSED_FASTER)
+    timing = f"median batch 1 {fused_ms:.3f} ms vs {plain_ms:.3f} ms plain"
+    if not record["kept"]:
+        record["reason"] = "not faster on this CPU"
+        return [f"transformer fusion ({what}) not kept: not faster on this CPU ({timing})"]
+    record["reason"] = "parity passed; faster"
+    shutil.move(fused, float_path)
+    return [f"transformer fusion (onnxruntime.transformers.optimizer): {what}; matches the plain graph, "
+            f"{timing} (--no-transformer-fusion keeps the plain graph)"]
 
 
 def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, report: dict | None = None,
@@ -117,6 +204,21 @@ def load_error(path: Path) -> str | None:
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         return str(exc).strip()
     return None
+
+
+def _check_loads(path: Path, converter: str) -> None:
+    """The exporter's float file must load: one onnxruntime refuses (an invalid graph, e.g. tf2onnx's
+    output for a stock ConvNeXt) is that converter's failure, exit 3, before parity or quantization
+    would report it as a corrupt input."""
+    error = load_error(path)
+    if error is not None:
+        short = error if len(error) <= 300 else f"{error[:120]} … {error[-180:]}"
+        why = (" It left a TensorFlow function call (StatefulPartitionedCall) in the graph, which is no ONNX "
+               "operator; Keras grouped convolutions (Conv2D groups>1, as in ConvNeXt) are one cause."
+               if "StatefulPartitionedCall" in error else "")
+        raise ConversionFailed(f"{converter} wrote an ONNX file that onnxruntime cannot load: {short}{why}",
+                               hint="the exporter produced an invalid graph; try another target (tflite), or "
+                                    "export the model to ONNX by hand and convert that file", details=error[-2000:])
 
 
 def _casts_to_float(model) -> list[str]:

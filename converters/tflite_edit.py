@@ -9,6 +9,9 @@
                a dynamic-range file's hybrid DEPTHWISE_CONV_2D ops (int8 weights, float
                activations; not delegated to XNNPACK) get float32 weights, the exact values
                of their int8 codes.
+  symmetric_embedding_tables
+               a dynamic-range file's int8 EMBEDDING_LOOKUP tables with a nonzero zero point
+               (which LiteRT refuses) are requantized with zero point 0.
 
 Uses ai_edge_litert's own flatbuffer object API (tools.flatbuffer_utils), part of every
 extra that makes .tflite files.
@@ -126,24 +129,77 @@ def float_depthwise_weights(blob: bytes) -> tuple[bytes, int]:
             if x.type != schema.TensorType.FLOAT32 or not _is_quantized_int(w, schema) \
                     or w.type != schema.TensorType.INT8:
                 continue
-            data = model.buffers[w.buffer].data
-            if data is None:
+            values = _dequantized(model, w)
+            if values is None:
                 continue
-            q = np.frombuffer(bytes(data), dtype=np.int8).reshape(w.shape).astype(np.float32)
-            scale = np.asarray(w.quantization.scale, dtype=np.float32)
-            zero = np.asarray(w.quantization.zeroPoint if w.quantization.zeroPoint is not None else [0],
-                              dtype=np.float32)
-            axis = w.quantization.quantizedDimension if scale.size > 1 else 0
-            bshape = [1] * q.ndim
-            if scale.size > 1:
-                bshape[axis] = scale.size
-            values = ((q - zero.reshape(bshape if zero.size > 1 else [1] * q.ndim)) * scale.reshape(bshape))
             buf = schema.BufferT()
             buf.data = np.frombuffer(values.astype("<f4").tobytes(), dtype=np.uint8)
             model.buffers.append(buf)  # a new buffer: the int8 one may be shared
             w.buffer = len(model.buffers) - 1
             w.type = schema.TensorType.FLOAT32
             w.quantization = None
+            changed += 1
+    if not changed:
+        return blob, 0
+    return bytes(fu.convert_object_to_bytearray(model)), changed
+
+
+def _dequantized(model, w):
+    """The float32 values of an int8 constant tensor, (q - zero_point) * scale per channel (None: no data)."""
+    import numpy as np
+
+    data = model.buffers[w.buffer].data
+    if data is None:
+        return None
+    q = np.frombuffer(bytes(data), dtype=np.int8).reshape(w.shape).astype(np.float32)
+    scale = np.asarray(w.quantization.scale, dtype=np.float32)
+    zero = np.asarray(w.quantization.zeroPoint if w.quantization.zeroPoint is not None else [0], dtype=np.float32)
+    axis = w.quantization.quantizedDimension if scale.size > 1 else 0
+    bshape = [1] * q.ndim
+    if scale.size > 1:
+        bshape[axis] = scale.size
+    return (q - zero.reshape(bshape if zero.size > 1 else [1] * q.ndim)) * scale.reshape(bshape)
+
+
+def symmetric_embedding_tables(blob: bytes) -> tuple[bytes, int]:
+    """Hybrid EMBEDDING_LOOKUP tables (int8, read by a float graph) with a nonzero zero point get
+    zero point 0: LiteRT's hybrid kernel requires it and refuses the file otherwise
+    (embedding_lookup.cc 'zero_point == 0'), and litert-torch's dynamic-range conversion writes
+    an asymmetric table for some weights (a BERT's word embeddings: zero point 4). The table is
+    requantized from its own dequantized values, per tensor, scale max|v| / 127, so it stays int8
+    (a quarter of the float size) at the cost of a second rounding (at most half a step).
+
+    Returns the new flatbuffer and how many tables changed (0: the blob comes back unchanged)."""
+    import numpy as np
+
+    fu, schema = _schema()
+    model = fu.read_model_from_bytearray(bytearray(blob))
+    lookup = {i for i, c in enumerate(model.operatorCodes)
+              if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.EMBEDDING_LOOKUP}
+    changed = 0
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            if op.opcodeIndex not in lookup or len(op.inputs) < 2 or op.inputs[1] < 0:
+                continue
+            w = sg.tensors[op.inputs[1]]
+            zero = w.quantization.zeroPoint if _is_quantized_int(w, schema) else None
+            if w.type != schema.TensorType.INT8 or zero is None or not np.any(np.asarray(zero)):
+                continue
+            values = _dequantized(model, w)
+            if values is None:
+                continue
+            scale = float(np.abs(values).max()) / 127.0 or 1.0
+            codes = np.clip(np.round(values / scale), -127, 127).astype(np.int8)
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(codes.tobytes(), dtype=np.uint8)
+            if sum(t.buffer == w.buffer for g in model.subgraphs for t in g.tensors) == 1:
+                model.buffers[w.buffer] = buf  # its own buffer: replaced, so the file does not grow
+            else:
+                model.buffers.append(buf)
+                w.buffer = len(model.buffers) - 1
+            q = schema.QuantizationParametersT()
+            q.scale, q.zeroPoint, q.quantizedDimension = [scale], [0], 0
+            w.quantization = q
             changed += 1
     if not changed:
         return blob, 0

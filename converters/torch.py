@@ -188,14 +188,16 @@ def _batch_generalises(frozen, model) -> bool:
 
 
 # ----------------------------------------------------------------------------- executorch
-def _pt2e_quantize(ep, model, request: ConvertRequest, quantizer):
-    """prepare_pt2e -> calibrate -> convert_pt2e on the program's module (torchao PT2E)."""
+def _pt2e_quantize(ep, model, request: ConvertRequest, quantizer, dynamic: bool = False):
+    """prepare_pt2e -> calibrate -> convert_pt2e on the program's module (torchao PT2E). A
+    dynamic-activation quantizer has nothing to calibrate: one example input runs it."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     torch = _torch()
     prepared = prepare_pt2e(_integer_scalar_ops(ep.module()), quantizer)
-    samples = _calibration(request, model)
-    progress(f"calibrating on {len(samples)} samples")
+    samples = [model.example_inputs(batch=1)] if dynamic else _calibration(request, model)
+    if not dynamic:
+        progress(f"calibrating on {len(samples)} samples")
     with torch.no_grad():
         for args in samples:
             prepared(*args)
@@ -283,12 +285,16 @@ def _delegation_summary(gm) -> tuple[list[str], dict]:
                     "delegated_subgraphs": info.num_delegated_subgraphs}
 
 
-@register("torch", "executorch", quantize=("none", "int8"), extra="torch",
+@register("torch", "executorch", quantize=("none", "dynamic", "int8"), extra="torch",
           library="executorch (to_edge_transform_and_lower + XNNPACK)")
-@register("torchscript", "executorch", quantize=("none", "int8"), extra="torch",
+@register("torchscript", "executorch", quantize=("none", "dynamic", "int8"), extra="torch",
           library="torch TS2EPConverter + executorch (XNNPACK)")
 def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
-    """torch.export -> (PT2E int8) -> to_edge_transform_and_lower(XNNPACK) -> .pte."""
+    """torch.export -> (PT2E int8 or dynamic) -> to_edge_transform_and_lower(XNNPACK) -> .pte.
+
+    dynamic: int8 per-channel weights of linear/conv layers, activations quantized per token at
+    run time (XNNPACK's dynamically quantized fully-connected kernels): what suits transformers,
+    whose activations have outliers a static scale calibrated once cannot fit."""
     torch = _torch()
     rt = _helpers()
     require("executorch.exir", "torch")
@@ -301,25 +307,28 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
     ep = model.exported_program(static=True)
     with _quiet(), upstream("executorch", "export and lowering",
                             error=lambda exc: rt.export_failure(exc, "ExecuTorch", "executorch")):
-        if request.quantize == "int8":
+        if request.quantize in ("int8", "dynamic"):
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer, get_symmetric_quantization_config)
 
+            dynamic = request.quantize == "dynamic"
+
             def lower_int8(keep: list[str]):
-                """PT2E int8 lowered to XNNPACK, the modules in `keep` left float."""
-                quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+                """PT2E int8 (static, or dynamic activations) lowered to XNNPACK, the modules in `keep` left float."""
+                quantizer = XNNPACKQuantizer().set_global(
+                    get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
                 if keep:  # XNNPACKQuantizer.set_module_name refuses None: the kept modules' nodes lose their annotation
                     from edgekit.converters.keep_float import float_nodes, skip_nodes
 
                     skip_nodes(quantizer, float_nodes(ep, keep))
-                converted, n = _pt2e_quantize(ep, model, request, quantizer)
+                converted, n = _pt2e_quantize(ep, model, request, quantizer, dynamic=dynamic)
                 if not keep:  # layers kept float on purpose may leave most weights float
                     _check_quantized_share(converted, "executorch")
                 progress("lowering to the XNNPACK delegate")
                 qep = torch.export.export(converted, model.example_inputs(batch=1))
                 return to_edge_transform_and_lower(qep, partitioner=[XnnpackPartitioner()]), n
 
-            keep = request.options.get("keep_float")
+            keep = request.options.get("keep_float") if not dynamic else None
             if keep:
                 from edgekit.converters import keep_float
 
@@ -328,7 +337,9 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
                 notes += kept
             else:
                 edge, n = lower_int8([])
-            notes.append(f"int8 PT2E (XNNPACKQuantizer, symmetric per-channel weights), calibrated on {n} "
+            notes.append("dynamic: int8 PT2E (XNNPACKQuantizer, is_dynamic=True): int8 per-channel weights, "
+                         "activations quantized at run time; inputs and outputs stay float32" if dynamic else
+                         f"int8 PT2E (XNNPACKQuantizer, symmetric per-channel weights), calibrated on {n} "
                          f"samples from {request.calibration.source}; inputs and outputs stay float32")
         else:
             progress("lowering to the XNNPACK delegate")
@@ -338,7 +349,7 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
         buffer = edge.to_executorch().buffer
     out_path.write_bytes(buffer)
     details.update(deleg)
-    precision = "int8" if request.quantize == "int8" else "fp32"
+    precision = request.quantize if request.quantize in ("int8", "dynamic") else "fp32"
     return ConvertResult(out_path, precision, notes + more_notes, details)
 
 
@@ -468,6 +479,10 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
         notes.append(f"full int8 (PT2E, symmetric per-channel weights), calibrated on "
                      f"{min(request.calibration.n, CALIBRATION_LIMIT)} samples from {request.calibration.source}")
     if mode == "dynamic":
+        blob, n_tables = _edit(blob, "symmetric_embedding_tables")
+        if n_tables:
+            notes.append(f"{n_tables} int8 embedding table(s) requantized with zero point 0 (per tensor): LiteRT's "
+                         "hybrid EMBEDDING_LOOKUP refuses the asymmetric table litert-torch wrote; they stay int8")
         blob, n_float = _float_depthwise(blob)
         if n_float:
             notes.append(f"{n_float} depthwise convolution(s) keep float32 weights (the int8 values, dequantized): "
@@ -491,12 +506,17 @@ def _float_depthwise(blob: bytes) -> tuple[bytes, int]:
     measured 1.27 ms per digits inference instead of 0.008 ms. Depthwise weights are a few
     percent of a model's, so they are stored as the float32 values of their int8 codes
     (results unchanged), and the whole graph is delegated."""
-    from edgekit.converters.tflite_edit import float_depthwise_weights
+    return _edit(blob, "float_depthwise_weights")
+
+
+def _edit(blob: bytes, edit: str) -> tuple[bytes, int]:
+    """One of edgekit.converters.tflite_edit's edits; one it cannot make is a converter failure."""
+    from edgekit.converters import tflite_edit
 
     try:
-        return float_depthwise_weights(blob)
+        return getattr(tflite_edit, edit)(blob)
     except Exception as exc:
-        raise ConversionFailed(f"could not rewrite the depthwise weights of the dynamic-range TFLite file: {exc}",
+        raise ConversionFailed(f"could not edit the TFLite file ({edit.replace('_', ' ')}): {exc}",
                                hint="use --quantize int8 (with --calibration) or fp16") from None
 
 

@@ -43,3 +43,23 @@ def test_quick_benchmark_writes_json_and_markdown(samples_dir, tmp_path):
     md = out_md.read_text()
     for heading in ("## Machine", "## Goals", "## Headline", "### digits_keras", "## Toolchain speed"):
         assert heading in md
+
+
+def test_transformer_section_replaces_only_itself():
+    """`run.py --transformer` rewrites its own section of BENCHMARKS.md (between markers) and keeps
+    every other section, including hand-written ones a full render would not produce."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import transformer
+
+    row = {"label": "edgekit onnx fp32", "precision": "fp32", "median_ms": 0.5, "size_bytes": 2_000_000,
+           "accuracy_delta": 0.0}
+    t = {"lengths": {str(n): {"rows": [dict(row, median_ms=n / 100)], "eager_ms": 1.0, "floor_ms": 0.01}
+                     for n in transformer.LENGTHS}}
+    md = "# edgekit benchmarks\n\n## Cold demo build\nhand-written\n\n## Missing from this run\n\n- nothing\n"
+    once = transformer.splice(md, t)
+    assert once.index("## Cold demo build") < once.index("## Transformer latency") < once.index("## Missing")
+    assert "| edgekit onnx fp32 | fp32 | 0.160 | 0.640 | 1.280 | 2.00 MB | +0.0 pts |" in once
+    t["lengths"]["16"]["rows"][0]["median_ms"] = 0.2
+    twice = transformer.splice(once, t)
+    assert twice.count("## Transformer latency") == 1 and "| 0.200 | 0.640 |" in twice
+    assert twice.replace("0.200", "0.160") == once

@@ -224,6 +224,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
               help="--target ort: onnxruntime's optimization style (default: fixed).")
 @click.option("--tfjs-weights", type=click.Choice(("uint8", "uint16")), default=None,
               help="--target tfjs --quantize dynamic: weight quantization width (default: uint8).")
+@click.option("--no-transformer-fusion", is_flag=True,
+              help="ONNX/ORT: keep the plain graph of a transformer (no onnxruntime.transformers.optimizer fusion).")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
@@ -244,8 +246,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, script, int8_io, keep_float, ort_style, tfjs_weights, output, no_validate, keep_failed, explain,
-            seed, validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
+            text_column, script, int8_io, keep_float, ort_style, tfjs_weights, no_transformer_fusion, output, no_validate,
+            keep_failed, explain, seed, validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
@@ -324,7 +326,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         result = run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
                            validate=not no_validate,
                            options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep,
-                                    "tfjs_weights": tfjs_weights},
+                                    "tfjs_weights": tfjs_weights, "transformer_fusion": not no_transformer_fusion},
                            timeout=timeout, verbose=verbose,
                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")

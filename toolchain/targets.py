@@ -43,7 +43,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "ONNX, run by onnxruntime"),
     Target("torchscript", ".pt", "torchscript", "torchscript", ("fp32",),
            "TorchScript archive (frozen)"),
-    Target("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"),
+    Target("executorch", ".pte", "executorch", "executorch", ("fp32", "dynamic", "int8"),
            "ExecuTorch program with the XNNPACK delegate"),
     *(Target(d["name"], d["extension"], d["format"], d["runtime"], d["precisions"], d["description"],
              d.get("folder_file")) for d in declared_targets()),

@@ -93,18 +93,61 @@ def test_torchscript_trace_of_a_dynamic_length_bert_that_does_not_generalise_is_
     assert not out.exists()
 
 
-def test_tflite_dynamic_range_of_a_bert_is_a_converter_failure(bert, tmp_path):
-    """litert-torch's dynamic-range file gives the word embeddings a nonzero zero point, which
-    LiteRT's EMBEDDING_LOOKUP refuses. That was exit 2 ('probably truncated or corrupt'); it is
-    the converter's failure: exit 3, LiteRT's reason, another precision to try, no file."""
-    from conftest import assert_user_error
+def test_tflite_dynamic_range_of_a_bert_loads_and_passes(bert, tmp_path):
+    """Was exit 3: litert-torch gave the word embeddings an int8 table with a nonzero zero point
+    (4 on this model), which LiteRT's hybrid EMBEDDING_LOOKUP refuses. The table is requantized
+    with zero point 0 (tflite_edit.symmetric_embedding_tables): it stays int8 and parity passes."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fu
 
     d, *_ = bert
     out = tmp_path / "bert.dynamic.tflite"
     res = run_cli("convert", d / "bert.pt2", "--target", "tflite", "--quantize", "dynamic",
                   "--inputs", d / "val.npz", "-o", out)
-    assert_user_error(res, 3, "litert-torch", "EMBEDDING_LOOKUP", "--quantize int8")
-    assert not out.exists()
+    assert res.code == 0, res
+    m = fu.read_model(str(out))
+    lookup = {i for i, c in enumerate(m.operatorCodes)
+              if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.EMBEDDING_LOOKUP}
+    tables = [sg.tensors[op.inputs[1]] for sg in m.subgraphs for op in sg.operators if op.opcodeIndex in lookup]
+    assert tables and all(t.type == schema.TensorType.INT8 and not any(t.quantization.zeroPoint) for t in tables)
+    assert json.loads((tmp_path / "bert.dynamic.tflite.report.json").read_text())["result"]["parity"]["passed"]
+
+
+def test_executorch_dynamic_activation_int8_of_a_hf_bert(bert, tmp_path):
+    """--quantize dynamic for ExecuTorch: XNNPACK's dynamically quantized linear layers (int8
+    weights, activations quantized per run), no calibration data needed; parity passes."""
+    d, *_ = bert
+    out = tmp_path / "bert.dynamic.pte"
+    res = run_cli("convert", d / "bert.pt2", "--target", "executorch", "--quantize", "dynamic",
+                  "--inputs", d / "val.npz", "-o", out)
+    assert res.code == 0, res
+    result = json.loads((tmp_path / "bert.dynamic.pte.report.json").read_text())["result"]
+    assert result["precision"] == "dynamic" and result["parity"]["passed"]
+    assert "is_dynamic=True" in res.stdout + res.stderr
+
+
+def test_onnx_transformer_fusion_and_its_opt_out(bert, tmp_path):
+    """onnxruntime's transformer optimizer fuses the BERT's LayerNorm/GELU (SkipLayerNormalization,
+    BiasGelu: the dynamo exporter's attention is not a pattern it fuses); the report says what it
+    fused, that the fused graph matched the plain one, and whether it was faster (then it is the
+    file). --no-transformer-fusion keeps the plain graph: standard ONNX operators only."""
+    import onnx
+
+    d, *_ = bert
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--quantize", "dynamic", "--inputs", d / "val.npz",
+                  "-o", tmp_path / "fused.onnx")
+    assert res.code == 0, res
+    fusion = json.loads((tmp_path / "fused.onnx.report.json").read_text())["result"]["details"]["transformer_fusion"]
+    assert fusion["fused"].get("SkipLayerNormalization", 0) >= 2 and max(fusion["parity"].values()) < 1e-4
+    domains = {n.domain for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node}
+    assert ("com.microsoft" in domains) == fusion["kept"]
+    assert fusion["kept"] == (fusion["fused_ms"] <= fusion["plain_ms"] * 0.98)
+    res = run_cli("convert", d / "bert.pt2", "--target", "onnx", "--no-transformer-fusion", "--inputs", d / "val.npz",
+                  "-o", tmp_path / "plain.onnx")
+    assert res.code == 0, res
+    assert "transformer_fusion" not in json.loads((tmp_path / "plain.onnx.report.json").read_text())["result"]["details"]
+    assert {n.op_type for n in onnx.load(str(tmp_path / "plain.onnx")).graph.node}.isdisjoint(
+        {"SkipLayerNormalization", "BiasGelu"})
 
 
 def test_text_in_label_out(bert, tmp_path):
