@@ -108,8 +108,10 @@ def load_all() -> dict[tuple[str, str], Converter]:
             importlib.import_module(mod)
         from edgekit.targets import TARGET_MODULES
 
-        for mod in TARGET_MODULES:  # a target's own module adds its paths from the sources' ones
-            importlib.import_module(mod).register_converters(register, dict(_REGISTRY))
+        for mod in TARGET_MODULES:  # a target's own module may add paths (e.g. from the sources' ones)
+            add = getattr(importlib.import_module(mod), "register_converters", None)
+            if add is not None:
+                add(register, dict(_REGISTRY))
         _loaded = True
     return _REGISTRY
 

@@ -37,7 +37,8 @@ MARKER = ".edgekit-out"
 REPORT_FILES = ("report.json", "junit.xml", "summary.md", "report.html")
 RESERVED_NAMES = (MANIFEST, MARKER, *REPORT_FILES)
 
-# packages whose versions go into a job's cache key, per converter extra
+# packages whose versions go into a job's cache key, per converter extra; the target's own
+# packages (its declaration, edgekit.targets) are added to them
 _EXTRA_PACKAGES = {
     "core": ["numpy", "onnx", "onnxruntime", "onnxconverter-common"],
     "tf": ["tensorflow-cpu", "keras", "tf2onnx", "ai-edge-litert"],
@@ -104,9 +105,13 @@ def semantic_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def library_versions(extra: str) -> dict[str, str]:
+def library_versions(extra: str, target: str | None = None) -> dict[str, str]:
+    from edgekit.targets import TARGETS
+
     out = {"edgekit": __version__}
-    for name in _EXTRA_PACKAGES["core"] + _EXTRA_PACKAGES.get(extra, []):
+    names = _EXTRA_PACKAGES["core"] + _EXTRA_PACKAGES.get(extra, [])
+    names += [p for p in (TARGETS[target].packages if target else ()) if p not in names]
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -202,7 +207,7 @@ def cache_key(job: Job) -> str:
                           **{k: v for k, v in (("output_kinds", m.output_kinds), ("batch_axis", m.batch_axis)) if v}},
         "target": {k: v for k, v in vars(s).items() if not (k == "keep_float" and v is None)},
         "output": job.output,
-        "versions": library_versions(job.extra),
+        "versions": library_versions(job.extra, job.spec.target),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -485,7 +490,7 @@ def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
            if job.spec.keep_float else {}),
         "source": {"path": str(job.model.source), "sha256": job.inputs_digest["source"],
                    "format": conv["source_format"]},
-        "converter": conv["converter"], "versions": library_versions(job.extra),
+        "converter": conv["converter"], "versions": library_versions(job.extra, job.spec.target),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": entry["build_seconds"], "stage_seconds": entry.get("stage_seconds"), "cache_key": job.key,
     }

@@ -14,9 +14,8 @@ from pathlib import Path
 import click
 
 from edgekit import __version__
-from edgekit.converters.ort import ORT_STYLES  # light: the target's declaration only
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
-from edgekit.targets import OUTPUT_KINDS, TARGETS  # light: data tables only
+from edgekit.targets import OUTPUT_KINDS, TARGETS, target_options  # light: data tables only
 from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
@@ -192,6 +191,21 @@ def cli():
 
 
 # ----------------------------------------------------------------------------- convert
+def declared_target_options(f):
+    """The convert options targets add (each target's declaration, edgekit.targets)."""
+    for _, o in reversed(target_options()):
+        f = click.option(o.flag, o.key, is_flag=o.is_flag, default=False if o.is_flag else None, help=o.help,
+                         type=click.Choice(o.choices) if o.choices else None)(f)
+    return f
+
+
+def check_target_options(given: dict, conv, target: str) -> None:
+    """A target's option on a path that does not take it is refused, naming where it applies."""
+    for t, o in target_options():
+        if given.get(o.key) and o.key not in conv.options:
+            raise BadInput(f"{o.flag} applies only to {o.applies or '--target ' + t.name}, not {target}.")
+
+
 def default_output(source: Path, target_ext: str, precision: str) -> Path:
     stem = source.name.split(".")[0] if source.is_file() else source.name
     suffix = "" if precision == "fp32" else f".{precision}"
@@ -214,13 +228,11 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
                    "tokenizes --text-column into input_ids/attention_mask (the tokenizer's padding/truncation).")
 @click.option("--text-column", default="text", show_default=True, metavar="NAME",
               help="With --tokenizer: the CSV column holding the texts.")
-@click.option("--script", is_flag=True, help="TorchScript target: torch.jit.script instead of trace.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
 @click.option("--keep-float", "keep_float", multiple=True, metavar="NAME[,NAME]|auto",
               help="With --quantize int8 to ONNX: keep these layers in float (names as 'edgekit debug' prints "
                    "them; repeatable), or auto: keep the most sensitive ones float until the int8 preset passes.")
-@click.option("--ort-style", type=click.Choice(ORT_STYLES), default=None,
-              help="--target ort: onnxruntime's optimization style (default: fixed).")
+@declared_target_options
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check (not recommended).")
 @click.option("--keep-failed", is_flag=True, help="Write the artifact even when parity fails (exit code is still 1).")
@@ -236,9 +248,10 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, seed, validate_arch,
+            text_column, int8_io, keep_float, output, no_validate, keep_failed, seed, validate_arch,
             arm_cpu, atol, rtol, batch_axes, output_kinds,
-            label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
+            label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose,
+            **target_opts):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
     The artifact is written only after the check passes (use --keep-failed to keep a
@@ -264,13 +277,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        trust=_trust(trust_pickle, trust_code, trust_types), signature=signature_name,
                        label_column=label_column, tolerance={"atol": atol, "rtol": rtol}, seed=seed)
     base_req = SourceRequest.from_cli(model, found, **req_options)  # fails fast, before data files
-    if script and "script" not in conv.options:
-        raise BadInput(f"--script applies only to --target torchscript from PyTorch sources, not {target}.")
+    check_target_options(target_opts, conv, target)
     if quantize in conv.needs_calibration and not calibration:
         raise BadInput(f"--quantize {quantize} needs --calibration: a .npz of a few hundred representative inputs.",
                        hint="e.g. --calibration calib.npz (keyed by input name; a single-input model may use any key)")
-    if ort_style and "ort_style" not in conv.options:
-        raise BadInput(f"--ort-style applies only to --target ort, not {target}.")
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
@@ -312,7 +322,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             check_ids(model, read_npz(Path(inputs)), inputs)
         result = run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
                            validate=not no_validate,
-                           options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep},
+                           options={"int8_io": int8_io, "keep_float": keep, **target_opts},
                            timeout=timeout, verbose=verbose,
                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")

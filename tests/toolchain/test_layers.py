@@ -16,7 +16,8 @@ NAMES = ["core", "validators", "converters", "pipeline/build", "cli"]
 # the layer of every module not under validators/ or converters/ (those default to their folder)
 LAYERS = {
     "edgekit": CORE, "edgekit.errors": CORE, "edgekit.formats": CORE, "edgekit.tensors": CORE,
-    "edgekit.targets": CORE, "edgekit.fsutil": CORE, "edgekit.isolation": CORE, "edgekit.progress": CORE,
+    "edgekit.targets": CORE, "edgekit.target_decl": CORE, "edgekit.fsutil": CORE, "edgekit.isolation": CORE,
+    "edgekit.progress": CORE,
     "edgekit.scan": CORE, "edgekit.text": CORE,
     "edgekit.sources": CORE, "edgekit.config": CORE, "edgekit.ui": CORE, "edgekit.converters": CORE,
     "edgekit.loading": VALIDATORS, "edgekit.request": VALIDATORS,  # open_model picks a runner
