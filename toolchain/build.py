@@ -441,7 +441,7 @@ def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbo
     from edgekit import isolation
 
     on_progress("checking on emulated arm64")
-    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", job.request(), str(artifact),
+    out = isolation.run("validate", "edgekit.pipeline:validate_stage", job.request(), str(artifact),
                         arches=("arm64",), precision=precision, timeout=timeout, verbose=verbose,
                         on_progress=on_progress, crash_exit_code=2)
     res = out["results"][0]

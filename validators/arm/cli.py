@@ -246,7 +246,7 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
     from edgekit.report import document, parity_table
 
     source = req.source
-    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(artifact),
+    out = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
                      arches=arches, cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
                      crash_exit_code=2,
                      title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
@@ -285,9 +285,10 @@ def convert_arm_check(req, staged, precision, *, arm_cpu, timeout, verbose) -> d
     """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
     from pathlib import Path
 
+
     from edgekit.cli import run_stage
 
-    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged),
+    out = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(staged),
                      arches=("arm64",), cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
                      crash_exit_code=2, title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
     return out["results"][0]
