@@ -15,6 +15,7 @@ import click
 
 from edgekit import __version__
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
+from edgekit.stagerun import print_notes, run_stage  # noqa: F401 (arm/cli's too)
 from edgekit.targets import OUTPUT_KINDS, TARGETS, target_options  # light: data tables only
 from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
 
@@ -131,14 +132,6 @@ def _trust(trust_pickle: bool, trust_code: bool, trust_types: tuple = ()):
     from edgekit.loading import Trust
 
     return Trust(pickle=trust_pickle, code=trust_code, types=tuple(trust_types))
-
-
-def run_stage(stage: str, target: str, *args, timeout: float, verbose: bool, title: str, **kwargs):
-    from edgekit import isolation
-
-    with _ui().stage(title) as on_progress:
-        return isolation.run(stage, target, *args, timeout=timeout, on_progress=on_progress,
-                             verbose=verbose, **kwargs)
 
 
 def _data_file(path: str | None, option: str) -> str | None:
@@ -411,17 +404,6 @@ def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list 
     return f"{step}{fix}; or "
 
 
-def print_notes(notes: list[str]) -> None:
-    from edgekit.pipeline import CALIBRATION_NOTE, RANDOM_WARNING
-
-    ui = _ui()
-    for note in notes:
-        if note in (RANDOM_WARNING, CALIBRATION_NOTE):
-            ui.warn(note)
-        else:
-            ui.info(f"  note: {note}")
-
-
 # ----------------------------------------------------------------------------- validate
 @cli.command(epilog=EXIT_CODE_HELP)
 @click.argument("source", metavar="SOURCE")
@@ -565,26 +547,27 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
     ui = _ui()
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document
+    from edgekit.request import SourceRequest
+    from edgekit.sources import SHAPE_SOURCES, WEIGHT_FORMATS
 
-    from edgekit.sources import SHAPE_SOURCES, WEIGHT_FORMATS, source_options
-
-    options = {}
+    trust = _trust(trust_pickle, trust_code, trust_types)
+    reqs = {}
     for a in artifacts:  # --input-shape/--model-class describe the artifacts that need them
         found = _source(a)
         needs = found.spec.framework in SHAPE_SOURCES or found.name in WEIGHT_FORMATS
-        options[a] = {**(source_options(found, input_shapes, model_class, model_args) if needs else {}),
-                      "signature": signature_name}
+        shapes = dict(input_shapes=input_shapes, model_class=model_class, model_args=model_args) if needs else {}
+        reqs[a] = SourceRequest.from_cli(a, found, trust=trust, signature=signature_name, **shapes)
     inputs = _data_file(inputs, "--inputs")
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     results = []
     for a in artifacts if "host" in arches else ():
-        results.append(run_stage("bench", "edgekit.validators.latency:measure", str(a),
-                                  trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
-                                  options=options[a],
-                                  iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
+        req = reqs[a]
+        results.append(run_stage("bench", "edgekit.validators.latency:measure", req.source, trust=req.trust,
+                                  threads=threads, warmup=warmup, options=req.open_options(), iterations=iterations,
+                                  inputs=inputs, timeout=timeout, verbose=verbose,
                                   title=f"benchmarking {ui.plain(Path(a).name)}", crash_exit_code=2))
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
-                                trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
+                                trust=trust, timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
     gate = arm.Gate(arm_results, max_arm_instructions, arm_baseline, max_arm_increase)
     if json_out:
@@ -637,11 +620,13 @@ def inspect(artifact, security, input_shapes, model_class, model_args, signature
             rows.append(["to allow it", rep["hint"]])
         ui.show(ui.table(f"security: {ui.plain(artifact)}", ["", ""], rows, show_header=False))
         return
-    from edgekit.sources import source_options
+    from edgekit.request import SourceRequest
 
-    src_options = {**source_options(found, input_shapes, model_class, model_args), "signature": signature_name}
-    result = run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact), source_options=src_options,
-                        trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
+    req = SourceRequest.from_cli(artifact, found, input_shapes=input_shapes, model_class=model_class,
+                                 model_args=model_args, trust=_trust(trust_pickle, trust_code, trust_types),
+                                 signature=signature_name)
+    result = run_stage("inspect", "edgekit.pipeline:inspect_stage", req.source, source_options=req.open_options(),
+                        trust=req.trust, timeout=timeout, verbose=verbose,
                         title=f"inspecting {ui.plain(Path(artifact).name)}", crash_exit_code=2)
     if json_out:
         ui.emit_json(document("inspect", True, result=result))

@@ -10,6 +10,7 @@ import time
 
 import click
 
+from edgekit.stagerun import print_notes, run_stage
 from edgekit.validators.arm import ARCHES, CPUS, DEFAULT_CPU, EMULATED_LABEL
 
 
@@ -240,7 +241,6 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
     from pathlib import Path
 
     from edgekit import ui
-    from edgekit.cli import print_notes, run_stage
     from edgekit.report import failure_line
     from edgekit.errors import CheckFailed
     from edgekit.report import document, parity_table
@@ -273,7 +273,6 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
 def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout, verbose) -> list[dict]:
     from pathlib import Path
 
-    from edgekit.cli import run_stage
 
     return [run_stage("bench", "edgekit.validators.arm.stages:measure", str(a), cpu=arm_cpu, trust=trust,
                        warmup=warmup, iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
@@ -285,8 +284,6 @@ def convert_arm_check(req, staged, precision, *, arm_cpu, timeout, verbose) -> d
     """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
     from pathlib import Path
 
-
-    from edgekit.cli import run_stage
 
     out = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(staged),
                      arches=("arm64",), cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,

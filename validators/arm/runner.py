@@ -99,7 +99,7 @@ class ArmRunner(Runner):
         """One emulator launch: outputs for every sample and/or a counted timing loop."""
         from edgekit.progress import progress
         from edgekit.validators.arm.emulator import GUEST_MODEL_DIR, GUEST_WORK, expect_outputs
-        from edgekit.validators.arm.provision import DEVICE_RUNNER
+        from edgekit.validators.arm.recipe import DEVICE_RUNNER
 
         work = Path(tempfile.mkdtemp(prefix="edgekit-arm-run-"))
         try:
