@@ -23,11 +23,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from edgekit.converters import onnx_quant
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
+from edgekit.converters.tflite_edit import float_depthwise_weights, float_io
 from edgekit.errors import ConversionFailed, require, upstream
 from edgekit.progress import progress
-from edgekit.converters import onnx_quant
-from edgekit.converters.tflite_edit import float_depthwise_weights, float_io
 from edgekit.validators.runners.torch import TS_METADATA, TorchExportRunner, TorchScriptRunner, flatten_outputs
 
 CALIBRATION_LIMIT = 200  # samples used by int8 calibration
