@@ -28,7 +28,6 @@ from edgekit.converters.registry import ConvertRequest, ConvertResult, register
 from edgekit.converters.tflite_edit import float_depthwise_weights, float_io
 from edgekit.errors import ConversionFailed, require, upstream
 from edgekit.progress import progress
-from edgekit.validators.runners.torch import TS_METADATA, TorchExportRunner, TorchScriptRunner, flatten_outputs
 
 CALIBRATION_LIMIT = 200  # samples used by int8 calibration
 ONNX_OPSET = 18
@@ -39,15 +38,24 @@ def _torch():
     return require("torch", "torch")
 
 
+def _runners():
+    """edgekit.validators.runners.torch, imported when a conversion runs: it imports numpy, and
+    the CLI process looks converters up without it (tests/toolchain/test_isolation.py)."""
+    from edgekit.validators.runners import torch as runners
+
+    return runners
+
+
 # ----------------------------------------------------------------------------- torch.export
 def exported_program(model, *, static: bool = False):
     """A fresh torch.export ExportedProgram of the source (lowering mutates programs in place, and
     the runner stays the parity reference): a .pt2's own program; a TorchScript archive through
     TS2EPConverter, checked against the archive; else torch.export of the eager module. static:
     the batch fixed at 1."""
-    if isinstance(model, TorchScriptRunner):
+    runners = _runners()
+    if isinstance(model, runners.TorchScriptRunner):
         return _program_from_torchscript(model)
-    if isinstance(model, TorchExportRunner) and not (static and model.dynamic_batch()):
+    if isinstance(model, runners.TorchExportRunner) and not (static and model.dynamic_batch()):
         return model.load_program()
     torch = _torch()
     dyn = None if static else model.dynamic_shapes()
@@ -64,6 +72,7 @@ def _program_from_torchscript(model):
     torch = _torch()
     from torch._export.converter import TS2EPConverter
 
+    flatten_outputs = _runners().flatten_outputs
     args = model.example_inputs(batch=1)
     try:
         with warnings.catch_warnings():
@@ -217,7 +226,7 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
                      "the artifact takes a batch of 1")
     elif model.dynamic_batch():
         notes.append("dynamic batch kept (checked at batch 3 against the source)")
-    torch.jit.save(frozen, str(out_path), _extra_files={TS_METADATA: json.dumps(meta)})
+    torch.jit.save(frozen, str(out_path), _extra_files={_runners().TS_METADATA: json.dumps(meta)})
     notes.append(f"{'scripted' if script else 'traced'} and frozen; input signature stored in the archive")
     return ConvertResult(out_path, "fp32", notes, {"converter": "torch.jit", "torch": torch.__version__,
                                                    "method": meta["method"]})
@@ -257,8 +266,8 @@ def _batch_generalises(frozen, model) -> bool:
     probe = model.example_inputs(batch=3, seed=1)
     try:
         with torch.no_grad():
-            got = flatten_outputs(frozen(*probe))
-            want = flatten_outputs(model.call(*probe))
+            got = _runners().flatten_outputs(frozen(*probe))
+            want = _runners().flatten_outputs(model.call(*probe))
     except Exception:
         return False
     return len(got) == len(want) and all(
