@@ -233,7 +233,7 @@ class OnnxModel:
 
 
 def open_artifact(path: str, threads: int, runtime: str | None = None):
-    """The model, run by `runtime` (litert or onnxruntime: edgekit says which), else by what
+    """The model, run by `runtime` (litert or onnxruntime: the caller says which), else by what
     the file looks like (a flatbuffer TFL3 is LiteRT's; onnxruntime reads the rest)."""
     if runtime:
         cls = {c.runtime: c for c in (TFLiteModel, OnnxModel)}.get(runtime)
