@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from edgekit.converters.base import ConvertResult
 from edgekit.errors import CheckFailed, EdgekitError
 from edgekit.progress import progress
 
@@ -87,7 +88,6 @@ def gate_data(model, samples):
 
 def convert(conv, model, request, out_path: Path):
     """Run `conv` (a registry.Converter) for each candidate precision and keep the best file."""
-    from edgekit.converters.registry import ConvertResult
     from edgekit.loading import open_model
     from edgekit.targets import get_target, precision_of, tolerance_preset
     from edgekit.validators.latency import file_size, timed_on

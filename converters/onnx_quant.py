@@ -195,12 +195,12 @@ def quantize(float_path: Path, out_path: Path, mode: str, calibration=None, repo
 def load_error(path: Path) -> str | None:
     """Why onnxruntime cannot load a file edgekit just wrote (None if it loads). A file of our own
     making that does not load is a conversion failure, never the user's bad input."""
-    import onnxruntime as ort
+    import onnxruntime
 
-    opts = ort.SessionOptions()
+    opts = onnxruntime.SessionOptions()
     opts.log_severity_level = 3
     try:
-        ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         return str(exc).strip()
     return None

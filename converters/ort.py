@@ -1,8 +1,9 @@
 """Target `ort`: ONNX Runtime Mobile's ORT format, everything about it in one module.
 
 A target module declares `TARGET` (plain data: edgekit.targets reads it, so the CLI's
-choices, `edgekit build`, detection, the runners table, `inspect --security` and the arm64
-check all know the target) and registers its converters in `register_converters`. This module
+choices and options, `edgekit build` and its cache key, doctor, detection, the runners table,
+`inspect --security` and the arm64 check all know the target) and registers its converters in
+`register_converters`. This module
 imports nothing heavy at import time: edgekit.targets imports it when the CLI starts.
 
 Path: any source that reaches ONNX (its own ONNX converter, every ONNX precision, the shared
@@ -21,20 +22,23 @@ import io
 import tempfile
 from pathlib import Path
 
+from edgekit.target_decl import Target, TargetOption
+
 ORT_STYLES = ("fixed", "runtime")
 
-TARGET = {
-    "name": "ort", "extension": ".ort", "format": "ort", "runtime": "onnxruntime_ort",
-    "precisions": ("fp32", "fp16", "dynamic", "int8"),
-    "description": "ONNX Runtime Mobile ORT format, run by onnxruntime",
+TARGET = Target(
+    "ort", ".ort", "ort", "onnxruntime_ort", ("fp32", "fp16", "dynamic", "int8"),
+    "ONNX Runtime Mobile ORT format, run by onnxruntime",
+    runner="edgekit.converters.ort:OrtFormatRunner",
     # how edgekit.formats detects the file: a flatbuffer with file identifier ORTM
-    "format_description": "ONNX Runtime ORT format model (.ort)", "framework": "ort", "magic": b"ORTM",
-    "runner": "edgekit.converters.ort:OrtFormatRunner",
-    "device_runtime": "onnxruntime",  # what runs it on emulated arm64 (edgekit.validators.arm)
-    "capability": "a flatbuffer graph of ONNX Runtime kernels, no code",
-    # no extra of its own: onnxruntime (its converter and runtime) is a core dependency, so a
-    # build's cache key already holds its version
-}
+    format_description="ONNX Runtime ORT format model (.ort)", framework="ort", magic=rb"ORTM",
+    device_runtime="onnxruntime",  # what runs it on emulated arm64 (edgekit.validators.arm)
+    capability="a flatbuffer graph of ONNX Runtime kernels, no code",
+    # onnxruntime (its converter and runtime) is a core dependency
+    packages=("onnxruntime",), doctor=(("onnxruntime", "runs .ort"),),
+    options=(TargetOption("--ort-style", "ort_style", "--target ort: onnxruntime's optimization style "
+                          "(default: fixed).", choices=ORT_STYLES),),
+)
 
 
 def convert_to_ort(onnx_path: Path, out_path: Path, style: str = "fixed") -> dict:
@@ -116,9 +120,9 @@ def __getattr__(name: str):
         """onnxruntime on an .ort file: the same session and timing as .onnx; the checks and
         operator counts read the ORT flatbuffer instead of an ONNX protobuf."""
 
-        def _check_file(self, check_onnx_file) -> None:
+        def check_file(self) -> None:
             with open(self.path, "rb") as fh:
-                if fh.read(8)[4:8] != TARGET["magic"]:
+                if fh.read(8)[4:8] != TARGET.magic:
                     raise BadInput(f"{self.path}: not an ORT format model (no ORTM identifier).")
 
         def op_counts(self) -> dict[str, int]:

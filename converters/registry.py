@@ -9,33 +9,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from edgekit.converters import auto
+from edgekit.converters.base import ConvertRequest, ConvertResult  # noqa: F401 (converters import them from here)
 from edgekit.errors import BadInput
 from edgekit.targets import QUANTIZE_MODES, get_target, precision_of
-
-
-@dataclass
-class ConvertRequest:
-    """Everything a converter gets besides the loaded model."""
-
-    target: str
-    quantize: str = "none"
-    calibration: Any = None  # edgekit.tensors.Dataset or None
-    options: dict = field(default_factory=dict)
-    # real samples (--inputs, else --calibration) that timing and auto's parity gate run on,
-    # so that they see the shapes the model really gets (a dynamic H/W is never invented)
-    samples: Any = None
-
-
-@dataclass
-class ConvertResult:
-    path: Path
-    precision: str
-    notes: list[str] = field(default_factory=list)  # e.g. layout changes, delegation summary
-    details: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,8 +36,6 @@ class Converter:
     def func(self, model, request: ConvertRequest, out_path: Path) -> ConvertResult:
         """Convert; --quantize auto runs the shared chooser (edgekit.converters.auto) over `impl`."""
         if request.quantize == "auto":
-            from edgekit.converters import auto
-
             return auto.convert(self, model, request, out_path)
         return self.impl(model, request, out_path)
 
@@ -108,8 +86,10 @@ def load_all() -> dict[tuple[str, str], Converter]:
             importlib.import_module(mod)
         from edgekit.targets import TARGET_MODULES
 
-        for mod in TARGET_MODULES:  # a target's own module adds its paths from the sources' ones
-            importlib.import_module(mod).register_converters(register, dict(_REGISTRY))
+        for mod in TARGET_MODULES:  # a target's own module may add paths (e.g. from the sources' ones)
+            add = getattr(importlib.import_module(mod), "register_converters", None)
+            if add is not None:
+                add(register, dict(_REGISTRY))
         _loaded = True
     return _REGISTRY
 

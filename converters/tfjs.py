@@ -30,18 +30,22 @@ import tempfile
 import types
 from pathlib import Path
 
+from edgekit.target_decl import Target, TargetOption
+
 TFJS_WEIGHTS = ("uint8", "uint16")
 
-TARGET = {
-    "name": "tfjs", "extension": "_tfjs", "format": "tfjs", "runtime": "web",
-    "precisions": ("fp32", "fp16", "dynamic"),
-    "description": "TensorFlow.js graph model (a folder: model.json + weight shards), run by TF.js",
-    "format_description": "TensorFlow.js graph model folder (model.json + weight shards)", "framework": "tfjs",
-    "magic": None, "folder_file": "model.json",  # how edgekit.formats detects it: a folder holding model.json
-    "runner": "edgekit.validators.web.runner:WebRunner",
-    "device_runtime": None,  # not run on emulated arm64
-    "capability": "a JSON graph of TF.js ops and binary weights, no code",
-}
+TARGET = Target(
+    "tfjs", "_tfjs", "tfjs", "web", ("fp32", "fp16", "dynamic"),
+    "TensorFlow.js graph model (a folder: model.json + weight shards), run by TF.js",
+    runner="edgekit.validators.web.runner:WebRunner",
+    format_description="TensorFlow.js graph model folder (model.json + weight shards)", framework="tfjs",
+    folder_file="model.json",  # how edgekit.formats detects it: a folder holding model.json
+    device_runtime=None,  # not run on emulated arm64: --arch browser / node (edgekit.validators.web)
+    capability="a JSON graph of TF.js ops and binary weights, no code",
+    extra="tf",
+    options=(TargetOption("--tfjs-weights", "tfjs_weights", "--target tfjs --quantize dynamic: weight quantization "
+                          "width (default: uint8).", choices=TFJS_WEIGHTS),),
+)
 
 
 def _optional_stub(name: str) -> types.ModuleType:

@@ -23,7 +23,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from edgekit.converters import onnx_quant
 from edgekit.converters.registry import ConvertRequest, ConvertResult, register
+from edgekit.converters.tflite_edit import float_io
 from edgekit.errors import ConversionFailed, require, upstream
 from edgekit.progress import progress
 
@@ -36,10 +38,97 @@ def _torch():
     return require("torch", "torch")
 
 
-def _helpers():
-    from edgekit.validators.runners import torch as rt
+def _runners():
+    """edgekit.validators.runners.torch, imported when a conversion runs: it imports numpy, and
+    the CLI process looks converters up without it (tests/toolchain/test_isolation.py)."""
+    from edgekit.validators.runners import torch as runners
 
-    return rt
+    return runners
+
+
+# ----------------------------------------------------------------------------- torch.export
+def exported_program(model, *, static: bool = False):
+    """A fresh torch.export ExportedProgram of the source (lowering mutates programs in place, and
+    the runner stays the parity reference): a .pt2's own program; a TorchScript archive through
+    TS2EPConverter, checked against the archive; else torch.export of the eager module. static:
+    the batch fixed at 1."""
+    runners = _runners()
+    if isinstance(model, runners.TorchScriptRunner):
+        return _program_from_torchscript(model)
+    if isinstance(model, runners.TorchExportRunner) and not (static and model.dynamic_batch()):
+        return model.load_program()
+    torch = _torch()
+    dyn = None if static else model.dynamic_shapes()
+    args = model.example_inputs(batch=1 if (static or dyn is None) else 2)
+    with upstream("torch", "torch.export", error=lambda exc: export_failure(exc, "torch.export")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.export(model.eager_module(), args, dynamic_shapes=dyn)
+
+
+def _program_from_torchscript(model):
+    """TorchScript -> ExportedProgram with torch's TS2EPConverter (the route to targets that need
+    torch.export), checked against the TorchScript module before use."""
+    torch = _torch()
+    from torch._export.converter import TS2EPConverter
+
+    flatten_outputs = _runners().flatten_outputs
+    args = model.example_inputs(batch=1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ep = TS2EPConverter(model.native, args).convert()
+            with torch.no_grad():
+                got = flatten_outputs(ep.module()(*args))
+                want = flatten_outputs(model.native(*args))
+    except Exception as exc:
+        raise ConversionFailed(
+            f"{model.path}: this TorchScript archive cannot be turned into a torch.export program "
+            f"(TS2EPConverter: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:240]}).",
+            hint=REEXPORT_HINT, details=str(exc)[-2000:]) from None
+    if len(got) != len(want) or any(not torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(got, want)):
+        raise ConversionFailed(f"{model.path}: the torch.export program converted from TorchScript does not "
+                               "compute what the TorchScript module does.", hint=REEXPORT_HINT)
+    return ep
+
+
+_OP_PATTERNS = (
+    r"OpOverload\(op='(aten\.[A-Za-z0-9_]+)'",              # torch.onnx: no ONNX function found
+    r"Lowering not found: (aten\.[A-Za-z0-9_]+)",            # litert-torch
+    r"Operator torch\._ops\.(aten\.[A-Za-z0-9_]+)\.\w+ is not in Core ATen",  # executorch
+    r"target=torch\.ops\.(aten\.[A-Za-z0-9_]+)",            # the failing FX node
+    r"\baten[.:]{1,2}([A-Za-z0-9_]+)",                        # anything else quoted
+)
+
+
+def op_name_in(text: str) -> list[str]:
+    """Operator names quoted in a converter's error message, most specific patterns first."""
+    import re
+
+    for pattern in _OP_PATTERNS:
+        found = re.findall(pattern, text)
+        if found:
+            names = [f if f.startswith("aten.") else f"aten.{f}" for f in found]
+            return list(dict.fromkeys(names))
+    return []
+
+
+REEXPORT_HINT = ("re-export from the Python model instead: ep = torch.export.export(model.eval(), "
+                 "(example_input,)); torch.export.save(ep, 'model.pt2'); then edgekit convert model.pt2 --target ...")
+
+
+def export_failure(exc: Exception, what: str, target: str | None = None) -> ConversionFailed:
+    """A ConversionFailed naming the operator(s) quoted in a torch/exporter error."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}")
+    ops = op_name_in(text)
+    head = text.split(": ", 1)[-1].strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+    where = f" to {target}" if target else ""
+    named = f" Unsupported operator(s){where}: {', '.join(ops[:5])}." if ops else ""
+    return ConversionFailed(f"{what} could not convert the model{where}.{named} ({head})",
+                            hint="replace or rewrite the operator(s) in the model, or choose another --target",
+                            details=text[-2000:])
 
 
 def _calibration(request: ConvertRequest, model) -> list[tuple]:
@@ -78,7 +167,7 @@ def _quiet():
 
 # ----------------------------------------------------------------------------- torchscript
 def _torchscript_error(exc: Exception, how: str, script: bool) -> ConversionFailed:
-    err = _helpers().export_failure(exc, how, "torchscript")
+    err = export_failure(exc, how, "torchscript")
     hint = ("scripting needs TorchScript-compatible Python; try tracing (drop --script)" if script
             else "data-dependent control flow needs --script")
     return ConversionFailed(err.message, hint=hint, details=err.details)
@@ -89,7 +178,6 @@ def _torchscript_error(exc: Exception, how: str, script: bool) -> ConversionFail
 def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> ConvertResult:
     """trace (or script with --script), freeze, save; the signature is stored in the archive."""
     torch = _torch()
-    rt = _helpers()
     notes: list[str] = []
     module = model.eager_module()
     script = bool(request.options.get("script"))
@@ -138,7 +226,7 @@ def torch_to_torchscript(model, request: ConvertRequest, out_path: Path) -> Conv
                      "the artifact takes a batch of 1")
     elif model.dynamic_batch():
         notes.append("dynamic batch kept (checked at batch 3 against the source)")
-    torch.jit.save(frozen, str(out_path), _extra_files={rt.TS_METADATA: json.dumps(meta)})
+    torch.jit.save(frozen, str(out_path), _extra_files={_runners().TS_METADATA: json.dumps(meta)})
     notes.append(f"{'scripted' if script else 'traced'} and frozen; input signature stored in the archive")
     return ConvertResult(out_path, "fp32", notes, {"converter": "torch.jit", "torch": torch.__version__,
                                                    "method": meta["method"]})
@@ -174,13 +262,12 @@ def _check_trace_fits_the_data(frozen, model, samples) -> None:
 def _batch_generalises(frozen, model) -> bool:
     """Does the frozen module give the source's result at another batch size?"""
     torch = _torch()
-    from edgekit.validators.runners.torch import flatten_outputs
 
     probe = model.example_inputs(batch=3, seed=1)
     try:
         with torch.no_grad():
-            got = flatten_outputs(frozen(*probe))
-            want = flatten_outputs(model._call(*probe))
+            got = _runners().flatten_outputs(frozen(*probe))
+            want = _runners().flatten_outputs(model.call(*probe))
     except Exception:
         return False
     return len(got) == len(want) and all(
@@ -296,7 +383,6 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
     run time (XNNPACK's dynamically quantized fully-connected kernels): what suits transformers,
     whose activations have outliers a static scale calibrated once cannot fit."""
     torch = _torch()
-    rt = _helpers()
     require("executorch.exir", "torch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
@@ -304,9 +390,9 @@ def torch_to_executorch(model, request: ConvertRequest, out_path: Path) -> Conve
     notes = _route_note(model) + _batch_note(model, "executorch")
     details: dict = {"converter": "executorch", "torch": torch.__version__}
     progress("exporting with torch.export")
-    ep = model.exported_program(static=True)
+    ep = exported_program(model, static=True)
     with _quiet(), upstream("executorch", "export and lowering",
-                            error=lambda exc: rt.export_failure(exc, "ExecuTorch", "executorch")):
+                            error=lambda exc: export_failure(exc, "ExecuTorch", "executorch")):
         if request.quantize in ("int8", "dynamic"):
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer, get_symmetric_quantization_config)
@@ -369,21 +455,19 @@ def torch_to_onnx(model, request: ConvertRequest, out_path: Path) -> ConvertResu
     """torch.onnx.export(dynamo=True, opset 18, one self-contained file), then onnx_quant."""
     import logging
 
-    from edgekit.converters import onnx_quant
 
     torch = _torch()
-    rt = _helpers()
     require("onnxscript", "torch")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     notes = _route_note(model)
     progress("exporting with torch.export")
-    ep = model.exported_program()
+    ep = exported_program(model)
     progress(f"converting to ONNX (torch.onnx dynamo exporter, opset {ONNX_OPSET})")
 
     def write_float(path: Path) -> None:
         with _quiet():
             with upstream("torch", "torch.onnx.export",
-                          error=lambda exc: rt.export_failure(exc, "torch.onnx.export", "onnx")):
+                          error=lambda exc: export_failure(exc, "torch.onnx.export", "onnx")):
                 torch.onnx.export(ep, (), str(path), dynamo=True, opset_version=ONNX_OPSET,
                                   input_names=model.signature.input_names,
                                   output_names=[s.name for s in model.signature.outputs],
@@ -405,12 +489,11 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
     """litert-torch: fp32; fp16 and dynamic-range int8 recipes; full int8 through PT2E (calibrated)."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     torch = _torch()
-    rt = _helpers()
     litert_torch = require("litert_torch", "torch")
     mode = request.quantize
     notes = _route_note(model) + _batch_note(model, "tflite") + _layout_note(model, "tflite")
     progress("exporting with torch.export")
-    ep = model.exported_program(static=True)
+    ep = exported_program(model, static=True)
     args = model.example_inputs(batch=1)
     details = {"converter": "litert_torch.convert", "torch": torch.__version__}
 
@@ -461,7 +544,7 @@ def torch_to_tflite(model, request: ConvertRequest, out_path: Path) -> ConvertRe
         return data, module
 
     with _quiet(), upstream("litert-torch", "convert",
-                            error=lambda exc: rt.export_failure(exc, "litert-torch", "tflite")):
+                            error=lambda exc: export_failure(exc, "litert-torch", "tflite")):
         keep = request.options.get("keep_float") if mode == "int8" else None
         if keep:
             from edgekit.converters import keep_float
@@ -529,7 +612,6 @@ def _float_io(blob: bytes) -> tuple[bytes, list[str]]:
     the Python API, 1.8x more instructions on ARM). Putting the two ops back inside the graph
     lets XNNPACK run them with the rest: the same file layout TFLiteConverter writes for
     Keras int8 by default."""
-    from edgekit.converters.tflite_edit import float_io
 
     try:
         return float_io(blob)

@@ -61,3 +61,70 @@ def samples_dir(tmp_path_factory) -> Path:
     env = {**os.environ, "EDGEKIT_SAMPLES_DIR": str(out)}
     subprocess.run([sys.executable, str(SAMPLES / "make_samples.py"), "digits_keras"], check=True, env=env)
     return out
+
+
+# the Keras digits sample's conversions that several test files check (converted once per session)
+DIGITS_CONVERSIONS = {"tflite-fp32": ("tflite", "none"), "tflite-int8": ("tflite", "int8"),
+                      "onnx-fp32": ("onnx", "none"), "onnx-int8": ("onnx", "int8")}
+
+
+class ConvertedDigits:
+    """`digits[name]` is the artifact of DIGITS_CONVERSIONS[name], converted on first use with the
+    validation set as --inputs (and the calibration set for int8); `digits.doc(name)` is that
+    convert's JSON document. Each artifact is alone with its report in a folder of its own."""
+
+    def __init__(self, samples: Path, root: Path):
+        self.samples, self.root, self._done = samples, root, {}
+        self.source = samples / "digits_keras.keras"
+        self.val = samples / "digits_keras_val.npz"
+        self.calib = samples / "digits_keras_calib.npz"
+
+    def convert(self, name: str) -> tuple[Path, dict]:
+        if name not in self._done:
+            target, quantize = DIGITS_CONVERSIONS[name]
+            folder = self.root / name
+            folder.mkdir()
+            out = folder / f"digits.{name}.{target}"
+            calib = ["--calibration", self.calib] if quantize != "none" else []
+            res = run_cli("convert", self.source, "--target", target, "--quantize", quantize, *calib,
+                          "--inputs", self.val, "-o", out, "--json")
+            assert res.code == 0, res
+            self._done[name] = (out, res.json)
+        return self._done[name]
+
+    def __getitem__(self, name: str) -> Path:
+        return self.convert(name)[0]
+
+    def doc(self, name: str) -> dict:
+        return self.convert(name)[1]
+
+
+@pytest.fixture(scope="session")
+def digits_converted(samples_dir, tmp_path_factory) -> ConvertedDigits:
+    return ConvertedDigits(samples_dir, tmp_path_factory.mktemp("digits_converted"))
+
+
+@pytest.fixture(scope="session")
+def tiny_torch():
+    """tests/tiny_torch.py's models exported once per session: lstm.pt2 (TinyLSTM, dynamic batch)
+    with lstm_val.npz / lstm_calib.npz, and cummax.pt2 (an operator no target converts)."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    torch = pytest.importorskip("torch")
+    import tiny_torch as tiny
+
+    # a folder of our own: pytest's numbered temp folders can be rotated away by another session
+    out = Path(tempfile.mkdtemp(prefix="edgekit-tiny-torch-"))
+    torch.manual_seed(0)
+    batch = torch.export.Dim("batch", min=1, max=256)
+    torch.export.save(torch.export.export(tiny.TinyLSTM().eval(), (torch.randn(2, 6, 3),),
+                                          dynamic_shapes=({0: batch},)), out / "lstm.pt2")
+    rng = np.random.default_rng(0)
+    np.savez(out / "lstm_val.npz", window=rng.standard_normal((64, 6, 3)).astype("float32"))
+    np.savez(out / "lstm_calib.npz", window=rng.standard_normal((64, 6, 3)).astype("float32"))
+    torch.export.save(torch.export.export(tiny.CumMax().eval(), (torch.randn(1, 16),)), out / "cummax.pt2")
+    yield out
+    shutil.rmtree(out, ignore_errors=True)

@@ -34,5 +34,10 @@ def test_matrix_matches_the_registry():
     registered = {(c.source, c.target): {"fp32" if q == "none" else q for q in c.quantize if q != "auto"}
                   for c in paths()}
     assert _matrix() == registered
-    header_targets = set(TARGETS)
-    assert {t for _, t in registered} <= header_targets
+    assert {t for _, t in registered} <= set(TARGETS)
+
+
+def test_matrix_has_a_column_per_declared_target():
+    text = README.read_text()
+    header = text[text.index("<!-- matrix:start -->"):].splitlines()[1]
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == list(TARGETS)

@@ -37,7 +37,8 @@ MARKER = ".edgekit-out"
 REPORT_FILES = ("report.json", "junit.xml", "summary.md", "report.html")
 RESERVED_NAMES = (MANIFEST, MARKER, *REPORT_FILES)
 
-# packages whose versions go into a job's cache key, per converter extra
+# packages whose versions go into a job's cache key, per converter extra; the target's own
+# packages (its declaration, edgekit.targets) are added to them
 _EXTRA_PACKAGES = {
     "core": ["numpy", "onnx", "onnxruntime", "onnxconverter-common"],
     "tf": ["tensorflow-cpu", "keras", "tf2onnx", "ai-edge-litert"],
@@ -105,9 +106,13 @@ def semantic_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def library_versions(extra: str) -> dict[str, str]:
+def library_versions(extra: str, target: str | None = None) -> dict[str, str]:
+    from edgekit.targets import TARGETS
+
     out = {"edgekit": __version__}
-    for name in _EXTRA_PACKAGES["core"] + _EXTRA_PACKAGES.get(extra, []):
+    names = _EXTRA_PACKAGES["core"] + _EXTRA_PACKAGES.get(extra, [])
+    names += [p for p in (TARGETS[target].packages if target else ()) if p not in names]
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -233,7 +238,7 @@ def cache_key(job: Job) -> str:
         "target": {k: v for k, v in vars(s).items()
                    if not (k == "keep_float" and v is None) and not (k == "devices" and not v)},
         "output": job.output,
-        "versions": library_versions(job.extra),
+        "versions": library_versions(job.extra, job.spec.target),
     }
     if set(WEB_ARCHES) & set(s.arches):  # only then, so other builds keep their cache keys
         from edgekit.validators.web.provision import recipe_version
@@ -401,7 +406,7 @@ def reusable(out: Path, entry: dict) -> bool:
 
 
 def _plain_folder(path: Path) -> bool:
-    """A folder artifact (tfjs) of plain files only, no links: what a rebuild may reuse."""
+    """A folder artifact (a TF.js model) of plain files only, no links: what a rebuild may reuse."""
     return path.is_dir() and not path.is_symlink() and all(is_plain_file(f) for f in path.iterdir())
 
 
@@ -493,7 +498,7 @@ def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbo
     from edgekit import isolation
 
     on_progress("checking on emulated arm64")
-    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", job.request(), str(artifact),
+    out = isolation.run("validate", "edgekit.pipeline:validate_stage", job.request(), str(artifact),
                         arches=("arm64",), precision=precision, timeout=timeout, verbose=verbose,
                         on_progress=on_progress, crash_exit_code=2)
     res = out["results"][0]
@@ -518,11 +523,11 @@ def device_check(job: Job, dev, artifact: Path, precision: str, *, timeout: floa
 def web_check(job: Job, artifact: Path, precision: str, arches: tuple, *, timeout: float, verbose: bool,
               on_progress) -> dict:
     """Parity and in-page latency in the browser / Node.js, one result per JS runtime, keyed
-    'arch:runtime' (browser:ort-wasm, browser:tfjs-wasm, browser:tfjs-cpu, node:...)."""
+    'arch:runtime' (browser:onnxruntime-web, node:onnxruntime-web, and TF.js's wasm and cpu runtimes)."""
     from edgekit import isolation
 
     on_progress(f"checking in {' + '.join(arches)}")
-    out = isolation.run("validate", "edgekit.validators.arm.stages:validate_stage", job.request(), str(artifact),
+    out = isolation.run("validate", "edgekit.pipeline:validate_stage", job.request(), str(artifact),
                         arches=arches, precision=precision, timeout=timeout, verbose=verbose,
                         on_progress=on_progress, crash_exit_code=2)
     return {"web_results": {f"{r['arch']}:{r['runtime']}": (r["parity"], r.get("web")) for r in out["results"]}}
@@ -571,7 +576,7 @@ def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
            if job.spec.keep_float else {}),
         "source": {"path": str(job.model.source), "sha256": job.inputs_digest["source"],
                    "format": conv["source_format"]},
-        "converter": conv["converter"], "versions": library_versions(job.extra),
+        "converter": conv["converter"], "versions": library_versions(job.extra, job.spec.target),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": entry["build_seconds"], "stage_seconds": entry.get("stage_seconds"), "cache_key": job.key,
     }

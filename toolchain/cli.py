@@ -14,9 +14,9 @@ from pathlib import Path
 import click
 
 from edgekit import __version__
-from edgekit.converters.ort import ORT_STYLES  # light: the target's declaration only
 from edgekit.errors import EXIT_CODES, BadInput, CheckFailed, EdgekitError, EXIT_INTERNAL
-from edgekit.targets import OUTPUT_KINDS, TARGETS  # light: data tables only
+from edgekit.stagerun import print_notes, run_stage  # noqa: F401 (arm/cli's too)
+from edgekit.targets import OUTPUT_KINDS, TARGETS, target_options  # light: data tables only
 from edgekit.validators.arm import cli as arm  # light (click + stdlib): --arch options, `edgekit arm`
 from edgekit.validators.device import device_options, parse_devices  # light: --device ssh://…
 
@@ -135,14 +135,6 @@ def _trust(trust_pickle: bool, trust_code: bool, trust_types: tuple = ()):
     return Trust(pickle=trust_pickle, code=trust_code, types=tuple(trust_types))
 
 
-def run_stage(stage: str, target: str, *args, timeout: float, verbose: bool, title: str, **kwargs):
-    from edgekit import isolation
-
-    with _ui().stage(title) as on_progress:
-        return isolation.run(stage, target, *args, timeout=timeout, on_progress=on_progress,
-                             verbose=verbose, **kwargs)
-
-
 def _data_file(path: str | None, option: str) -> str | None:
     if path is None:
         return None
@@ -193,6 +185,21 @@ def cli():
 
 
 # ----------------------------------------------------------------------------- convert
+def declared_target_options(f):
+    """The convert options targets add (each target's declaration, edgekit.targets)."""
+    for _, o in reversed(target_options()):
+        f = click.option(o.flag, o.key, is_flag=o.is_flag, default=False if o.is_flag else None, help=o.help,
+                         type=click.Choice(o.choices) if o.choices else None)(f)
+    return f
+
+
+def check_target_options(given: dict, conv, target: str) -> None:
+    """A target's option on a path that does not take it is refused, naming where it applies."""
+    for t, o in target_options():
+        if given.get(o.key) and o.key not in conv.options:
+            raise BadInput(f"{o.flag} applies only to {o.applies or '--target ' + t.name}, not {target}.")
+
+
 def default_output(source: Path, target_ext: str, precision: str) -> Path:
     stem = source.name.split(".")[0] if source.is_file() else source.name
     suffix = "" if precision == "fp32" else f".{precision}"
@@ -215,15 +222,11 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
                    "tokenizes --text-column into input_ids/attention_mask (the tokenizer's padding/truncation).")
 @click.option("--text-column", default="text", show_default=True, metavar="NAME",
               help="With --tokenizer: the CSV column holding the texts.")
-@click.option("--script", is_flag=True, help="TorchScript target: torch.jit.script instead of trace.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
 @click.option("--keep-float", "keep_float", multiple=True, metavar="NAME[,NAME]|auto",
               help="With --quantize int8 to ONNX: keep these layers in float (names as 'edgekit debug' prints "
                    "them; repeatable), or auto: keep the most sensitive ones float until the int8 preset passes.")
-@click.option("--ort-style", type=click.Choice(ORT_STYLES), default=None,
-              help="--target ort: onnxruntime's optimization style (default: fixed).")
-@click.option("--tfjs-weights", type=click.Choice(("uint8", "uint16")), default=None,
-              help="--target tfjs --quantize dynamic: weight quantization width (default: uint8).")
+@declared_target_options
 @click.option("--no-transformer-fusion", is_flag=True,
               help="ONNX/ORT: keep the plain graph of a transformer (no onnxruntime.transformers.optimizer fusion).")
 @click.option("-o", "--output", metavar="PATH", help="Output file (default: build/<model>[.<precision>].<ext>).")
@@ -246,9 +249,10 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, script, int8_io, keep_float, ort_style, tfjs_weights, no_transformer_fusion, output, no_validate,
-            keep_failed, explain, seed, validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
-            label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
+            text_column, int8_io, keep_float, no_transformer_fusion, output, no_validate, keep_failed, explain, seed,
+            validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
+            label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose,
+            **target_opts):
     """Convert MODEL to --target, then check parity against MODEL on the host.
 
     The artifact is written only after the check passes (use --keep-failed to keep a
@@ -274,15 +278,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                        trust=_trust(trust_pickle, trust_code, trust_types), signature=signature_name,
                        label_column=label_column, tolerance={"atol": atol, "rtol": rtol}, seed=seed)
     base_req = SourceRequest.from_cli(model, found, **req_options)  # fails fast, before data files
-    if script and "script" not in conv.options:
-        raise BadInput(f"--script applies only to --target torchscript from PyTorch sources, not {target}.")
+    check_target_options(target_opts, conv, target)
     if quantize in conv.needs_calibration and not calibration:
         raise BadInput(f"--quantize {quantize} needs --calibration: a .npz of a few hundred representative inputs.",
                        hint="e.g. --calibration calib.npz (keyed by input name; a single-input model may use any key)")
-    if ort_style and "ort_style" not in conv.options:
-        raise BadInput(f"--ort-style applies only to --target ort, not {target}.")
-    if tfjs_weights and "tfjs_weights" not in conv.options:
-        raise BadInput(f"--tfjs-weights applies only to --target tfjs, not {target}.")
     if int8_io and not (quantize == "int8" and "int8_io" in conv.options):
         raise BadInput("--int8-io applies only to --quantize int8 on paths that support it "
                        f"({found.spec.framework}→{target} {'does' if 'int8_io' in conv.options else 'does not'}).")
@@ -325,8 +324,8 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
             check_ids(model, read_npz(Path(inputs)), inputs)
         result = run_stage("convert", "edgekit.pipeline:convert_stage", req, target, quantize, str(staged),
                            validate=not no_validate,
-                           options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep,
-                                    "tfjs_weights": tfjs_weights, "transformer_fusion": not no_transformer_fusion},
+                           options={"int8_io": int8_io, "keep_float": keep,
+                                    "transformer_fusion": not no_transformer_fusion, **target_opts},
                            timeout=timeout, verbose=verbose,
                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
         parity = result.get("parity")
@@ -457,17 +456,6 @@ def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list 
            "; keep more layers float by name (--keep-float NAME,…, names from debug)") \
         if precision == "int8" else ""
     return f"{step}{fix}; or "
-
-
-def print_notes(notes: list[str]) -> None:
-    from edgekit.pipeline import CALIBRATION_NOTE, RANDOM_WARNING
-
-    ui = _ui()
-    for note in notes:
-        if note in (RANDOM_WARNING, CALIBRATION_NOTE):
-            ui.warn(note)
-        else:
-            ui.info(f"  note: {note}")
 
 
 # ----------------------------------------------------------------------------- validate
@@ -650,27 +638,28 @@ def bench(artifacts, iterations, warmup, threads, inputs, input_shapes, model_cl
     ui = _ui()
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit.report import document
+    from edgekit.request import SourceRequest
+    from edgekit.sources import SHAPE_SOURCES, WEIGHT_FORMATS
 
-    from edgekit.sources import SHAPE_SOURCES, WEIGHT_FORMATS, source_options
-
-    options = {}
+    trust = _trust(trust_pickle, trust_code, trust_types)
+    reqs = {}
     for a in artifacts:  # --input-shape/--model-class describe the artifacts that need them
         found = _source(a)
         needs = found.spec.framework in SHAPE_SOURCES or found.name in WEIGHT_FORMATS
-        options[a] = {**(source_options(found, input_shapes, model_class, model_args) if needs else {}),
-                      "signature": signature_name}
+        shapes = dict(input_shapes=input_shapes, model_class=model_class, model_args=model_args) if needs else {}
+        reqs[a] = SourceRequest.from_cli(a, found, trust=trust, signature=signature_name, **shapes)
     inputs = _data_file(inputs, "--inputs")
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     devices = parse_devices(devices, ssh_config)
     results = []
     for a in artifacts if "host" in arches else ():
-        results.append(run_stage("bench", "edgekit.validators.latency:measure", str(a),
-                                  trust=_trust(trust_pickle, trust_code, trust_types), threads=threads, warmup=warmup,
-                                  options=options[a],
-                                  iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
+        req = reqs[a]
+        results.append(run_stage("bench", "edgekit.validators.latency:measure", req.source, trust=req.trust,
+                                  threads=threads, warmup=warmup, options=req.open_options(), iterations=iterations,
+                                  inputs=inputs, timeout=timeout, verbose=verbose,
                                   title=f"benchmarking {ui.plain(Path(a).name)}", crash_exit_code=2))
     arm_results = arm.bench_arm(artifacts, arm_cpu, iterations=iterations, warmup=warmup, inputs=inputs,
-                                trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout,
+                                trust=trust, timeout=timeout,
                                 verbose=verbose) if "arm64" in arches else []
     web_results = arm.bench_web(artifacts, arches, iterations=iterations, warmup=warmup, inputs=inputs,
                                 trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose)
@@ -736,11 +725,13 @@ def inspect(artifact, security, input_shapes, model_class, model_args, signature
             rows.append(["to allow it", rep["hint"]])
         ui.show(ui.table(f"security: {ui.plain(artifact)}", ["", ""], rows, show_header=False))
         return
-    from edgekit.sources import source_options
+    from edgekit.request import SourceRequest
 
-    src_options = {**source_options(found, input_shapes, model_class, model_args), "signature": signature_name}
-    result = run_stage("inspect", "edgekit.pipeline:inspect_stage", str(artifact), source_options=src_options,
-                        trust=_trust(trust_pickle, trust_code, trust_types), timeout=timeout, verbose=verbose,
+    req = SourceRequest.from_cli(artifact, found, input_shapes=input_shapes, model_class=model_class,
+                                 model_args=model_args, trust=_trust(trust_pickle, trust_code, trust_types),
+                                 signature=signature_name)
+    result = run_stage("inspect", "edgekit.pipeline:inspect_stage", req.source, source_options=req.open_options(),
+                        trust=req.trust, timeout=timeout, verbose=verbose,
                         title=f"inspecting {ui.plain(Path(artifact).name)}", crash_exit_code=2)
     if json_out:
         ui.emit_json(document("inspect", True, result=result))

@@ -10,16 +10,28 @@ import platform
 import re
 from importlib import metadata
 
-PURPOSE = {
-    "numpy": "arrays", "click": "command line", "rich": "terminal output", "onnx": "ONNX models",
-    "onnxruntime": "runs .onnx", "tensorflow-cpu": "Keras/TF sources, TFLite converter",
-    "keras": "Keras sources", "tf2onnx": "Keras/TF → ONNX", "ai-edge-litert": "runs .tflite",
-    "h5py": "legacy Keras .h5", "torch": "PyTorch sources, TorchScript", "torchao": "PT2E int8 quantization",
-    "executorch": "ExecuTorch .pte (XNNPACK)", "litert-torch": "PyTorch → TFLite", "onnxscript": "PyTorch → ONNX",
-    "safetensors": "safetensors weights", "scikit-learn": "scikit-learn sources", "skl2onnx": "scikit-learn → ONNX",
-    "onnxmltools": "XGBoost/LightGBM → ONNX", "onnxconverter-common": "fp16 ONNX", "skops": "safe sklearn files",
+from edgekit.targets import TARGETS
+
+_BASE_PURPOSE = {
+    "numpy": "arrays", "click": "command line", "rich": "terminal output", "tensorflow-cpu": "Keras/TF sources, "
+    "TFLite converter", "keras": "Keras sources", "tf2onnx": "Keras/TF → ONNX", "h5py": "legacy Keras .h5",
+    "torch": "PyTorch sources", "torchao": "PT2E int8 quantization", "litert-torch": "PyTorch → TFLite",
+    "onnxscript": "PyTorch → ONNX", "safetensors": "safetensors weights", "scikit-learn": "scikit-learn sources",
+    "skl2onnx": "scikit-learn → ONNX", "onnxmltools": "XGBoost/LightGBM → ONNX", "skops": "safe sklearn files",
     "xgboost": "XGBoost sources", "lightgbm": "LightGBM sources", "pytest": "tests", "hypothesis": "fuzz tests",
 }
+
+
+def _purposes() -> dict[str, str]:
+    """What each package is for: edgekit's own lines, plus each target's from its declaration."""
+    out = dict(_BASE_PURPOSE)
+    for t in TARGETS.values():
+        for package, line in t.doctor:
+            out[package] = f"{out[package]}, {line}" if package in out else line
+    return out
+
+
+PURPOSE = _purposes()
 
 
 def _pins() -> list[tuple[str, str, str]]:
@@ -68,7 +80,7 @@ def collect() -> dict:
         hints.append(f"the '{extra}' extra is incomplete: pip install 'edgekit[{extra}]'")
     web = web_runtimes()
     if web["missing_host_packages"] or not web["complete"]:
-        hints.append("the browser/Node.js runtimes (--arch browser/node, --target tfjs) are not provisioned "
+        hints.append("the browser/Node.js runtimes (--arch browser/node, TF.js targets) are not provisioned "
                      f"({', '.join(web['missing_host_packages']) or 'npm packages'}): run edgekit web setup")
     return {"ok": core_ok, "python": platform.python_version(), "machine": platform.machine(),
             "packages": packages, "paths_available": available, "hints": hints, "web": web}

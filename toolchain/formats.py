@@ -32,20 +32,18 @@ class FormatSpec:
     pickle_based: bool = False  # loading it can execute code
 
 
+# formats that are only sources (or data); every target's format comes from its declaration
+# (edgekit.targets), added below
 FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("keras", "Keras v3 archive (.keras)", "keras", "keras", (".keras",)),
     FormatSpec("hdf5", "HDF5 file (legacy Keras .h5)", "keras", "keras", (".h5", ".hdf5")),
     FormatSpec("savedmodel", "TensorFlow SavedModel folder", "tensorflow", "tensorflow", ("",)),
-    FormatSpec("tflite", "TFLite flatbuffer", "tflite", "litert", (".tflite",)),
-    FormatSpec("onnx", "ONNX model", "onnx", "onnxruntime", (".onnx",)),
     FormatSpec("torch_export", "torch.export ExportedProgram (.pt2)", "torch", "torch_export", (".pt2",)),
-    FormatSpec("torchscript", "TorchScript archive", "torchscript", "torchscript", (".pt", ".ptl", ".pth")),
     FormatSpec("torch_pickle", "torch.save pickle archive", "torch", "torch_eager", (".pt", ".pth", ".bin"),
                pickle_based=True),
     FormatSpec("torch_state_dict", "torch.save state_dict (weights only)", "torch", None,
                (".pt", ".pth", ".bin")),
     FormatSpec("safetensors", "safetensors weights", "torch", None, (".safetensors",)),
-    FormatSpec("executorch", "ExecuTorch program (.pte)", "executorch", "executorch", (".pte",)),
     FormatSpec("skops", "skops archive (scikit-learn)", "sklearn", "sklearn", (".skops",)),
     FormatSpec("pickle", "Python pickle / joblib file", "sklearn", "sklearn", (".pkl", ".joblib", ".pickle"),
                pickle_based=True),
@@ -358,9 +356,9 @@ def _detect(p: Path) -> Detected:
     if p.is_dir():
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
             return Detected(FORMATS["savedmodel"], p, "folder with saved_model.pb")
-        for d in _declared():  # a target whose artifact is a folder (tfjs: model.json + shards)
-            if d.get("folder_file") and (p / d["folder_file"]).is_file():
-                return Detected(FORMATS[d["format"]], p, f"folder with {d['folder_file']}")
+        for t in _declared():  # a target whose artifact is a folder (its folder_file inside)
+            if t.folder_file and (p / t.folder_file).is_file():
+                return Detected(FORMATS[t.format], p, f"folder with {t.folder_file}")
         raise BadInput(f"{p}: is a folder, not a model file (and not a TensorFlow SavedModel: "
                        "no saved_model.pb inside).", hint="pass the model file itself")
     try:
@@ -379,13 +377,9 @@ def _detect(p: Path) -> Detected:
     def found(name: str, evidence: str) -> Detected:
         return Detected(FORMATS[name], p, evidence)
 
-    if head[4:8] == b"TFL3":
-        return found("tflite", "flatbuffer identifier TFL3")
-    for d in _declared():
-        if d.get("magic") and head[4:8] == d["magic"]:
-            return found(d["format"], f"flatbuffer identifier {d['magic'].decode()}")
-    if head[4:6] == b"ET" and head[6:8].isdigit():
-        return found("executorch", f"flatbuffer identifier {head[4:8].decode()}")
+    for t in _declared():  # flatbuffers: a target's file identifier at bytes 4..8
+        if t.magic and re.fullmatch(t.magic, head[4:8]):
+            return found(t.format, f"flatbuffer identifier {head[4:8].decode()}")
     if head[:8] == b"\x89HDF\r\n\x1a\n":
         return found("hdf5", "HDF5 signature")
     if head[:6] == b"\x93NUMPY":
@@ -418,12 +412,12 @@ def _detect(p: Path) -> Detected:
                    hint="supported: " + ", ".join(s.description for s in FORMATS.values()))
 
 
-def _declared() -> list[dict]:
-    from edgekit.targets import declared_targets
+def _declared():
+    from edgekit.targets import TARGETS
 
-    return declared_targets()
+    return list(TARGETS.values())
 
 
-# formats of the targets declared in their own module (edgekit.targets.TARGET_MODULES)
-FORMATS.update({d["format"]: FormatSpec(d["format"], d["format_description"], d["framework"], d["runtime"],
-                                        (d["extension"],)) for d in _declared()})
+# the formats of the targets (edgekit.targets), declared in each target's module
+FORMATS.update({t.format: FormatSpec(t.format, t.format_description, t.framework, t.runtime,
+                                     t.extensions or (t.extension,)) for t in _declared()})

@@ -70,10 +70,10 @@ def check_output_path(out: Path, folder: bool = False) -> None:
                        hint="remove the link or choose another -o path")
     if out.is_dir() and not (folder and (out / str(folder)).is_file()):
         raise BadInput(f"{out}: is a folder" + (f" without {folder} (not a previous artifact)." if folder else "."),
-                       hint="give a new name, e.g. -o build/model_tfjs" if folder else
+                       hint="give a new name for the folder" if folder else
                        "give a file name, e.g. -o build/model.tflite")
     if folder and out.exists() and not out.is_dir():
-        raise BadInput(f"{out}: is a file; this target writes a folder.", hint="give a new name, e.g. -o build/model_tfjs")
+        raise BadInput(f"{out}: is a file; this target writes a folder.", hint="give a new name for the folder")
     if not parent.exists():
         raise BadInput(f"{parent}: the output folder does not exist.",
                        hint=f"create it (mkdir -p {parent}) or choose another -o")
@@ -167,7 +167,7 @@ def replace_dir(staged: Path, out: Path) -> None:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link (or copy) the regular file `src` to `dst`; never through a symbolic link. A
-    folder artifact (tfjs) is recreated at `dst` with its files linked the same way."""
+    folder artifact (a TF.js model) is recreated at `dst` with its files linked the same way."""
     if src.is_dir() and not src.is_symlink():
         os.mkdir(dst)
         for f in sorted(src.iterdir()):

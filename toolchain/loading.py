@@ -368,16 +368,12 @@ _CAPABILITIES = {
     "pickle": "runs arbitrary Python code when loaded (pickle)",
     "torch_pickle": "runs arbitrary Python code when loaded (pickle inside a torch.save archive)",
     "torch_state_dict": "weights only: loaded with torch.load(weights_only=True), which rebuilds tensors only",
-    "torchscript": "runs TorchScript code (torch operators only, no Python) when executed",
     "torch_export": "a torch.export graph of ATen operators; torch.export.load would also unpickle some members "
                     "and eval symbolic shapes and guards: edgekit checks every member and loads weights only",
     "keras": "a JSON config of layers plus weights; Lambda layers and unsafe deserialization would carry code",
     "hdf5": "legacy Keras: a JSON config plus weights; Keras ignores safe_mode here, so edgekit's scan is the guard",
     "savedmodel": "a TensorFlow graph: runs TF operators when executed; edgekit refuses file, Python and process "
                   "ops outside the saver unless --trust-code",
-    "onnx": "a graph of ONNX operators, no code; may reference external data files",
-    "tflite": "a flatbuffer graph of TFLite operators, no code",
-    "executorch": "a flatbuffer program of ExecuTorch operators, no code",
     "skops": "scikit-learn objects rebuilt by skops from an allowlist of types",
     "xgboost_json": "tree data only", "xgboost_ubj": "tree data only", "lightgbm_txt": "tree data only",
     "safetensors": "tensors only", "npz": "arrays (edgekit never unpickles object arrays)", "npy": "an array",
@@ -386,12 +382,12 @@ _CAPABILITIES = {
 
 
 def _declared_capabilities() -> dict[str, str]:
-    from edgekit.targets import declared_targets
+    from edgekit.targets import TARGETS
 
-    return {d["format"]: d["capability"] for d in declared_targets()}
+    return {t.format: t.capability for t in TARGETS.values()}
 
 
-_CAPABILITIES.update(_declared_capabilities())
+_CAPABILITIES.update(_declared_capabilities())  # the targets' formats, from their declarations
 
 
 def security_report(path: str | os.PathLike, trust: Trust = Trust()) -> dict:

@@ -6,6 +6,7 @@ progress, publishes files and prints.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,29 +141,113 @@ def recorded_precision(artifact: str) -> str | None:
     return prec if prec in ("fp32", "fp16", "dynamic", "int8") else None
 
 
-def validate_stage(req: SourceRequest, artifact: str, *, precision: str | None = None) -> dict:
-    """Parity of an existing artifact against its source model."""
+@dataclass(frozen=True)
+class Arch:
+    """Where `validate` runs a candidate (ARCHITECTURE.md, "A place to run"): the reference,
+    data, presets, parity check and report are the same for every arch; only this differs."""
+
+    open: str  # "module:function"(artifact, *, trust, cpu, iterations[, arch]) -> a loaded Runner, or a list
+    #            of them (one per runtime that runs the file there: the browser's ORT Web, TF.js wasm/cpu)
+    summary: str = ""  # "module:function"(runner) -> dict, kept in the result under `key` (merged into it if no key)
+    key: str = ""
+    refusal_fails: bool = False  # a BadInput while running there is a failed check (exit 1), not exit 2
+    refused: str = ""  # "module:function"(exc, result, runner) -> the failed result, when refusal_fails
+
+
+ARCHES: dict[str, Arch] = {
+    "host": Arch("edgekit.pipeline:open_on_host"),
+    "arm64": Arch("edgekit.validators.arm.stages:open_for_validate", "edgekit.validators.arm.stages:arm_summary",
+                  "arm", True, "edgekit.validators.arm.stages:refused_on_arm"),
+    # JS runtimes (edgekit.validators.web): one candidate per runtime that runs the file
+    "browser": Arch("edgekit.validators.web.stages:open_for_validate", "edgekit.validators.web.stages:result_fields"),
+    "node": Arch("edgekit.validators.web.stages:open_for_validate", "edgekit.validators.web.stages:result_fields"),
+}
+
+
+def open_on_host(artifact: str, *, trust: Trust, cpu: str | None = None, iterations: int | None = None):
+    return open_model(artifact, trust=trust)
+
+
+def _function(spec: str):
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class _Once:
+    """The reference runner, predicting once for every arch compared with it."""
+
+    def __init__(self, runner):
+        self._runner = runner
+        self._out = None
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+    def predict(self, arrays, *args, **kwargs):
+        if self._out is None:
+            self._out = self._runner.predict(arrays, *args, **kwargs)
+        return self._out
+
+
+def validate_stage(req: SourceRequest, artifact: str, *, precision: str | None = None,
+                   arches: tuple[str, ...] | None = None, cpu: str | None = None,
+                   iterations: int | None = None) -> dict:
+    """Parity of an existing artifact against its source model, on each arch of `arches`
+    (ARCHES: where it runs): {"results": [one per arch]}. Without `arches`: the host only, one
+    result, with the artifact timed beside the source when the same runtime runs both."""
     from edgekit.validators.parity import check
 
     source, trust = req.source, req.trust
+    unknown = [a for a in (arches or ()) if a not in ARCHES]
+    if unknown:
+        raise BadInput(f"unknown arch {', '.join(unknown)}.", hint=f"choose from: {', '.join(ARCHES)}")
     progress(f"loading {Path(source).name}")
     reference = open_model(source, trust=trust, options=req.open_options())
     pin_input_shapes(reference, req.source_options)
-    progress(f"loading {Path(artifact).name}")
-    candidate = open_model(artifact, trust=trust)
-    if candidate.detected.spec.framework == reference.detected.spec.framework and \
-            candidate.detected.name == reference.detected.name and Path(source).resolve() == Path(artifact).resolve():
+    if Path(source).resolve() == Path(artifact).resolve():
         raise BadInput("the source and the artifact are the same file.")
-    recorded = None if precision else recorded_precision(artifact)
-    prec = precision or recorded or candidate.precision()
     data, warnings = parity_data(reference, req.inputs, req.seed, req.label_column, req.batch_axis)
-    report = check(reference, candidate, data, precision=prec,
-                   tolerance=tolerance_for(prec, req.tolerance, reference.runtime), kinds=req.output_kinds)
+    recorded = None if precision else recorded_precision(artifact)
     if recorded:
         warnings = warnings + [f"the {recorded} preset is the precision recorded in {Path(artifact).name}.report.json"]
-    report.notes = warnings + report.notes
-    out = {"source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
-           "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict()}
+    once = _Once(reference)
+    results = []
+    for arch in arches or ("host",):
+        where = ARCHES[arch]
+        progress(f"loading {Path(artifact).name}" + (f" ({arch})" if arches else ""))
+        opened = _function(where.open)(artifact, trust=trust, cpu=cpu, iterations=iterations,
+                                       **({"arch": arch} if arch not in ("host", "arm64") else {}))
+        for candidate in opened if isinstance(opened, list) else [opened]:
+            prec = precision or recorded or candidate.precision()
+            tol = tolerance_for(prec, req.tolerance, reference.runtime)
+            result = {**({"arch": arch} if arches else {}), "source": source, "artifact": artifact,
+                      "artifact_format": candidate.detected.name, "runtime": candidate.runtime,
+                      "runtime_version": candidate.version()}
+            try:
+                report = check(once, candidate, data, precision=prec, tolerance=tol, kinds=req.output_kinds)
+            except BadInput as exc:
+                if not where.refusal_fails:
+                    raise
+                # the file loads and runs on the host but not there (e.g. a kernel missing from
+                # onnxruntime's arm64 build): a failed check, shown beside the host's verdict
+                results.append(_function(where.refused)(exc, result, candidate, prec, tol, data, warnings))
+                continue
+            if arches:
+                report.arch = arch
+            report.notes = warnings + report.notes
+            result["parity"] = report.to_dict()
+            if where.summary:
+                summary = _function(where.summary)(candidate)
+                if where.key:
+                    result[where.key] = summary
+                else:
+                    result.update(summary)
+            results.append(result)
+    if arches:
+        return {"results": results}
+    out = results[0]
     if candidate.runtime == reference.runtime:  # comparable: the same runtime runs both files
         out["latency"] = latency_vs_source(source, artifact, prec, data)
     return out

@@ -92,7 +92,7 @@ BUILD_COLUMNS = ["model", "target", "precision", "status", "size", "parity", "ma
                  "acc Δ pts", "host ms", "arm64", "arm64 ms†", "arm64 instr/inf", "browser", "browser ms‡", "note"]
 EMULATED_NOTE = "† arm64 latency is emulated under QEMU: relative only, not device speed"
 BROWSER_NOTE = ("‡ browser latency: in-page performance.now() median in headless Chromium on the build machine, "
-                "wasm/JS, 1 thread (per runtime: ORT Web for .onnx, TF.js wasm / cpu for tfjs)")
+                "wasm/JS, 1 thread (per runtime: ORT Web for .onnx, TF.js wasm / cpu for TF.js folders)")
 
 
 def web_cells(parities: dict, latencies: dict) -> tuple[str, str]:

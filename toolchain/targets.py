@@ -12,42 +12,41 @@ import importlib
 from dataclasses import asdict, dataclass, replace
 
 from edgekit.errors import BadInput
+from edgekit.target_decl import Target, TargetOption  # noqa: F401 (the declaration's types)
 
 
-@dataclass(frozen=True)
-class Target:
-    name: str
-    extension: str
-    format: str  # name in edgekit.formats.FORMATS
-    runtime: str  # runner name in edgekit.validators.runners
-    precisions: tuple[str, ...]  # what its converters may produce (checked by registry.register)
-    description: str
-    folder_file: str | None = None  # the artifact is a folder holding this file (tfjs: model.json)
+# Every target is declared by a module of its own: its `TARGET` (a Target, plain data) and,
+# optionally, `register_converters(register, registered)` adding converters (the built-in
+# targets' converters live in their source family's module). Adding a target adds one module
+# and one line here.
+TARGET_MODULES = (
+    "edgekit.converters.tflite",
+    "edgekit.converters.onnx",
+    "edgekit.converters.torchscript",
+    "edgekit.converters.executorch",
+    "edgekit.converters.ort",
+    "edgekit.converters.tfjs",
+)
 
 
-# Targets declared by a module of their own: its `TARGET` (plain data) names the format,
-# detection magic, runner, arm64 runtime and capability; its `register_converters(register,
-# registered)` adds the converters. Adding such a target adds one module and one line here.
-TARGET_MODULES = ("edgekit.converters.ort", "edgekit.converters.tfjs")
-
-
-def declared_targets() -> list[dict]:
+def declared_targets() -> list[Target]:
     """The `TARGET` declarations of TARGET_MODULES (their modules import nothing heavy)."""
-    return [importlib.import_module(m).TARGET for m in TARGET_MODULES]
+    out = []
+    for m in TARGET_MODULES:
+        t = importlib.import_module(m).TARGET
+        if isinstance(t, dict):  # a declaration written as a dict of the same fields
+            t = Target(**t)
+        out.append(replace(t, module=m))
+    return out
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("tflite", ".tflite", "tflite", "litert", ("fp32", "fp16", "dynamic", "int8"),
-           "TensorFlow Lite / LiteRT flatbuffer"),
-    Target("onnx", ".onnx", "onnx", "onnxruntime", ("fp32", "fp16", "dynamic", "int8"),
-           "ONNX, run by onnxruntime"),
-    Target("torchscript", ".pt", "torchscript", "torchscript", ("fp32",),
-           "TorchScript archive (frozen)"),
-    Target("executorch", ".pte", "executorch", "executorch", ("fp32", "dynamic", "int8"),
-           "ExecuTorch program with the XNNPACK delegate"),
-    *(Target(d["name"], d["extension"], d["format"], d["runtime"], d["precisions"], d["description"],
-             d.get("folder_file")) for d in declared_targets()),
-)}
+TARGETS: dict[str, Target] = {t.name: t for t in declared_targets()}
+
+
+def target_options() -> list[tuple[Target, TargetOption]]:
+    """Every convert option a target adds, with its target (the CLI's generic options)."""
+    return [(t, o) for t in TARGETS.values() for o in t.options]
+
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8", "auto")
 # what an output computes, so parity judges it by what matters (edgekit.validators.parity)

@@ -78,12 +78,12 @@ def _expose_all(path: Path, out: Path) -> list[str]:
 
 
 def _session(path: Path):
-    import onnxruntime as ort
+    import onnxruntime
 
-    opts = ort.SessionOptions()
+    opts = onnxruntime.SessionOptions()
     opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    return onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def onnx_io(path: Path) -> list[tuple[str, tuple, str]]:

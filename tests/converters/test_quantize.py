@@ -34,19 +34,8 @@ class GreyCNN(torch.nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-class TinyLSTM(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = torch.nn.LSTM(3, 16, batch_first=True)
-        self.out = torch.nn.Linear(16, 2)
-
-    def forward(self, window):
-        states, _ = self.lstm(window)
-        return self.out(states[:, -1])
-
-
 @pytest.fixture(scope="module")
-def models():
+def models(tiny_torch):
     out = Path(tempfile.mkdtemp(prefix="edgekit-quant-tests-"))
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -54,9 +43,8 @@ def models():
     torch.export.save(torch.export.export(cnn, (torch.rand(1, 1, 8, 8),)), out / "cnn.pt2")
     np.savez(out / "cnn_calib.npz", image=rng.random((64, 1, 8, 8), dtype=np.float32))
     np.savez(out / "cnn_val.npz", image=rng.random((48, 1, 8, 8), dtype=np.float32))
-    lstm = TinyLSTM().eval()
-    torch.export.save(torch.export.export(lstm, (torch.randn(1, 6, 3),)), out / "lstm.pt2")
-    np.savez(out / "lstm_calib.npz", window=rng.standard_normal((32, 6, 3)).astype("float32"))
+    for name in ("lstm.pt2", "lstm_calib.npz"):  # conftest's TinyLSTM (LSTM + attention), shared
+        shutil.copy(tiny_torch / name, out / name)
     yield out
     shutil.rmtree(out, ignore_errors=True)
 

@@ -18,7 +18,6 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import SAMPLES, assert_user_error, run_cli
@@ -26,37 +25,6 @@ from conftest import SAMPLES, assert_user_error, run_cli
 pytestmark = [pytest.mark.torch]
 
 torch = pytest.importorskip("torch")
-
-TINY = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-
-    class TinyLSTM(nn.Module):
-        """LSTM + attention over 6 steps of 3 features -> 1 value (a miniature forecaster)."""
-
-        def __init__(self, hidden=8):
-            super().__init__()
-            self.lstm = nn.LSTM(3, hidden, batch_first=True)
-            self.score = nn.Linear(hidden, 1)
-            self.out = nn.Linear(hidden, 2)
-
-        def forward(self, window):
-            states, _ = self.lstm(window)
-            w = torch.softmax(self.score(states), dim=1)
-            return self.out((w * states).sum(dim=1))
-
-
-    class CumMax(nn.Module):
-        """Uses aten.cummax, which no mobile target converts."""
-
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(16, 4)
-
-        def forward(self, x):
-            return self.fc(torch.cummax(x, 1)[0])
-''')
 
 MATRIX = [("torchscript", "none"), ("executorch", "none"), ("executorch", "int8"), ("onnx", "none"),
           ("onnx", "fp16"), ("onnx", "dynamic"), ("onnx", "int8"), ("tflite", "none"), ("tflite", "fp16"),
@@ -109,27 +77,9 @@ def digits(private_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny(private_dir) -> Path:
-    """A module of tiny models, a .pt2 of the LSTM (dynamic batch) and its data."""
-    out = private_dir / "torch_tiny"
-    out.mkdir()
-    (out / "tiny_models.py").write_text(TINY)
-    sys.path.insert(0, str(out))
-    try:
-        import tiny_models
-    finally:
-        sys.path.remove(str(out))
-    torch.manual_seed(0)
-    lstm = tiny_models.TinyLSTM().eval()
-    batch = torch.export.Dim("batch", min=1, max=256)
-    torch.export.save(torch.export.export(lstm, (torch.randn(2, 6, 3),), dynamic_shapes=({0: batch},)),
-                      out / "lstm.pt2")
-    rng = np.random.default_rng(0)
-    np.savez(out / "lstm_val.npz", window=rng.standard_normal((64, 6, 3)).astype("float32"))
-    np.savez(out / "lstm_calib.npz", window=rng.standard_normal((64, 6, 3)).astype("float32"))
-    cm = tiny_models.CumMax().eval()
-    torch.export.save(torch.export.export(cm, (torch.randn(1, 16),)), out / "cummax.pt2")
-    return out
+def tiny(tiny_torch) -> Path:
+    """conftest's tiny_torch: lstm.pt2 (TinyLSTM, dynamic batch) with its data, and cummax.pt2."""
+    return tiny_torch
 
 
 def source_args(digits: Path, kind: str) -> tuple[Path, dict]:

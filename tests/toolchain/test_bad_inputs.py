@@ -101,7 +101,7 @@ def _external(d: Path, name: str, loc: str, offset: int | None = None, length: i
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, samples_dir):
+def corpus(tmp_path_factory, samples_dir, digits_converted):
     """Build every bad file once; returns the folder."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -120,10 +120,8 @@ def corpus(tmp_path_factory, samples_dir):
         (d / f"empty.{ext}").write_bytes(b"")
     good = _onnx_model(numpy_helper.from_array(np.ones(4, np.float32), "w")).SerializeToString()
     (d / "truncated.onnx").write_bytes(good[: len(good) // 2])
-    tfl = subprocess.run([sys.executable, "-m", "edgekit", "convert", samples_dir / "digits_keras.keras",
-                          "--target", "tflite", "-o", d / "good.tflite", "-q"], capture_output=True)
-    assert tfl.returncode == 0, tfl.stderr
-    blob = (d / "good.tflite").read_bytes()
+    blob = digits_converted["tflite-fp32"].read_bytes()  # a good file (conftest's shared conversion)
+    (d / "good.tflite").write_bytes(blob)
     (d / "truncated.tflite").write_bytes(blob[: len(blob) // 3])
     (d / "tiny.tflite").write_bytes(b"\x00\x00\x00\x00TFL3")
     with zipfile.ZipFile(d / "zip.onnx", "w") as zf:

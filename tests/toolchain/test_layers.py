@@ -16,7 +16,8 @@ NAMES = ["core", "validators", "converters", "pipeline/build", "cli"]
 # the layer of every module not under validators/ or converters/ (those default to their folder)
 LAYERS = {
     "edgekit": CORE, "edgekit.errors": CORE, "edgekit.formats": CORE, "edgekit.tensors": CORE,
-    "edgekit.targets": CORE, "edgekit.fsutil": CORE, "edgekit.isolation": CORE, "edgekit.progress": CORE,
+    "edgekit.targets": CORE, "edgekit.target_decl": CORE, "edgekit.fsutil": CORE, "edgekit.isolation": CORE,
+    "edgekit.progress": CORE,
     "edgekit.scan": CORE, "edgekit.text": CORE,
     "edgekit.sources": CORE, "edgekit.config": CORE, "edgekit.ui": CORE, "edgekit.converters": CORE,
     "edgekit.loading": VALIDATORS, "edgekit.request": VALIDATORS,  # open_model picks a runner
@@ -24,7 +25,7 @@ LAYERS = {
     "edgekit.validators.arm.stages": PIPELINE,  # the stage behind validate --arch arm64
     "edgekit.validators.device.stages": PIPELINE,  # the stages behind --device ssh://…
     "edgekit.validators.web.stages": PIPELINE,  # validate/bench --arch browser/node
-    "edgekit.cli": CLI, "edgekit.__main__": CLI, "edgekit.validators.arm.cli": CLI,
+    "edgekit.cli": CLI, "edgekit.__main__": CLI, "edgekit.stagerun": CLI, "edgekit.validators.arm.cli": CLI,
     "edgekit.validators.device.cli": CLI, "edgekit.validators.web.cli": CLI,
 }
 
@@ -92,3 +93,50 @@ def test_the_check_catches_an_upward_import(tmp_path):
     known = modules()
     (target, what, _), = list(imports(f, known))
     assert layer(target) > layer("edgekit.errors") and what == "run_stage"
+
+
+def import_loops(known: dict[str, Path]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or through others (at any level:
+    a function-level import that only dodges a loop is still a loop)."""
+    graph = {n: {t for t, _, _ in imports(p, known) if t in known and t != n} for n, p in known.items()}
+    loops, seen = [], set()
+    for start in graph:
+        if start in seen:
+            continue
+        reach = {start}  # the modules reachable from start that reach start back
+        stack = list(graph[start])
+        down = set()
+        while stack:
+            m = stack.pop()
+            if m not in down:
+                down.add(m)
+                stack.extend(graph[m])
+        reach |= {m for m in down if _reaches(graph, m, start)}
+        if len(reach) > 1:
+            loops.append(sorted(reach))
+            seen |= reach
+    return loops
+
+
+def _reaches(graph, a: str, b: str) -> bool:
+    stack, seen = [a], set()
+    while stack:
+        m = stack.pop()
+        if m == b:
+            return True
+        if m not in seen:
+            seen.add(m)
+            stack.extend(graph[m])
+    return False
+
+
+def test_no_import_loops():
+    assert import_loops(modules()) == []
+
+
+def test_import_loops_are_seen(tmp_path):
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text("from edgekit.b import x\n")
+    b.write_text("def f():\n    from edgekit.a import y\n")
+    c.write_text("from edgekit import a\n")
+    assert import_loops({"edgekit.a": a, "edgekit.b": b, "edgekit.c": c}) == [["edgekit.a", "edgekit.b"]]

@@ -17,14 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_user_error, run_cli
+from conftest import DIGITS_CONVERSIONS, assert_user_error, run_cli
 
-CONVERSIONS = {  # name -> (target, extra convert args)
-    "tflite-fp32": ("tflite", []),
-    "tflite-int8": ("tflite", ["--quantize", "int8"]),
-    "onnx-fp32": ("onnx", []),
-    "onnx-int8": ("onnx", ["--quantize", "int8"]),
-}
+CONVERSIONS = list(DIGITS_CONVERSIONS)  # tflite/onnx, fp32/int8
 
 
 @pytest.fixture(scope="session")
@@ -35,19 +30,10 @@ def arm_runtime():
 
 
 @pytest.fixture(scope="session")
-def digits(samples_dir, tmp_path_factory) -> dict:
-    """The Keras digits model, its data, and its four converted artifacts."""
-    out = tmp_path_factory.mktemp("arm_artifacts")
-    src = samples_dir / "digits_keras.keras"
-    paths = {"source": src, "val": samples_dir / "digits_keras_val.npz"}
-    for name, (target, extra) in CONVERSIONS.items():
-        ext = ".tflite" if target == "tflite" else ".onnx"
-        path = out / f"digits.{name}{ext}"
-        calib = ["--calibration", samples_dir / "digits_keras_calib.npz"] if "int8" in name else []
-        res = run_cli("convert", src, "-t", target, *extra, *calib, "-o", path, "--inputs", paths["val"], "-q")
-        assert res.code == 0, res
-        paths[name] = path
-    return paths
+def digits(digits_converted) -> dict:
+    """The Keras digits model, its data, and its four converted artifacts (conftest's, shared)."""
+    return {"source": digits_converted.source, "val": digits_converted.val,
+            **{name: digits_converted[name] for name in CONVERSIONS}}
 
 
 # ----------------------------------------------------------------------------- parity on ARM

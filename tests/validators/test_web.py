@@ -123,7 +123,7 @@ def test_validate_onnx_in_onnx_runtime_web_in_chromium_and_node(tiny):
                   "--inputs", d / "val.npz", "--json")
     assert res.code == 0, res.stderr
     results = json.loads(res.stdout)["results"]
-    assert [(r["arch"], r["runtime"]) for r in results] == [("browser", "ort-wasm"), ("node", "ort-wasm")]
+    assert [(r["arch"], r["runtime"]) for r in results] == [("browser", "onnxruntime-web"), ("node", "onnxruntime-web")]
     assert results[0]["web"]["engine"].startswith("Chromium")
     assert results[1]["web"]["engine"].startswith("Node.js")
     for r in results:

@@ -10,6 +10,7 @@ import time
 
 import click
 
+from edgekit.stagerun import print_notes, run_stage
 from edgekit.validators.arm import ARCHES as ARM_ARCHES
 from edgekit.validators.arm import CPUS, DEFAULT_CPU, EMULATED_LABEL
 from edgekit.validators.web import ARCHES as WEB_ARCHES
@@ -245,13 +246,12 @@ def validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions, *, pre
     from pathlib import Path
 
     from edgekit import ui
-    from edgekit.cli import print_notes, run_stage
     from edgekit.report import failure_line
     from edgekit.errors import CheckFailed
     from edgekit.report import document, parity_table
 
     source = req.source
-    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(artifact),
+    out = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
                      arches=arches, cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
                      crash_exit_code=2,
                      title=f"validating {Path(artifact).name} against {Path(source).name} on {' + '.join(arches)}")
@@ -289,8 +289,6 @@ def web_summary_line(result: dict) -> str:
 def bench_web(artifacts, arches, *, iterations, warmup, inputs, trust, timeout, verbose) -> list[dict]:
     from pathlib import Path
 
-    from edgekit.cli import run_stage
-
     return [r for arch in arches if arch in WEB_ARCHES for a in artifacts
             for r in run_stage("bench", "edgekit.validators.web.stages:measure", str(a), arch=arch, trust=trust,
                                warmup=warmup, iterations=iterations, inputs=inputs, timeout=timeout,
@@ -312,7 +310,6 @@ def web_bench_table(results: list[dict], iterations: int, warmup: int):
 def bench_arm(artifacts, arm_cpu, *, iterations, warmup, inputs, trust, timeout, verbose) -> list[dict]:
     from pathlib import Path
 
-    from edgekit.cli import run_stage
 
     return [run_stage("bench", "edgekit.validators.arm.stages:measure", str(a), cpu=arm_cpu, trust=trust,
                        warmup=warmup, iterations=iterations, inputs=inputs, timeout=timeout, verbose=verbose,
@@ -324,9 +321,8 @@ def convert_arm_check(req, staged, precision, *, arm_cpu, timeout, verbose) -> d
     """`convert --validate-arch arm64`: parity of the staged artifact on emulated arm64."""
     from pathlib import Path
 
-    from edgekit.cli import run_stage
 
-    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged),
+    out = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(staged),
                      arches=("arm64",), cpu=arm_cpu, precision=precision, timeout=timeout, verbose=verbose,
                      crash_exit_code=2, title=f"checking {Path(staged).name} on emulated arm64 ({arm_cpu})")
     return out["results"][0]
@@ -336,12 +332,11 @@ def convert_web_check(req, staged, precision, arches, *, timeout, verbose) -> li
     """`convert --validate-arch browser/node`: parity of the staged artifact in each JS runtime."""
     from pathlib import Path
 
-    from edgekit.cli import run_stage
 
     web = tuple(a for a in arches if a in WEB_ARCHES)
     if not web:
         return []
-    out = run_stage("validate", "edgekit.validators.arm.stages:validate_stage", req, str(staged), arches=web,
+    out = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(staged), arches=web,
                     precision=precision, timeout=timeout, verbose=verbose, crash_exit_code=2,
                     title=f"checking {Path(staged).name} in {' + '.join(web)}")
     return out["results"]

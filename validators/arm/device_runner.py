@@ -185,7 +185,7 @@ class TFLiteModel:
         return version("ai-edge-litert")
 
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+_ONNXRUNTIME_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
               "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
               "tensor(string)": "str"}
@@ -195,19 +195,19 @@ class OnnxModel:
     runtime = "onnxruntime"
 
     def __init__(self, path: str, threads: int):
-        import onnxruntime as ort
+        import onnxruntime
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts = onnxruntime.SessionOptions()
+        opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
 
         def spec(a):
             shape = [d if isinstance(d, int) and d >= 0 else None for d in (a.shape or [])]
-            return {"name": a.name, "dtype": _ORT_TYPES.get(a.type, a.type), "shape": shape, "quant": None}
+            return {"name": a.name, "dtype": _ONNXRUNTIME_TYPES.get(a.type, a.type), "shape": shape, "quant": None}
 
         self.inputs = [spec(a) for a in self.session.get_inputs()]
         self.outputs = [spec(a) for a in self.session.get_outputs()]
@@ -227,12 +227,19 @@ class OnnxModel:
 
     @staticmethod
     def version() -> str:
-        import onnxruntime as ort
+        import onnxruntime
 
-        return ort.__version__
+        return onnxruntime.__version__
 
 
-def open_artifact(path: str, threads: int):
+def open_artifact(path: str, threads: int, runtime: str | None = None):
+    """The model, run by `runtime` (litert or onnxruntime: the caller says which), else by what
+    the file looks like (a flatbuffer TFL3 is LiteRT's; onnxruntime reads the rest)."""
+    if runtime:
+        cls = {c.runtime: c for c in (TFLiteModel, OnnxModel)}.get(runtime)
+        if cls is None:
+            raise DeviceError("load", f"this device runner has no runtime '{runtime}'.")
+        return _open(cls, path, threads)
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head[4:8] == b"TFL3":
@@ -240,10 +247,14 @@ def open_artifact(path: str, threads: int):
     elif head[4:6] == b"ET":
         raise DeviceError("load", "ExecuTorch (.pte) is not available in this device runner (no aarch64 "
                                   "ExecuTorch Python runtime is installed here).")
-    elif path.endswith(".onnx") or head[:1] == b"\x08" or head[4:8] == b"ORTM":  # ONNX protobuf; ORT format
+    elif path.endswith(".onnx") or head[:1] == b"\x08":  # an ONNX protobuf
         cls = OnnxModel
     else:
-        raise DeviceError("load", f"{path}: not a .tflite or .onnx file.")
+        raise DeviceError("load", f"{path}: not a .tflite or .onnx file (give --runtime for other formats).")
+    return _open(cls, path, threads)
+
+
+def _open(cls, path: str, threads: int):
     try:
         return cls(path, threads)
     except Exception as exc:  # the runtimes raise their own types
@@ -385,6 +396,7 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-batch", type=int, default=256)
+    ap.add_argument("--runtime", choices=("litert", "onnxruntime"), help="the runtime (default: by the file)")
     ap.add_argument("--probe", action="store_true", help="self-test: import everything, print versions")
     args = ap.parse_args(argv)
     report = {"runner_version": RUNNER_VERSION, "machine": platform.machine(), "python": platform.python_version()}
@@ -397,7 +409,7 @@ def main(argv=None) -> int:
                 ap.error("MODEL is required")
             progress(f"loading {os.path.basename(args.model)}")
             t0 = time.perf_counter()
-            model = open_artifact(args.model, args.threads)
+            model = open_artifact(args.model, args.threads, args.runtime)
             report.update({"artifact": args.model, "runtime": model.runtime, "runtime_version": model.version(),
                            "load_s": time.perf_counter() - t0, "threads": args.threads,
                            "inputs": model.inputs, "outputs": model.outputs})

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edgekit.errors import BadInput, EnvironmentProblem
 from edgekit.validators.arm import CPUS, DEFAULT_CPU
-from edgekit.validators.arm.provision import DEVICE_RUNNER, PYTHON, arm_root, read_manifest, runtime_dir
+from edgekit.validators.arm.recipe import DEVICE_RUNNER, PYTHON, arm_root, read_manifest, runtime_dir
 
 MARKER_FD = -7771  # the device runner's markers: lseek(MARKER_FD, tag, 0) fails with EBADF
 EXIT_MOUNT_FAILED = 97

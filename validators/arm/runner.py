@@ -17,10 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import BadInput, EnvironmentProblem
+from edgekit.targets import TARGETS
 from edgekit.validators.arm import DEFAULT_CPU
 from edgekit.validators.runners.base import Runner
 
-DEVICE_RUNTIMES = ("litert", "onnxruntime")
+DEVICE_RUNTIMES = ("litert", "onnxruntime")  # what the device runner (device_runner.py) can run
+
+
+def device_runtime_of(runtime: str) -> str | None:
+    """What runs, on the device, a file that the host runs with `runtime` (a target's
+    declaration says; a source format's runtime runs as itself)."""
+    for t in TARGETS.values():
+        if t.runtime == runtime:
+            return t.device_runtime
+    return runtime
 
 
 def instructions_per_inference(counts: dict, iterations: int) -> float | None:
@@ -40,18 +50,16 @@ class ArmRunner(Runner):
         from edgekit.validators.runners import runner_class
 
         spec = self.detected.spec
-        if spec.runtime == "executorch":
-            raise EnvironmentProblem(
-                f"{self.path}: ExecuTorch is not available under emulation (no aarch64 ExecuTorch Python "
-                "runtime in the emulated arm64 environment), so this .pte cannot be checked on arm64.",
-                hint="check .pte files with --arch host; use the .tflite or .onnx artifact for arm64 checks")
-        from edgekit.targets import declared_targets
-
-        device_runtime = {d["runtime"]: d.get("device_runtime") for d in declared_targets()}.get(spec.runtime,
-                                                                                                 spec.runtime)
+        device_runtime = device_runtime_of(spec.runtime)
         if device_runtime not in DEVICE_RUNTIMES:
-            raise BadInput(f"{self.path}: a {spec.description} cannot run on emulated arm64; only .tflite "
-                           "(LiteRT) and .onnx (onnxruntime) artifacts can.", hint="use --arch host for it")
+            can = ", ".join(sorted({t.extension for t in TARGETS.values() if t.device_runtime in DEVICE_RUNTIMES}))
+            target = next((t for t in TARGETS.values() if t.runtime == spec.runtime), None)
+            if target is not None and target.no_device_runtime:  # the environment's limit, not the file's
+                raise EnvironmentProblem(f"{self.path}: {target.no_device_runtime}",
+                                         hint=f"check {target.extension} files with --arch host; artifacts that run "
+                                              f"on arm64: {can}")
+            raise BadInput(f"{self.path}: a {spec.description} cannot run on emulated arm64; only {can} artifacts "
+                           "can.", hint="use --arch host for it")
         self.cpu = check_cpu(self.options.get("cpu") or DEFAULT_CPU)
         self.env = Runtime.load()
         host = runner_class(spec.runtime)(self.path, threads=1)
@@ -91,7 +99,7 @@ class ArmRunner(Runner):
         """One emulator launch: outputs for every sample and/or a counted timing loop."""
         from edgekit.progress import progress
         from edgekit.validators.arm.emulator import GUEST_MODEL_DIR, GUEST_WORK, expect_outputs
-        from edgekit.validators.arm.provision import DEVICE_RUNNER
+        from edgekit.validators.arm.recipe import DEVICE_RUNNER
 
         work = Path(tempfile.mkdtemp(prefix="edgekit-arm-run-"))
         try:
@@ -107,7 +115,7 @@ class ArmRunner(Runner):
             args = [f"{GUEST_WORK}/{DEVICE_RUNNER.name}", f"{GUEST_MODEL_DIR}/{self.path.name}",
                     "--inputs", f"{GUEST_WORK}/inputs.npz", "--report", f"{GUEST_WORK}/report.json",
                     "--threads", "1", "--max-batch", str(max_batch), "--warmup", str(warmup),
-                    "--iterations", str(iterations)]
+                    "--iterations", str(iterations), "--runtime", self.device_runtime]
             if outputs:
                 args += ["--outputs", f"{GUEST_WORK}/outputs.npz"]
             progress(f"starting {self.device_runtime} on emulated arm64 ({self.cpu})")

@@ -16,7 +16,7 @@ from edgekit.validators.device import DEVICE_LABEL
 
 
 def validate_on_devices(req, artifact, devices, *, precision, timeout, verbose) -> list[dict]:
-    from edgekit.cli import run_stage
+    from edgekit.stagerun import run_stage
     from edgekit.validators.device.ssh import device_folder
 
     results = []
@@ -30,7 +30,7 @@ def validate_on_devices(req, artifact, devices, *, precision, timeout, verbose) 
 
 
 def bench_on_devices(artifacts, devices, *, iterations, warmup, threads, inputs, trust, timeout, verbose) -> list[dict]:
-    from edgekit.cli import run_stage
+    from edgekit.stagerun import run_stage
     from edgekit.validators.device.ssh import device_folder
 
     results = []

@@ -39,11 +39,12 @@ class DeviceRunner(Runner):
             raise BadInput(f"{self.path.name}: ExecuTorch (.pte) files cannot run through edgekit's device runner "
                            "yet (it drives LiteRT and onnxruntime).",
                            hint="check the .tflite or .onnx artifact on the device; the .pte with --arch host")
-        device_runtime = {d["runtime"]: d.get("device_runtime") for d in declared_targets()}.get(spec.runtime,
-                                                                                                 spec.runtime)
+        targets = declared_targets()
+        device_runtime = {t.runtime: t.device_runtime for t in targets}.get(spec.runtime, spec.runtime)
         if device_runtime not in ssh.RUNTIMES:
-            raise BadInput(f"{self.path.name}: a {spec.description} cannot run on a device; only .tflite (LiteRT) "
-                           "and .onnx/.ort (onnxruntime) artifacts can.")
+            can = ", ".join(f"{t.extension} ({t.device_runtime})" for t in targets if t.device_runtime in ssh.RUNTIMES)
+            raise BadInput(f"{self.path.name}: a {spec.description} cannot run on a device; only {can} "
+                           "artifacts can.")
         host = runner_class(spec.runtime)(self.path, threads=1)
         host.detected = self.detected
         self.host = host.load()

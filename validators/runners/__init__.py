@@ -8,29 +8,25 @@ from __future__ import annotations
 
 import importlib
 
+# runtimes of sources only; every target's runtime comes from its declaration (edgekit.targets)
 RUNNERS = {
     "keras": "edgekit.validators.runners.keras:KerasRunner",
-    "litert": "edgekit.validators.runners.litert:LiteRTRunner",
-    "onnxruntime": "edgekit.validators.runners.onnxrt:OnnxRuntimeRunner",
     "sklearn": "edgekit.validators.runners.sklearn:SklearnRunner",
     "tensorflow": "edgekit.validators.runners.tfsaved:SavedModelRunner",
-    "arm64": "edgekit.validators.arm.runner:ArmRunner",  # .tflite/.onnx on emulated aarch64
+    "arm64": "edgekit.validators.arm.runner:ArmRunner",  # artifacts on emulated aarch64
     "web": "edgekit.validators.web.runner:WebRunner",  # .onnx/TF.js in headless Chromium or Node.js
     "torch_export": "edgekit.validators.runners.torch:TorchExportRunner",
     "torch_eager": "edgekit.validators.runners.torch:TorchEagerRunner",
-    "torchscript": "edgekit.validators.runners.torch:TorchScriptRunner",
-    "executorch": "edgekit.validators.runners.executorch:ExecuTorchRunner",
 }
 
 
-
 def _declared_runners() -> dict[str, str]:
-    from edgekit.targets import declared_targets
+    from edgekit.targets import TARGETS
 
-    return {d["runtime"]: d["runner"] for d in declared_targets()}
+    return {t.runtime: t.runner for t in TARGETS.values() if t.runner}
 
 
-RUNNERS.update(_declared_runners())  # runners of targets declared in their own module
+RUNNERS.update(_declared_runners())
 
 
 def runner_class(runtime: str):

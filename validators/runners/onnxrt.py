@@ -8,7 +8,7 @@ from edgekit.errors import BadInput
 from edgekit.tensors import Signature, TensorSpec
 from edgekit.validators.runners.base import Bound, Runner
 
-_ORT_TYPES = {
+_ONNXRUNTIME_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
     "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
@@ -18,7 +18,7 @@ _ORT_TYPES = {
 
 def _spec(arg) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (arg.shape or []))
-    return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
+    return TensorSpec(arg.name, _ONNXRUNTIME_TYPES.get(arg.type, arg.type), shape)
 
 
 def _shape(dims) -> str:
@@ -34,20 +34,18 @@ class OnnxRuntimeRunner(Runner):
         import onnxruntime  # noqa: F401
 
     def load(self) -> "OnnxRuntimeRunner":
-        import onnxruntime as ort
+        import onnxruntime
 
-        from edgekit.loading import check_onnx_file
-
-        self._check_file(check_onnx_file)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.check_file()
+        opts = onnxruntime.SessionOptions()
+        opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
         if self.threads:
             opts.intra_op_num_threads = int(self.threads)
             opts.inter_op_num_threads = 1
         try:
-            self.native = ort.InferenceSession(str(self.path), sess_options=opts,
+            self.native = onnxruntime.InferenceSession(str(self.path), sess_options=opts,
                                                providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise BadInput(f"{self.path}: onnxruntime cannot load this model: {str(exc).strip()[:400]}",
@@ -56,8 +54,11 @@ class OnnxRuntimeRunner(Runner):
                                    [_spec(a) for a in self.native.get_outputs()])
         return self
 
-    def _check_file(self, check_onnx_file) -> None:
-        """The file check before onnxruntime reads it (an ORT-format runner checks its own)."""
+    def check_file(self) -> None:
+        """The file check before onnxruntime reads it (a subclass for another file format of
+        onnxruntime checks its own)."""
+        from edgekit.loading import check_onnx_file
+
         check_onnx_file(self.path)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -117,9 +118,9 @@ class OnnxRuntimeRunner(Runner):
             ("fp16" if _has_fp16(self._graph().graph, TensorProto.FLOAT16) else "fp32")
 
     def version(self) -> str:
-        import onnxruntime as ort
+        import onnxruntime
 
-        return ort.__version__
+        return onnxruntime.__version__
 
 
 def _has_fp16(graph, fp16: int) -> bool:
@@ -139,7 +140,8 @@ def _has_fp16(graph, fp16: int) -> bool:
 
 
 def quantized_precision(ops: dict[str, int]) -> str | None:
-    """'dynamic' or 'int8' from an onnxruntime graph's operator counts (.onnx or .ort), else None."""
+    """'dynamic' or 'int8' from an onnxruntime graph's operator counts (whichever file format
+    it ran), else None."""
     if "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops or "ConvInteger" in ops:
         return "dynamic"
     if "QuantizeLinear" in ops or "QLinearConv" in ops or "QLinearMatMul" in ops:

@@ -4,8 +4,9 @@ runner also runs edgekit's TorchScript artifacts.
 
 Each runner knows its input signature (from the .pt2 itself, from metadata edgekit stores
 in its TorchScript artifacts, or from --input-shape) and gives converters what they need:
-`eager_module()`, `example_inputs()` and a *fresh* `exported_program()` per call (lowering
-mutates programs in place, and the runner stays the parity reference afterwards).
+`eager_module()`, `example_inputs()`, `dynamic_shapes()`, `call()` and, for a .pt2, a fresh
+`load_program()`. Turning a model into a torch.export program (torch.export, TorchScript's
+TS2EPConverter) is conversion: edgekit.converters.torch does it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import BadInput, ConversionFailed, EdgekitError, require, upstream
+from edgekit.errors import BadInput, EdgekitError, require
 from edgekit.tensors import Signature, TensorSpec, check_shapes_against, specs_from_shapes
 from edgekit.validators.runners.base import Bound, Runner
 
@@ -58,27 +59,6 @@ def flatten_outputs(out) -> list:
     from torch.utils._pytree import tree_leaves
 
     return [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-
-
-_OP_PATTERNS = (
-    r"OpOverload\(op='(aten\.[A-Za-z0-9_]+)'",              # torch.onnx: no ONNX function found
-    r"Lowering not found: (aten\.[A-Za-z0-9_]+)",            # litert-torch
-    r"Operator torch\._ops\.(aten\.[A-Za-z0-9_]+)\.\w+ is not in Core ATen",  # executorch
-    r"target=torch\.ops\.(aten\.[A-Za-z0-9_]+)",            # the failing FX node
-    r"\baten[.:]{1,2}([A-Za-z0-9_]+)",                        # anything else quoted
-)
-
-
-def op_name_in(text: str) -> list[str]:
-    """Operator names quoted in a converter's error message, most specific patterns first."""
-    import re
-
-    for pattern in _OP_PATTERNS:
-        found = re.findall(pattern, text)
-        if found:
-            names = [f if f.startswith("aten.") else f"aten.{f}" for f in found]
-            return list(dict.fromkeys(names))
-    return []
 
 
 class TorchRunner(Runner):
@@ -140,17 +120,6 @@ class TorchRunner(Runner):
         batch = Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)
         return tuple({0: batch} if s.shape and s.shape[0] is None else {} for s in self.signature.inputs)
 
-    def exported_program(self, *, static: bool = False):
-        """A fresh torch.export ExportedProgram of the model (static: batch fixed at 1)."""
-        torch = _torch()
-        module = self.eager_module()
-        dyn = None if static else self.dynamic_shapes()
-        args = self.example_inputs(batch=1 if (static or dyn is None) else 2)
-        with upstream("torch", "torch.export", error=lambda exc: export_failure(exc, "torch.export")):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return torch.export.export(module, args, dynamic_shapes=dyn)
-
     # -- Runner --------------------------------------------------------------------------
     @classmethod
     def import_runtime(cls) -> None:
@@ -173,13 +142,13 @@ class TorchRunner(Runner):
         torch = _torch()
         args = self._args(feeds)
         with torch.no_grad():
-            return self._outputs(self._call(*args))
+            return self._outputs(self.call(*args))
 
     def bind(self, feeds: dict[str, np.ndarray]) -> Bound:
         """The module called on tensors built once, under inference_mode (as a user serves it)."""
         torch = _torch()
         args = self._args(feeds)
-        call, mode = self._call, torch.inference_mode
+        call, mode = self.call, torch.inference_mode
 
         def run():
             with mode():
@@ -187,14 +156,15 @@ class TorchRunner(Runner):
 
         return Bound(run, self._outputs)
 
-    def _call(self, *args):
+    def call(self, *args):
+        """The model on torch arguments (what infer runs), for converters that check a result."""
         return self.native(*args)
 
     def _outputs_from_run(self) -> list[TensorSpec]:
         """Output specs found by running the model once on example inputs."""
         torch = _torch()
         with torch.no_grad():
-            out = flatten_outputs(self._call(*self.example_inputs()))
+            out = flatten_outputs(self.call(*self.example_inputs()))
         dyn = self.dynamic_batch()
         return [TensorSpec(n, _dtype_name(t.dtype), tuple(None if (dyn and i == 0) else int(d)
                                                           for i, d in enumerate(t.shape)))
@@ -253,6 +223,13 @@ class TorchExportRunner(TorchRunner):
             check_shapes_against(shapes, self.signature, str(self.path))
         return self
 
+    def load_program(self):
+        """A fresh copy of the program as the file holds it (lowering mutates programs in place,
+        and this runner stays the parity reference)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch_export_load(self.path, self.options.get("trust"))
+
     def traceable_module(self):
         # Tracing + freezing a program's recurrent node (aten.lstm/gru/rnn) corrupts memory in
         # torch 2.13 (the frozen module crashes when run): decompose those programs to core
@@ -264,14 +241,6 @@ class TorchExportRunner(TorchRunner):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return torch_export_load(self.path, self.options.get("trust")).run_decompositions().module()
-
-    def exported_program(self, *, static: bool = False):
-        if static and self.dynamic_batch():
-            return super().exported_program(static=True)  # re-export the module at batch 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch_export_load(self.path, self.options.get("trust"))
-
 
 def torch_export_load(path, trust=None):
     """torch.export.load without its pickle and eval paths (see edgekit.scan.load_pt2)."""
@@ -515,32 +484,9 @@ class TorchScriptRunner(TorchRunner):
         self._run_module = fast
         self.notes.append("running the archive through torch.jit.optimize_for_inference (checked against it at load)")
 
-    def _call(self, *args):
+    def call(self, *args):
+        """The model on torch arguments (what infer runs), for converters that check a result."""
         return (self._run_module or self.native)(*args)
-
-    def exported_program(self, *, static: bool = False):
-        """TorchScript -> ExportedProgram with torch's TS2EPConverter (the route to targets
-        that need torch.export), checked against the TorchScript module before use."""
-        torch = _torch()
-        from torch._export.converter import TS2EPConverter
-
-        args = self.example_inputs(batch=1)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ep = TS2EPConverter(self.native, args).convert()
-                with torch.no_grad():
-                    got = flatten_outputs(ep.module()(*args))
-                    want = flatten_outputs(self.native(*args))
-        except Exception as exc:
-            raise ConversionFailed(
-                f"{self.path}: this TorchScript archive cannot be turned into a torch.export program "
-                f"(TS2EPConverter: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:240]}).",
-                hint=REEXPORT_HINT, details=str(exc)[-2000:]) from None
-        if len(got) != len(want) or any(not torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(got, want)):
-            raise ConversionFailed(f"{self.path}: the torch.export program converted from TorchScript does not "
-                                   "compute what the TorchScript module does.", hint=REEXPORT_HINT)
-        return ep
 
     def eager_module(self):
         return self.native
@@ -576,21 +522,3 @@ def _big_images(signature: Signature, min_pixels: int = 32 * 32) -> bool:
         if len(s.shape) == 4 and all(isinstance(d, int) for d in s.shape[2:]) and s.shape[2] * s.shape[3] >= min_pixels:
             return True
     return False
-
-
-REEXPORT_HINT = ("re-export from the Python model instead: ep = torch.export.export(model.eval(), "
-                 "(example_input,)); torch.export.save(ep, 'model.pt2'); then edgekit convert model.pt2 --target ...")
-
-
-def export_failure(exc: Exception, what: str, target: str | None = None) -> ConversionFailed:
-    """A ConversionFailed naming the operator(s) quoted in a torch/exporter error."""
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}")
-    ops = op_name_in(text)
-    head = text.split(": ", 1)[-1].strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
-    where = f" to {target}" if target else ""
-    named = f" Unsupported operator(s){where}: {', '.join(ops[:5])}." if ops else ""
-    return ConversionFailed(f"{what} could not convert the model{where}.{named} ({head})",
-                            hint="replace or rewrite the operator(s) in the model, or choose another --target",
-                            details=text[-2000:])

@@ -15,6 +15,6 @@ Importing this package is cheap (stdlib only): the CLI imports it to declare opt
 
 ARCHES = ("browser", "node")
 # what runs each artifact kind, per arch: the first is the default, the others are extra runtimes
-RUNTIMES = {"onnx": ("ort-wasm",), "tfjs": ("tfjs-wasm", "tfjs-cpu")}
+RUNTIMES = {"onnx": ("onnxruntime-web",), "tfjs": ("tfjs-wasm", "tfjs-cpu")}
 LATENCY_LABEL = "headless Chromium on this machine, wasm/JS, 1 thread"
 NODE_LATENCY_LABEL = "Node.js on this machine, wasm/JS, 1 thread"

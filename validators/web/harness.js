@@ -109,7 +109,7 @@
     try {
       const t0 = now();
       let m;
-      if (job.runtime === 'ort-wasm') m = await openOrt(libs.ort, io, job);
+      if (job.runtime === 'onnxruntime-web') m = await openOrt(libs.ort, io, job);
       else if (job.runtime === 'tfjs-wasm') m = await openTfjs(libs.tf, libs.wasm, io, job, 'wasm');
       else if (job.runtime === 'tfjs-cpu') m = await openTfjs(libs.tf, libs.wasm, io, job, 'cpu');
       else throw new Error('unknown runtime ' + job.runtime);

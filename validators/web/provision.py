@@ -167,8 +167,9 @@ def _pip_converter(work: Path, say: Say) -> str:
 def _probe(work: Path, say: Say) -> dict:
     """Load both runtimes in Node (the browser is checked by its version and by the tests)."""
     say("checking the runtimes in Node.js (onnxruntime-web, TF.js) and the browser's version")
-    script = ("const ort=require('onnxruntime-web');const tf=require('@tensorflow/tfjs');"
-              "console.log(JSON.stringify({ort:ort.env.versions.web||ort.env.versions.common,tfjs:tf.version.tfjs}))")
+    script = ("const onnxruntimeWeb=require('onnxruntime-web');const tf=require('@tensorflow/tfjs');"
+              "const v=onnxruntimeWeb.env.versions;"
+              "console.log(JSON.stringify({'onnxruntime-web':v.web||v.common,'@tensorflow/tfjs':tf.version.tfjs}))")
     out = run_tool(["node", "-e", script], "node (loading the runtimes)", cwd=work, timeout=120)
     probe = json.loads(out.strip().splitlines()[-1])
     probe["chromium"] = tool_version("chromium")

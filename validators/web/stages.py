@@ -34,6 +34,12 @@ def candidates(artifact: str | Path, arch: str, *, trust: Trust = Trust(), warmu
     return out
 
 
+def open_for_validate(artifact: str, *, trust: Trust, arch: str, cpu: str | None = None,
+                      iterations: int | None = None) -> list:
+    """The candidates of validate in the browser / Node.js (edgekit.pipeline.ARCHES)."""
+    return candidates(artifact, arch, trust=trust, iterations=VALIDATE_ITERATIONS if iterations is None else iterations)
+
+
 def result_fields(candidate) -> dict:
     """What a browser/Node run adds to a validate result."""
     from edgekit.validators.web.runner import web_summary
