@@ -58,6 +58,26 @@ def tabular_options(f):
     return signature_option(f)
 
 
+def text_options(f):
+    f = click.option("--length", "text_length", type=click.IntRange(min=1), metavar="N",
+                     help="With --tokenizer: pad and truncate to N tokens instead of the tokenizer's own length "
+                          "(a dynamic-length model, or a fixed length chosen with --input-shape).")(f)
+    f = click.option("--text-column", default="text", show_default=True, metavar="NAME",
+                     help="With --tokenizer: the CSV column holding the texts.")(f)
+    f = click.option("--tokenizer", metavar="FILE",
+                     help="With a CSV of texts for --inputs: the model's tokenizer.json (Hugging Face tokenizers); "
+                          "edgekit tokenizes --text-column into input_ids/attention_mask (the tokenizer's padding/"
+                          "truncation) and reads the labels from --label-column (default: a 'label' column, if "
+                          "any), so accuracy is text to label.")(f)
+    return f
+
+
+def check_text_options(tokenizer, text_column: str, text_length: int | None) -> None:
+    if not tokenizer and (text_length or text_column != "text"):
+        raise BadInput(f"{'--length' if text_length else '--text-column'} applies to texts: it needs --tokenizer "
+                       "(the model's tokenizer.json) and a CSV of texts for --inputs.")
+
+
 def source_model_options(f):
     f = click.option("--model-args", metavar="JSON",
                      help="Keyword arguments for --model-class as a JSON object, e.g. '{\"num_classes\": 10}'.")(f)
@@ -209,11 +229,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--inputs", metavar="FILE",
               help=".npz (keyed by input name) or .csv (header = column names) of real inputs for the parity check.")
 @source_model_options
-@click.option("--tokenizer", metavar="FILE",
-              help="With a CSV of texts for --inputs: the model's tokenizer.json (Hugging Face tokenizers); edgekit "
-                   "tokenizes --text-column into input_ids/attention_mask (the tokenizer's padding/truncation).")
-@click.option("--text-column", default="text", show_default=True, metavar="NAME",
-              help="With --tokenizer: the CSV column holding the texts.")
+@text_options
 @click.option("--script", is_flag=True, help="TorchScript target: torch.jit.script instead of trace.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
 @click.option("--keep-float", "keep_float", multiple=True, metavar="NAME[,NAME]|auto",
@@ -236,7 +252,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, seed, validate_arch,
+            text_column, text_length, script, int8_io, keep_float, ort_style, output, no_validate, keep_failed, seed, validate_arch,
             arm_cpu, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose):
     """Convert MODEL to --target, then check parity against MODEL on the host.
@@ -252,6 +268,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     from edgekit.targets import get_target, precision_of
 
     tgt = get_target(target)
+    check_text_options(tokenizer, text_column, text_length)
     found = _source(model)
     if found.spec.pickle_based:  # refuse before anything else: the pickle's imports are read, never run
         from edgekit.loading import check_policy
@@ -298,14 +315,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         staged = staging / out.name
         text_record = None
         if tokenizer:  # text in: the CSV's texts become the model's ids (and its label column the labels)
-            from edgekit.text import tokenize_table
+            from edgekit.text import tokenized_request
 
-            if not inputs:
-                raise BadInput("--tokenizer needs --inputs: a CSV with a text column.")
-            ids_file = staging / f"{Path(inputs).stem}.tokenized.npz"
-            text_record = tokenize_table(inputs, tokenizer, text_column, label_column, ids_file, model)
-            req = dataclasses.replace(req, inputs=str(ids_file), label_column=None)
-        elif inputs and inputs.endswith(".npz") and Path(model).suffix in (".pt2", ".onnx"):
+            req, text_record = tokenized_request(req, tokenizer, text_column, staging, text_length)
+        elif inputs and inputs.endswith(".npz") and Path(model).suffix in (".pt2", ".onnx", ".keras"):
             from edgekit.tensors import read_npz
             from edgekit.text import check_ids
 
@@ -324,7 +337,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         written = passed or keep_failed
         result["output"] = str(out) if written else None
         if text_record:
+            from edgekit.text import tokenizer_note
+
             result["tokenizer"] = text_record
+            result["notes"].append(tokenizer_note(text_record))
         doc = document("convert", passed, result=result)
         if written:  # every other file is written first; the artifact is published last
             report = out.with_name(out.name + ".report.json")
@@ -422,6 +438,7 @@ def print_notes(notes: list[str]) -> None:
               show_default=True, help="Tolerance preset; auto reads it from the artifact.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
 @source_model_options
+@text_options
 @tolerance_options
 @layout_options
 @tabular_options
@@ -429,9 +446,9 @@ def print_notes(notes: list[str]) -> None:
 @arm.arch_options
 @timeout_option("validate")
 @common_output
-def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, atol, rtol,
-             batch_axes, output_kinds, label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
-             max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
+def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, tokenizer, text_column,
+             text_length, atol, rtol, batch_axes, output_kinds, label_column, signature_name, trust_pickle, trust_code, trust_types,
+             arches, arm_cpu, max_arm_instructions, max_arm_increase, arm_baseline, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -444,6 +461,7 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
 
     from edgekit.request import SourceRequest
 
+    check_text_options(tokenizer, text_column, text_length)
     base_req = SourceRequest.from_cli(source, _source(source), input_shapes=input_shapes, model_class=model_class,
                                       model_args=model_args, trust=_trust(trust_pickle, trust_code, trust_types),
                                       signature=signature_name, label_column=label_column,
@@ -454,16 +472,31 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     kinds = _named(output_kinds, "--output-kind", "output0=detection", OUTPUT_KINDS)
     req = dataclasses.replace(base_req, inputs=inputs, batch_axis=batch_axis, output_kinds=kinds)
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
-    if arches != ("host",):
-        return arm.validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions,
-                                   precision=None if precision == "auto" else precision, timeout=timeout,
-                                   verbose=verbose, json_out=json_out, arm_baseline=arm_baseline,
-                                   max_arm_increase=max_arm_increase)
-    result = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
-                        precision=None if precision == "auto" else precision, timeout=timeout, verbose=verbose,
-                        title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
-                        crash_exit_code=2)
+    with tempfile.TemporaryDirectory(prefix="edgekit-text-") as tmp:
+        text_record = None
+        if tokenizer:  # text in: the CSV's texts become the ids of both models, its label column the labels
+            from edgekit.text import check_ids, tokenized_request
+
+            req, text_record = tokenized_request(req, tokenizer, text_column, Path(tmp), text_length)
+            if Path(artifact).suffix == ".onnx":  # the artifact's own embedding table, too
+                from edgekit.tensors import read_npz
+
+                check_ids(artifact, read_npz(Path(req.inputs)), inputs, text_record["vocab_size"])
+        if arches != ("host",):
+            return arm.validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions,
+                                       precision=None if precision == "auto" else precision, timeout=timeout,
+                                       verbose=verbose, json_out=json_out, arm_baseline=arm_baseline,
+                                       max_arm_increase=max_arm_increase)
+        result = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
+                            precision=None if precision == "auto" else precision, timeout=timeout, verbose=verbose,
+                            title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
+                            crash_exit_code=2)
     parity = result["parity"]
+    if text_record:
+        from edgekit.text import tokenizer_note
+
+        result["tokenizer"] = text_record
+        parity["notes"].insert(0, tokenizer_note(text_record))
     if json_out:
         ui.emit_json(document("validate", parity["passed"], result=result))
     ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))

@@ -117,6 +117,8 @@ def build_row(row: dict) -> dict:
                   f"{insns:,.0f}" if insns else "-",
                   (err.get("message") or "")[:160]],
         "error": err or None,
+        # text models: the tokenizer that makes the ids, and parity/latency per sequence length
+        **{k: entry.get(k) or extra.get(k) for k in ("tokenizer", "lengths") if entry.get(k) or extra.get(k)},
     }
 
 

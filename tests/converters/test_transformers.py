@@ -28,18 +28,19 @@ def bert(tmp_path_factory):
     sys.path.insert(0, str(SAMPLES))
     try:
         import incident_bert as ib
+        import incident_bert_corpus as corpus
     finally:
         sys.path.remove(str(SAMPLES))
     d = tmp_path_factory.mktemp("bert")
     torch.set_num_threads(2)
-    texts, labels = ib.make_reports(1400, np.random.default_rng(1))
+    texts, labels = corpus.make_reports(1400, np.random.default_rng(1))
     y = np.array(labels, dtype=np.int64)
-    tok = ib.train_tokenizer(texts[:1000])
-    ids, mask = ib.encode(tok, texts)
+    tok = corpus.train_tokenizer(texts[:1000])
+    ids, mask = corpus.encode(tok, texts)
     model = ib.Logits(ib.train(ids[:1000], mask[:1000], y[:1000], tok.get_vocab_size(), epochs=2)).eval()
     example = (torch.from_numpy(ids[:1]), torch.from_numpy(mask[:1]))
     torch.export.save(torch.export.export(model, example), d / "bert.pt2")
-    seq = torch.export.Dim("seq", min=2, max=ib.SEQ)
+    seq = torch.export.Dim("seq", min=2, max=corpus.SEQ)
     torch.export.save(torch.export.export(model, example, dynamic_shapes=({1: seq}, {1: seq})), d / "bert_seq.pt2")
     np.savez(d / "val.npz", input_ids=ids[1000:], attention_mask=mask[1000:], _labels=y[1000:])
     np.savez(d / "calib.npz", input_ids=ids[:100], attention_mask=mask[:100])
