@@ -389,6 +389,7 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     """Convert, check parity, and time one job (each stage in its own child process). A model
     with `lengths` is converted and checked at the longest, then checked and timed at each."""
     from edgekit import isolation
+    from edgekit.text import relabel
 
     s = job.spec
     staged = staging / job.output
@@ -400,6 +401,8 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     conv = isolation.run("convert", "edgekit.pipeline:convert_stage", req, s.target, s.quantize,
                          str(staged), validate=True, options={"int8_io": s.int8_io, "keep_float": s.keep_float},
                          timeout=timeout, verbose=verbose, on_progress=on_progress)
+    if text:
+        conv["parity"] = relabel(conv["parity"], req.inputs, text)
     t1 = time.perf_counter()
     # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
     # start, framework import + source load, conversion, parity; then host timing and arm64
@@ -413,6 +416,8 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
         on_progress("timing on the host")
         entry["latency"]["host"] = host_latency(job, staged, req, lengths[-1], timeout=timeout, verbose=verbose,
                                                 on_progress=on_progress)
+        if text:
+            entry["latency"]["host"] = relabel(entry["latency"]["host"], req.inputs, text)
         if lengths[0] is not None:
             entry["lengths"] = {str(lengths[-1]): {"parity": conv["parity"], "latency": entry["latency"]["host"]}}
             for n in lengths[:-1]:
@@ -437,8 +442,9 @@ def length_check(job: Job, artifact: Path, precision: str, text_dir: Path, lengt
     """Parity and batch-1 latency of a dynamic-length artifact on the texts tokenized at `length`
     tokens (short reports padded, long ones truncated)."""
     from edgekit import isolation
+    from edgekit.text import relabel
 
-    req, _ = job_request(job, text_dir, length)
+    req, text = job_request(job, text_dir, length)
     on_progress(f"checking at {length} tokens")
     res = isolation.run("validate", "edgekit.pipeline:validate_stage", req, str(artifact), precision=precision,
                         timeout=timeout, verbose=verbose, on_progress=on_progress, crash_exit_code=2)
@@ -446,7 +452,7 @@ def length_check(job: Job, artifact: Path, precision: str, text_dir: Path, lengt
     if res["parity"]["passed"]:
         out["latency"] = host_latency(job, artifact, req, length, timeout=timeout, verbose=verbose,
                                       on_progress=on_progress)
-    return out
+    return relabel(out, req.inputs, text)
 
 
 def host_latency(job: Job, artifact: Path, req=None, length: int | None = None, *, timeout: float, verbose: bool,
@@ -465,7 +471,7 @@ def host_latency(job: Job, artifact: Path, req=None, length: int | None = None, 
                              timeout=timeout, verbose=verbose, on_progress=on_progress)
 
     if length is not None:
-        return {**run(req.inputs), "sequence_length": length}
+        return {**run(req.inputs), "sequence_length": length}  # edgekit.text.relabel names the data
     try:
         return run(None)
     except BadInput:

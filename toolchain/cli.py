@@ -328,6 +328,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                            options={"int8_io": int8_io, "script": script, "ort_style": ort_style, "keep_float": keep},
                            timeout=timeout, verbose=verbose,
                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
+        if text_record:
+            from edgekit.text import relabel
+
+            result["parity"] = relabel(result.get("parity"), req.inputs, text_record)
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
         if passed and parity is not None and "arm64" in validate_arch:
@@ -491,12 +495,12 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
                             precision=None if precision == "auto" else precision, timeout=timeout, verbose=verbose,
                             title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
                             crash_exit_code=2)
-    parity = result["parity"]
-    if text_record:
-        from edgekit.text import tokenizer_note
+    if text_record:  # the data is the CSV, not the temporary file of its ids
+        from edgekit.text import relabel, tokenizer_note
 
-        result["tokenizer"] = text_record
-        parity["notes"].insert(0, tokenizer_note(text_record))
+        result = {**relabel(result, req.inputs, text_record), "tokenizer": text_record}
+        result["parity"]["notes"].insert(0, tokenizer_note(text_record))
+    parity = result["parity"]
     if json_out:
         ui.emit_json(document("validate", parity["passed"], result=result))
     ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))
@@ -785,7 +789,8 @@ def build(config, out_dir, only, jobs, shard, check_only, force, reports_dir, js
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit import build as builder
     from edgekit import config as cfgmod
-    from edgekit.report import build_table, document, problem_lines, summary_markdown, write_build_reports
+    from edgekit.report import (build_table, document, length_lines, problem_lines, summary_markdown,
+                                write_build_reports)
 
     cfg = cfgmod.load(config, out=out_dir)
     plan = builder.plan(cfg, tuple(only), _parse_shard(shard))
@@ -812,6 +817,7 @@ def build(config, out_dir, only, jobs, shard, check_only, force, reports_dir, js
                               jobs=[{k: v for k, v in build_row(r).items() if k != "cells"} for r in result.rows]))
     ui.show(build_table(result, title, width=ui.results_console().width))
     ui.show_lines(problem_lines(result))
+    ui.show_lines(length_lines(result))
     counts = {}
     for r in result.rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

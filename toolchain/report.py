@@ -210,6 +210,25 @@ def problem_lines(result) -> list[str]:
     return lines
 
 
+def length_lines(result) -> list[str]:
+    """One line per artifact checked at several sequence lengths (a model with `lengths`):
+    parity, the artifact's accuracy and the host median at each length."""
+    lines = []
+    for r in result.rows:
+        lengths = (r.get("manifest") or r.get("entry") or {}).get("lengths")
+        if not lengths:
+            continue
+        cells = []
+        for n in sorted(lengths, key=int):
+            parity, lat = lengths[n]["parity"], lengths[n].get("latency")
+            acc = parity.get("accuracy")
+            cells.append(f"{n} tokens {'✓' if parity['passed'] else '✗ parity'}"
+                         + (f" {acc['candidate'] * 100:.1f}%" if acc else "")
+                         + (f" {lat['median_ms']:.3f} ms" if lat else ""))
+        lines.append(f"  {r['id']} by sequence length: {' · '.join(cells)}")
+    return lines
+
+
 def _plain(cell: str) -> str:
     import re
 

@@ -91,7 +91,7 @@ def tokenize_table(csv_path: str | Path, tokenizer_path: str | Path, text_column
             "truncation": {"max_length": (trunc or {}).get("max_length"),
                            "strategy": (trunc or {}).get("strategy")} if trunc else None,
             "special_tokens": specials, "text_column": text_column, "label_column": label_column,
-            "rows": len(enc)}
+            "rows": len(enc), "csv": Path(csv_path).name}
 
 
 def _padding_args(pad: dict) -> dict:
@@ -125,6 +125,18 @@ def tokenized_request(req, tokenizer: str | Path, text_column: str, folder: Path
         tokenize_table(req.calibration, tokenizer, text_column, None, calib_file, req.source, length)
         changes["calibration"] = str(calib_file)
     return dataclasses.replace(req, **changes), record
+
+
+def relabel(doc, tokenized: str, record: dict):
+    """`doc` (a stage's result: parity, latency) with the temporary tokenized file's path, where
+    it names the data, replaced by what it stands for: the CSV, tokenized to its length."""
+    if isinstance(doc, dict):
+        return {k: relabel(v, tokenized, record) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [relabel(v, tokenized, record) for v in doc]
+    if doc == tokenized:
+        return f"{record['csv']} (column '{record['text_column']}', {record['max_length']} tokens)"
+    return doc
 
 
 def tokenizer_note(record: dict) -> str:
