@@ -153,3 +153,21 @@ def test_wrong_tokenizer_and_ids_past_the_vocabulary_are_refused(bert, tmp_path)
                   "-o", tmp_path / "x.onnx")
     assert_user_error(res, 2, "input_ids", "1000000", "embedding has")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_executorch_keeps_the_bounds_and_validates_at_several_lengths(bert, tmp_path):
+    """The dynamic-sequence program lowered to ExecuTorch keeps its bounds (2..64): the runtime's
+    metadata gives only the upper bound, so edgekit reads the program's DYNAMIC_BOUND inputs as
+    dynamic, and `validate --tokenizer --length N` checks it on the texts tokenized to N tokens
+    (16: truncated and padded; 64: the longest)."""
+    d, *_ = bert
+    out = tmp_path / "bert_seq.pte"
+    res = run_cli("convert", d / "bert_seq.pt2", "--target", "executorch", "--inputs", d / "reports.csv",
+                  "--tokenizer", d / "tokenizer.json", "--text-column", "report", "-o", out)
+    assert res.code == 0, res
+    for n in (16, 64):
+        res = run_cli("validate", d / "bert_seq.pt2", out, "--inputs", d / "reports.csv", "--tokenizer",
+                      d / "tokenizer.json", "--text-column", "report", "--length", str(n), "--json")
+        assert res.code == 0, res
+        result = res.json["result"]
+        assert result["tokenizer"]["max_length"] == n and result["parity"]["accuracy"]["samples"] == 200
