@@ -16,12 +16,15 @@ sys.path.insert(0, str(HERE))
 from common import out_dir  # noqa: E402
 
 SAMPLES = ["digits_keras", "loan_risk", "incident_router", "breast_cancer_xgb", "breast_cancer_lgbm",
-           "sensor_anomaly", "digits_torch", "mobilenet_torch", "lstm_torch", "outlier_mlp", "incident_bert"]
+           "sensor_anomaly", "digits_torch", "mobilenet_torch", "lstm_torch", "outlier_mlp", "incident_bert",
+           "incident_bert_keras"]
 
 
 def _hash(script: Path) -> str:
     h = hashlib.sha256(script.read_bytes())
     h.update((HERE / "common.py").read_bytes())
+    if script.stem.startswith("incident_bert"):  # both incident_bert samples read the shared corpus
+        h.update((HERE / "incident_bert_corpus.py").read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ def plan(cfg: BuildConfig, only: tuple[str, ...] = (), shard: tuple[int, int] | 
         where = key_line(cfg.path, f"models[{i}].source")
         if not model.source.exists():
             raise BadInput(f"{where}: model '{model.name}': source {model.source} does not exist.")
-        for key, p in (("inputs", model.inputs), ("calibration", model.calibration)):
+        for key, p in (("inputs", model.inputs), ("calibration", model.calibration), ("tokenizer", model.tokenizer)):
             if p is not None and not p.is_file():
                 raise BadInput(f"{key_line(cfg.path, f'models[{i}].{key}')}: model '{model.name}': "
                                f"{key} file {p} does not exist.")
@@ -222,19 +223,27 @@ def _require_web(where: str, browser: bool) -> None:
 WEB_ARCHES = ("browser", "node")
 
 
+def data_files(m: ModelSpec) -> list[tuple[str, Path]]:
+    """The files a model's jobs read, as (key, path); "tokenizer" only when the model has one
+    (so the cache keys of other models stay as they were)."""
+    files = [("source", m.source), ("inputs", m.inputs), ("calibration", m.calibration)]
+    return files + ([("tokenizer", m.tokenizer)] if m.tokenizer is not None else [])
+
+
 def cache_key(job: Job) -> str:
     """The job's cache key; also records in `job.inputs_digest` the hashes of its source and
     data files as they are now, before any stage reads them (see `check_inputs_unchanged`)."""
     m, s = job.model, job.spec
-    job.inputs_digest = {k: file_digest(p) if p else None
-                         for k, p in (("source", m.source), ("inputs", m.inputs), ("calibration", m.calibration))}
+    job.inputs_digest = {k: file_digest(p) if p else None for k, p in data_files(m)}
     doc = {
         **job.inputs_digest,
         "model_options": {"input_shape": m.input_shape, "model_class": m.model_class, "model_args": m.model_args,
                           "signature": m.signature, "trust_pickle": m.trust_pickle, "trust_code": m.trust_code,
                           "trust_types": m.trust_types, "label_column": m.label_column,
                           # only when set, so existing builds keep their cache keys
-                          **{k: v for k, v in (("output_kinds", m.output_kinds), ("batch_axis", m.batch_axis)) if v}},
+                          **{k: v for k, v in (("output_kinds", m.output_kinds), ("batch_axis", m.batch_axis))
+                             if v},
+                          **({"text_column": m.text_column, "lengths": m.lengths} if m.tokenizer else {})},
         "target": {k: v for k, v in vars(s).items()
                    if not (k == "keep_float" and v is None) and not (k == "devices" and not v)},
         "output": job.output,
@@ -283,8 +292,7 @@ def config_paths(cfg: BuildConfig) -> list[tuple[str, Path]]:
     """What an output folder must never be or contain: the config's folder and every file it names."""
     paths = [("the config's folder", cfg.path.parent)]
     for m in cfg.models:
-        paths += [(f"the {k} of model '{m.name}'", p) for k, p in
-                  (("source", m.source), ("inputs", m.inputs), ("calibration", m.calibration)) if p is not None]
+        paths += [(f"the {k} of model '{m.name}'", p) for k, p in data_files(m) if p is not None]
     return paths
 
 
@@ -411,17 +419,36 @@ def _plain_folder(path: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- run one job
+def job_request(job: Job, folder: Path, length: int | None = None):
+    """The job's request and its tokenizer record (None without one): a model with a tokenizer
+    has its CSVs of texts tokenized into `folder` (at `length` tokens, if given) first."""
+    req = job.request()
+    if job.model.tokenizer is None:
+        return req, None
+    from edgekit.text import tokenized_request
+
+    folder.mkdir(exist_ok=True)
+    return tokenized_request(req, job.model.tokenizer, job.model.text_column, folder, length)
+
+
 def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progress) -> dict:
-    """Convert, check parity, and time one job (each stage in its own child process)."""
+    """Convert, check parity, and time one job (each stage in its own child process). A model
+    with `lengths` is converted and checked at the longest, then checked and timed at each."""
     from edgekit import isolation
+    from edgekit.text import relabel
 
     s = job.spec
     staged = staging / job.output
+    text_dir = staging / f".{job.output}.text"
+    lengths = job.model.lengths or [None]
     t0 = time.perf_counter()
+    req, text = job_request(job, text_dir, lengths[-1])
     on_progress("converting")
-    conv = isolation.run("convert", "edgekit.pipeline:convert_stage", job.request(), s.target, s.quantize,
+    conv = isolation.run("convert", "edgekit.pipeline:convert_stage", req, s.target, s.quantize,
                          str(staged), validate=True, options={"int8_io": s.int8_io, "keep_float": s.keep_float},
                          timeout=timeout, verbose=verbose, on_progress=on_progress)
+    if text:
+        conv["parity"] = relabel(conv["parity"], req.inputs, text)
     t1 = time.perf_counter()
     # where a job's time goes (BENCHMARKS.md, cold demo): the convert stage's child process
     # start, framework import + source load, conversion, parity; then host timing and arm64
@@ -429,25 +456,34 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     stages = {"spawn": (t1 - t0) - conv["total_seconds"], "import_load": load, "convert": conv["convert_seconds"],
               "parity": conv["total_seconds"] - conv["convert_seconds"] - load}
     entry = {"parity": {"host": conv["parity"]}, "latency": {}, "conversion": conv, "stage_seconds": stages}
+    if text:
+        entry["tokenizer"] = text
     if conv["parity"]["passed"]:
         on_progress("timing on the host")
-        entry["latency"]["host"] = host_latency(job, staged, timeout=timeout, verbose=verbose,
+        entry["latency"]["host"] = host_latency(job, staged, req, lengths[-1], timeout=timeout, verbose=verbose,
                                                 on_progress=on_progress)
+        if text:
+            entry["latency"]["host"] = relabel(entry["latency"]["host"], req.inputs, text)
+        if lengths[0] is not None:
+            entry["lengths"] = {str(lengths[-1]): {"parity": conv["parity"], "latency": entry["latency"]["host"]}}
+            for n in lengths[:-1]:
+                entry["lengths"][str(n)] = length_check(job, staged, conv["precision"], text_dir, n,
+                                                        timeout=timeout, verbose=verbose, on_progress=on_progress)
         t2 = time.perf_counter()
         stages["host_latency"] = t2 - t1
         if "arm64" in s.arches:
-            entry.update(arm_check(job, staged, conv["precision"], timeout=timeout, verbose=verbose,
+            entry.update(arm_check(job, staged, conv["precision"], req, timeout=timeout, verbose=verbose,
                                    on_progress=on_progress))
             stages["arm64"] = time.perf_counter() - t2
         web = tuple(a for a in s.arches if a in WEB_ARCHES)
         if web:
             t3 = time.perf_counter()
-            entry.update(web_check(job, staged, conv["precision"], web, timeout=timeout, verbose=verbose,
+            entry.update(web_check(job, staged, conv["precision"], web, req, timeout=timeout, verbose=verbose,
                                    on_progress=on_progress))
             stages["web"] = time.perf_counter() - t3
         for dev in job.devices:
             t3 = time.perf_counter()
-            res = device_check(job, dev, staged, conv["precision"], timeout=timeout, verbose=verbose,
+            res = device_check(job, dev, staged, conv["precision"], req, timeout=timeout, verbose=verbose,
                                on_progress=on_progress)
             entry["parity"][f"ssh://{dev.name}"] = res["parity"]
             entry["latency"][f"ssh://{dev.name}"] = res["device"]  # measured there; never mixed with arm64's
@@ -463,42 +499,68 @@ def run_job(job: Job, staging: Path, *, timeout: float, verbose: bool, on_progre
     return entry
 
 
-def host_latency(job: Job, artifact: Path, *, timeout: float, verbose: bool, on_progress) -> dict:
+def length_check(job: Job, artifact: Path, precision: str, text_dir: Path, length: int, *, timeout: float,
+                 verbose: bool, on_progress) -> dict:
+    """Parity and batch-1 latency of a dynamic-length artifact on the texts tokenized at `length`
+    tokens (short reports padded, long ones truncated)."""
+    from edgekit import isolation
+    from edgekit.text import relabel
+
+    req, text = job_request(job, text_dir, length)
+    on_progress(f"checking at {length} tokens")
+    res = isolation.run("validate", "edgekit.pipeline:validate_stage", req, str(artifact), precision=precision,
+                        timeout=timeout, verbose=verbose, on_progress=on_progress, crash_exit_code=2)
+    out = {"parity": res["parity"]}
+    if res["parity"]["passed"]:
+        out["latency"] = host_latency(job, artifact, req, length, timeout=timeout, verbose=verbose,
+                                      on_progress=on_progress)
+    return relabel(out, req.inputs, text)
+
+
+def host_latency(job: Job, artifact: Path, req=None, length: int | None = None, *, timeout: float, verbose: bool,
+                 on_progress) -> dict:
     """Batch-1 latency of the artifact on the host: on seeded random inputs, or, when those
     cannot stand in (an artifact with dynamic non-batch axes, as a TorchScript source given an
-    input_shape yields), on the model's `inputs` samples."""
+    input_shape yields), on the request's `inputs` samples. A model with `lengths` is timed on
+    its texts tokenized at `length` tokens (a dynamic axis has no size of its own)."""
     from edgekit import isolation
+
+    req = req or job.request()
 
     def run(inputs):
         return isolation.run("bench", "edgekit.validators.latency:measure", str(artifact),
-                             trust=job.request().trust, threads=None, warmup=10, iterations=100, inputs=inputs,
+                             trust=req.trust, threads=None, warmup=10, iterations=100, inputs=inputs,
                              timeout=timeout, verbose=verbose, on_progress=on_progress)
 
+    if length is not None:
+        return {**run(req.inputs), "sequence_length": length}  # edgekit.text.relabel names the data
     try:
         return run(None)
     except BadInput:
-        if job.model.inputs is None:
+        if req.inputs is None:
             raise
-        return run(str(job.model.inputs))
+        return run(req.inputs)
 
 
 def check_inputs_unchanged(job: Job) -> None:
     """Fail the job if its source or data files changed while its stages ran: the manifest
     records the hashes taken before the stages read them, which must be what was converted."""
     m = job.model
-    for key, p in (("source", m.source), ("inputs", m.inputs), ("calibration", m.calibration)):
+    for key, p in data_files(m):
         if p is not None and file_digest(p) != job.inputs_digest.get(key):
             raise BadInput(f"{p}: the {key} file of model '{m.name}' changed while it was being built; the "
                            "artifact is not published (it may not match either version).",
                            hint="build again once the file is no longer being written")
 
 
-def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbose: bool, on_progress) -> dict:
-    """Parity, emulated latency and instructions per inference on arm64 (QEMU)."""
+def arm_check(job: Job, artifact: Path, precision: str, req=None, *, timeout: float, verbose: bool,
+              on_progress) -> dict:
+    """Parity, emulated latency and instructions per inference on arm64 (QEMU); `req` is the
+    job's request with its texts tokenized (job_request), if it has a tokenizer."""
     from edgekit import isolation
 
     on_progress("checking on emulated arm64")
-    out = isolation.run("validate", "edgekit.pipeline:validate_stage", job.request(), str(artifact),
+    out = isolation.run("validate", "edgekit.pipeline:validate_stage", req or job.request(), str(artifact),
                         arches=("arm64",), precision=precision, timeout=timeout, verbose=verbose,
                         on_progress=on_progress, crash_exit_code=2)
     res = out["results"][0]
@@ -506,7 +568,7 @@ def arm_check(job: Job, artifact: Path, precision: str, *, timeout: float, verbo
             "arm_instructions": (res.get("arm") or {}).get("instructions_per_inference")}
 
 
-def device_check(job: Job, dev, artifact: Path, precision: str, *, timeout: float, verbose: bool,
+def device_check(job: Job, dev, artifact: Path, precision: str, req=None, *, timeout: float, verbose: bool,
                  on_progress) -> dict:
     """Parity and measured latency on a real board over SSH; the device folder is removed here
     (this process), whatever happens to the stage."""
@@ -515,19 +577,19 @@ def device_check(job: Job, dev, artifact: Path, precision: str, *, timeout: floa
 
     on_progress(f"checking on {dev.name}")
     with device_folder(dev) as folder:
-        return isolation.run("validate", "edgekit.validators.device.stages:validate_stage", job.request(),
+        return isolation.run("validate", "edgekit.validators.device.stages:validate_stage", req or job.request(),
                              str(artifact), dev, folder, precision=precision, timeout=timeout, verbose=verbose,
                              on_progress=on_progress, crash_exit_code=2)
 
 
-def web_check(job: Job, artifact: Path, precision: str, arches: tuple, *, timeout: float, verbose: bool,
+def web_check(job: Job, artifact: Path, precision: str, arches: tuple, req=None, *, timeout: float, verbose: bool,
               on_progress) -> dict:
     """Parity and in-page latency in the browser / Node.js, one result per JS runtime, keyed
     'arch:runtime' (browser:onnxruntime-web, node:onnxruntime-web, and TF.js's wasm and cpu runtimes)."""
     from edgekit import isolation
 
     on_progress(f"checking in {' + '.join(arches)}")
-    out = isolation.run("validate", "edgekit.pipeline:validate_stage", job.request(), str(artifact),
+    out = isolation.run("validate", "edgekit.pipeline:validate_stage", req or job.request(), str(artifact),
                         arches=arches, precision=precision, timeout=timeout, verbose=verbose,
                         on_progress=on_progress, crash_exit_code=2)
     return {"web_results": {f"{r['arch']}:{r['runtime']}": (r["parity"], r.get("web")) for r in out["results"]}}
@@ -541,6 +603,11 @@ def verdict(job: Job, entry: dict) -> list[str]:
             from edgekit.report import failure_line
 
             problems.append(f"parity on {arch}: {failure_line(parity)}")
+    for n, at in (entry.get("lengths") or {}).items():
+        if not at["parity"]["passed"]:
+            from edgekit.report import failure_line
+
+            problems.append(f"parity at {n} tokens: {failure_line(at['parity'])}")
     lat = entry.get("latency", {}).get("host")
     if job.spec.max_latency_ms is not None and lat and lat["median_ms"] > job.spec.max_latency_ms:
         problems.append(f"latency on host: median {lat['median_ms']:.3f} ms > budget {job.spec.max_latency_ms:g} ms")
@@ -574,6 +641,9 @@ def manifest_entry(job: Job, entry: dict, out_file: Path) -> dict:
         "notes": conv.get("notes", []),
         **({"keep_float": (conv.get("details") or {}).get("keep_float", {}).get("nodes", [])}
            if job.spec.keep_float else {}),
+        # what turns text into the inputs (an app reproduces the ids with it), and the per-length checks
+        **({"tokenizer": entry["tokenizer"]} if entry.get("tokenizer") else {}),
+        **({"lengths": entry["lengths"]} if entry.get("lengths") else {}),
         "source": {"path": str(job.model.source), "sha256": job.inputs_digest["source"],
                    "format": conv["source_format"]},
         "converter": conv["converter"], "versions": library_versions(job.extra, job.spec.target),
@@ -803,22 +873,31 @@ def check(cfg: BuildConfig, jobs: list[Job], *, workers: int, verbose: bool = Fa
 
     def revalidate(item, cb):
         job, entry = item
-        res = isolation.run("validate", "edgekit.pipeline:validate_stage", job.request(), str(out / entry["file"]),
-                            precision=entry["precision"], timeout=cfg.timeout, verbose=verbose, on_progress=cb,
-                            crash_exit_code=2)
-        checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
-                   "arm_instructions": entry.get("arm_instructions_per_inference")}
-        if "arm64" in job.spec.arches:
-            arm = arm_check(job, out / entry["file"], entry["precision"], timeout=cfg.timeout, verbose=verbose,
-                            on_progress=cb)
-            checked["parity"]["arm64"] = arm["parity_arm64"]
-            checked["arm_instructions"] = arm["arm_instructions"]
-        web = tuple(a for a in job.spec.arches if a in WEB_ARCHES)
-        if web:
-            for key, (parity, _lat) in web_check(job, out / entry["file"], entry["precision"], web,
-                                                 timeout=cfg.timeout, verbose=verbose,
-                                                 on_progress=cb)["web_results"].items():
-                checked["parity"][key] = parity
+        with tempfile.TemporaryDirectory(prefix="edgekit-text-") as tmp:
+            lengths = job.model.lengths or [None]
+            req, _ = job_request(job, Path(tmp), lengths[-1])
+            res = isolation.run("validate", "edgekit.pipeline:validate_stage", req, str(out / entry["file"]),
+                                precision=entry["precision"], timeout=cfg.timeout, verbose=verbose, on_progress=cb,
+                                crash_exit_code=2)
+            checked = {"parity": {"host": res["parity"]}, "latency": entry.get("latency", {}),
+                       "arm_instructions": entry.get("arm_instructions_per_inference")}
+            for n in lengths[:-1]:  # a dynamic-length artifact: every length again (parity only)
+                at, _ = job_request(job, Path(tmp), n)
+                checked.setdefault("lengths", {})[str(n)] = {"parity": isolation.run(
+                    "validate", "edgekit.pipeline:validate_stage", at, str(out / entry["file"]),
+                    precision=entry["precision"], timeout=cfg.timeout, verbose=verbose, on_progress=cb,
+                    crash_exit_code=2)["parity"]}
+            if "arm64" in job.spec.arches:
+                arm = arm_check(job, out / entry["file"], entry["precision"], req, timeout=cfg.timeout,
+                                verbose=verbose, on_progress=cb)
+                checked["parity"]["arm64"] = arm["parity_arm64"]
+                checked["arm_instructions"] = arm["arm_instructions"]
+            web = tuple(a for a in job.spec.arches if a in WEB_ARCHES)
+            if web:
+                for key, (parity, _lat) in web_check(job, out / entry["file"], entry["precision"], web, req,
+                                                     timeout=cfg.timeout, verbose=verbose,
+                                                     on_progress=cb)["web_results"].items():
+                    checked["parity"][key] = parity
         return checked
 
     results = _parallel(to_validate, revalidate, workers, ui_progress)

@@ -59,6 +59,26 @@ def tabular_options(f):
     return signature_option(f)
 
 
+def text_options(f):
+    f = click.option("--length", "text_length", type=click.IntRange(min=1), metavar="N",
+                     help="With --tokenizer: pad and truncate to N tokens instead of the tokenizer's own length "
+                          "(a dynamic-length model, or a fixed length chosen with --input-shape).")(f)
+    f = click.option("--text-column", default="text", show_default=True, metavar="NAME",
+                     help="With --tokenizer: the CSV column holding the texts.")(f)
+    f = click.option("--tokenizer", metavar="FILE",
+                     help="With a CSV of texts for --inputs: the model's tokenizer.json (Hugging Face tokenizers); "
+                          "edgekit tokenizes --text-column into input_ids/attention_mask (the tokenizer's padding/"
+                          "truncation) and reads the labels from --label-column (default: a 'label' column, if "
+                          "any), so accuracy is text to label.")(f)
+    return f
+
+
+def check_text_options(tokenizer, text_column: str, text_length: int | None) -> None:
+    if not tokenizer and (text_length or text_column != "text"):
+        raise BadInput(f"{'--length' if text_length else '--text-column'} applies to texts: it needs --tokenizer "
+                       "(the model's tokenizer.json) and a CSV of texts for --inputs.")
+
+
 def source_model_options(f):
     f = click.option("--model-args", metavar="JSON",
                      help="Keyword arguments for --model-class as a JSON object, e.g. '{\"num_classes\": 10}'.")(f)
@@ -217,11 +237,7 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @click.option("--inputs", metavar="FILE",
               help=".npz (keyed by input name) or .csv (header = column names) of real inputs for the parity check.")
 @source_model_options
-@click.option("--tokenizer", metavar="FILE",
-              help="With a CSV of texts for --inputs: the model's tokenizer.json (Hugging Face tokenizers); edgekit "
-                   "tokenizes --text-column into input_ids/attention_mask (the tokenizer's padding/truncation).")
-@click.option("--text-column", default="text", show_default=True, metavar="NAME",
-              help="With --tokenizer: the CSV column holding the texts.")
+@text_options
 @click.option("--int8-io", is_flag=True, help="With --quantize int8 to TFLite: int8 inputs/outputs instead of float.")
 @click.option("--keep-float", "keep_float", multiple=True, metavar="NAME[,NAME]|auto",
               help="With --quantize int8 to ONNX: keep these layers in float (names as 'edgekit debug' prints "
@@ -249,8 +265,8 @@ def default_output(source: Path, target_ext: str, precision: str) -> Path:
 @timeout_option("convert")
 @common_output
 def convert(model, target, quantize, calibration, inputs, input_shapes, model_class, model_args, tokenizer,
-            text_column, int8_io, keep_float, no_transformer_fusion, output, no_validate, keep_failed, explain, seed,
-            validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
+            text_column, text_length, int8_io, keep_float, no_transformer_fusion, output, no_validate, keep_failed,
+            explain, seed, validate_arch, arm_cpu, devices, ssh_config, atol, rtol, batch_axes, output_kinds,
             label_column, signature_name, trust_pickle, trust_code, trust_types, timeout, json_out, quiet, verbose,
             **target_opts):
     """Convert MODEL to --target, then check parity against MODEL on the host.
@@ -266,6 +282,7 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
     from edgekit.targets import get_target, precision_of
 
     tgt = get_target(target)
+    check_text_options(tokenizer, text_column, text_length)
     found = _source(model)
     if found.spec.pickle_based:  # refuse before anything else: the pickle's imports are read, never run
         from edgekit.loading import check_policy
@@ -310,14 +327,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         staged = staging / out.name
         text_record = None
         if tokenizer:  # text in: the CSV's texts become the model's ids (and its label column the labels)
-            from edgekit.text import tokenize_table
+            from edgekit.text import tokenized_request
 
-            if not inputs:
-                raise BadInput("--tokenizer needs --inputs: a CSV with a text column.")
-            ids_file = staging / f"{Path(inputs).stem}.tokenized.npz"
-            text_record = tokenize_table(inputs, tokenizer, text_column, label_column, ids_file, model)
-            req = dataclasses.replace(req, inputs=str(ids_file), label_column=None)
-        elif inputs and inputs.endswith(".npz") and Path(model).suffix in (".pt2", ".onnx"):
+            req, text_record = tokenized_request(req, tokenizer, text_column, staging, text_length)
+        elif inputs and inputs.endswith(".npz") and Path(model).suffix in (".pt2", ".onnx", ".keras"):
             from edgekit.tensors import read_npz
             from edgekit.text import check_ids
 
@@ -328,6 +341,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
                                     "transformer_fusion": not no_transformer_fusion, **target_opts},
                            timeout=timeout, verbose=verbose,
                            title=f"converting {ui.plain(Path(model).name)} → {target} ({precision})")
+        if text_record:
+            from edgekit.text import relabel
+
+            result["parity"] = relabel(result.get("parity"), req.inputs, text_record)
         parity = result.get("parity")
         passed = parity is None or parity["passed"]
         if passed and parity is not None and "arm64" in validate_arch:
@@ -349,7 +366,10 @@ def convert(model, target, quantize, calibration, inputs, input_shapes, model_cl
         written = passed or keep_failed
         result["output"] = str(out) if written else None
         if text_record:
+            from edgekit.text import tokenizer_note
+
             result["tokenizer"] = text_record
+            result["notes"].append(tokenizer_note(text_record))
         doc = document("convert", passed, result=result)
         if written:  # every other file is written first; the artifact is published last
             report = out.with_name(out.name + ".report.json")
@@ -468,6 +488,7 @@ def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list 
               show_default=True, help="Tolerance preset; auto reads it from the artifact.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs.")
 @source_model_options
+@text_options
 @tolerance_options
 @layout_options
 @tabular_options
@@ -479,10 +500,10 @@ def debug_hint(model, artifact, inputs, target: str, precision: str, keep: list 
                    "layers that lose the most, weights vs activations.")
 @timeout_option("validate")
 @common_output
-def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, atol, rtol,
-             batch_axes, output_kinds, label_column, signature_name, trust_pickle, trust_code, trust_types, arches, arm_cpu,
-             max_arm_instructions, max_arm_increase, arm_baseline, devices, ssh_config, explain, timeout, json_out, quiet,
-             verbose):
+def validate(source, artifact, inputs, precision, seed, input_shapes, model_class, model_args, tokenizer, text_column,
+             text_length, atol, rtol, batch_axes, output_kinds, label_column, signature_name, trust_pickle, trust_code,
+             trust_types, arches, arm_cpu, max_arm_instructions, max_arm_increase, arm_baseline, devices, ssh_config,
+             explain, timeout, json_out, quiet, verbose):
     """Check that ARTIFACT computes what SOURCE computes (exit 1 if it does not).
 
     Both run on the same inputs (--inputs, or seeded random ones with a warning); every
@@ -495,6 +516,7 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
 
     from edgekit.request import SourceRequest
 
+    check_text_options(tokenizer, text_column, text_length)
     base_req = SourceRequest.from_cli(source, _source(source), input_shapes=input_shapes, model_class=model_class,
                                       model_args=model_args, trust=_trust(trust_pickle, trust_code, trust_types),
                                       signature=signature_name, label_column=label_column,
@@ -506,20 +528,35 @@ def validate(source, artifact, inputs, precision, seed, input_shapes, model_clas
     req = dataclasses.replace(base_req, inputs=inputs, batch_axis=batch_axis, output_kinds=kinds)
     arches = arm.check_arch_args(arches, max_arm_instructions, arm_baseline)
     devices = parse_devices(devices, ssh_config)
-    if devices:
-        return validate_devices(req, artifact, devices, arches, precision, timeout, verbose, json_out)
-    if arches != ("host",):
-        return arm.validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions,
-                                   precision=None if precision == "auto" else precision, timeout=timeout,
-                                   verbose=verbose, json_out=json_out, arm_baseline=arm_baseline,
-                                   max_arm_increase=max_arm_increase)
-    result = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
-                        precision=None if precision == "auto" else precision, timeout=timeout, verbose=verbose,
-                        title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
-                        crash_exit_code=2)
+    with tempfile.TemporaryDirectory(prefix="edgekit-text-") as tmp:
+        text_record = None
+        if tokenizer:  # text in: the CSV's texts become the ids of both models, its label column the labels
+            from edgekit.text import check_ids, tokenized_request
+
+            req, text_record = tokenized_request(req, tokenizer, text_column, Path(tmp), text_length)
+            if Path(artifact).suffix == ".onnx":  # the artifact's own embedding table, too
+                from edgekit.tensors import read_npz
+
+                check_ids(artifact, read_npz(Path(req.inputs)), inputs, text_record["vocab_size"])
+        if devices:
+            return validate_devices(req, artifact, devices, arches, precision, timeout, verbose, json_out)
+        if arches != ("host",):
+            return arm.validate_arches(req, artifact, arches, arm_cpu, max_arm_instructions,
+                                       precision=None if precision == "auto" else precision, timeout=timeout,
+                                       verbose=verbose, json_out=json_out, arm_baseline=arm_baseline,
+                                       max_arm_increase=max_arm_increase)
+        result = run_stage("validate", "edgekit.pipeline:validate_stage", req, str(artifact),
+                            precision=None if precision == "auto" else precision, timeout=timeout, verbose=verbose,
+                            title=f"validating {ui.plain(Path(artifact).name)} against {ui.plain(Path(source).name)}",
+                            crash_exit_code=2)
+        if explain and not result["parity"]["passed"]:  # while the tokenized inputs still exist
+            result["explain"] = explain_failure(req, artifact, result.get("precision"), timeout, verbose)
+    if text_record:  # the data is the CSV, not the temporary file of its ids
+        from edgekit.text import relabel, tokenizer_note
+
+        result = {**relabel(result, req.inputs, text_record), "tokenizer": text_record}
+        result["parity"]["notes"].insert(0, tokenizer_note(text_record))
     parity = result["parity"]
-    if explain and not parity["passed"]:
-        result["explain"] = explain_failure(req, artifact, result.get("precision"), timeout, verbose)
     if json_out:
         ui.emit_json(document("validate", parity["passed"], result=result))
     ui.show(parity_table(parity, f"parity: {ui.plain(Path(artifact).name)} ({result['runtime']}) vs {ui.plain(Path(source).name)}"))
@@ -856,7 +893,8 @@ def build(config, out_dir, only, jobs, shard, check_only, force, reports_dir, js
     ui.configure(json_mode=json_out, quiet=quiet)
     from edgekit import build as builder
     from edgekit import config as cfgmod
-    from edgekit.report import build_table, document, problem_lines, summary_markdown, write_build_reports
+    from edgekit.report import (build_table, document, length_lines, problem_lines, summary_markdown,
+                                write_build_reports)
 
     cfg = cfgmod.load(config, out=out_dir)
     plan = builder.plan(cfg, tuple(only), _parse_shard(shard))
@@ -883,6 +921,7 @@ def build(config, out_dir, only, jobs, shard, check_only, force, reports_dir, js
                               jobs=[{k: v for k, v in build_row(r).items() if k != "cells"} for r in result.rows]))
     ui.show(build_table(result, title, width=ui.results_console().width))
     ui.show_lines(problem_lines(result))
+    ui.show_lines(length_lines(result))
     counts = {}
     for r in result.rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

@@ -59,6 +59,11 @@ class ModelSpec:
     label_column: str | None = None
     output_kinds: dict = field(default_factory=dict)  # output name -> kind (edgekit.validators.parity.OUTPUT_KINDS)
     batch_axis: dict = field(default_factory=dict)  # input name -> the axis holding the samples, when not 0
+    # text in: `inputs` (and a CSV `calibration`) are CSVs of texts tokenized with this tokenizer.json
+    tokenizer: Path | None = None
+    text_column: str = "text"
+    # a dynamic-length text model: parity and latency at each of these sequence lengths (tokens)
+    lengths: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -77,7 +82,8 @@ _MODEL_KEYS = {
     "name": (str,), "source": (str,), "inputs": (str,), "calibration": (str,), "labels": (list,),
     "input_shape": (list, str), "model_class": (str,), "model_args": (dict,), "signature": (str,),
     "trust_pickle": (bool,), "trust_code": (bool,), "trust_types": (list,), "label_column": (str,),
-    "targets": (list,), "output_kinds": (dict,), "batch_axis": (dict,),
+    "targets": (list,), "output_kinds": (dict,), "batch_axis": (dict,), "tokenizer": (str,), "text_column": (str,),
+    "lengths": (list,),
 }
 _TARGET_KEYS = {
     "target": (str,), "quantize": (str,), "output": (str,), "atol": (int, float), "rtol": (int, float),
@@ -242,6 +248,16 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
         for name, axis in m.get("batch_axis", {}).items():
             if not isinstance(axis, int) or isinstance(axis, bool) or axis < 0:
                 chk.fail(f"{kp}.batch_axis.{name}", "expected a non-negative integer axis, e.g. batch_axis = {state = 1}.")
+        if ("text_column" in m or "lengths" in m) and "tokenizer" not in m:
+            chk.fail(f"{kp}.{'text_column' if 'text_column' in m else 'lengths'}", "needs 'tokenizer' on the model "
+                     "(the tokenizer.json that turns the inputs' texts into ids).")
+        if "tokenizer" in m and not str(m.get("inputs", "")).endswith(".csv"):
+            chk.fail(f"{kp}.tokenizer", "needs 'inputs' to be a .csv of texts (the column named by text_column).")
+        lengths = m.get("lengths", [])
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in lengths) \
+                or len(set(lengths)) != len(lengths):
+            chk.fail(f"{kp}.lengths", "expected distinct positive integers (sequence lengths in tokens), "
+                     "e.g. lengths = [16, 64].")
         models.append(ModelSpec(
             m["name"], base / m["source"], targets,
             inputs=base / m["inputs"] if "inputs" in m else None,
@@ -251,7 +267,9 @@ def load(path: str | Path, out: str | Path | None = None) -> BuildConfig:
             model_class=m.get("model_class"), model_args=m.get("model_args", {}), signature=m.get("signature"),
             trust_pickle=m.get("trust_pickle", False), trust_code=m.get("trust_code", False),
             trust_types=[str(t) for t in m.get("trust_types", [])], label_column=m.get("label_column"),
-            output_kinds=dict(m.get("output_kinds", {})), batch_axis=dict(m.get("batch_axis", {}))))
+            output_kinds=dict(m.get("output_kinds", {})), batch_axis=dict(m.get("batch_axis", {})),
+            tokenizer=base / m["tokenizer"] if "tokenizer" in m else None, text_column=m.get("text_column", "text"),
+            lengths=sorted(lengths)))
     # absolute, but symbolic links not resolved: a link given as `out` must be seen (and refused)
     out_dir = Path(os.path.abspath(out if out else base / build.get("out", "build/edgekit")))
     timeout = build.get("timeout", 1800)

@@ -274,7 +274,8 @@ _XGB_UBJ = re.compile(rb"\A\{[iUIlL][\x00-\xff]{1,8}?learner")
 
 
 def _looks_like_csv(path: Path) -> bool:
-    """UTF-8 text whose header splits into named comma-separated fields (> 1), like the first row."""
+    """UTF-8 text whose header splits into named comma-separated fields (> 1, or one in a file named
+    .csv: a column of texts for --tokenizer), like the first row."""
     import csv
     import io
 
@@ -298,7 +299,7 @@ def _looks_like_csv(path: Path) -> bool:
         return False
     lines = text.splitlines()
     rows = [r for r in csv.reader(io.StringIO("\n".join(lines[:50]))) if r]
-    if not rows or len(rows[0]) < 2 or not all(h.strip() for h in rows[0]):
+    if not rows or len(rows[0]) < (1 if path.suffix.lower() == ".csv" else 2) or not all(h.strip() for h in rows[0]):
         return False
     return len(rows) == 1 or len(rows[1]) == len(rows[0])  # later ragged rows: the reader names them
 

@@ -130,6 +130,8 @@ def build_row(row: dict) -> dict:
                   f"{insns:,.0f}" if insns else "-", web_parity, web_ms,
                   (err.get("message") or "")[:160]],
         "error": err or None,
+        # text models: the tokenizer that makes the ids, and parity/latency per sequence length
+        **{k: entry.get(k) or extra.get(k) for k in ("tokenizer", "lengths") if entry.get(k) or extra.get(k)},
     }
 
 
@@ -221,6 +223,25 @@ def problem_lines(result) -> list[str]:
         kind = "refused as expected" if r["status"] == "refused" else f"failed ({err.get('type', 'error')})"
         hint = f" · what to do: {err['hint']}" if err.get("hint") and r["status"] == "failed" else ""
         lines.append(f"{'–' if r['status'] == 'refused' else '✗'} {r['id']} {kind}: {err.get('message', '')}{hint}")
+    return lines
+
+
+def length_lines(result) -> list[str]:
+    """One line per artifact checked at several sequence lengths (a model with `lengths`):
+    parity, the artifact's accuracy and the host median at each length."""
+    lines = []
+    for r in result.rows:
+        lengths = (r.get("manifest") or r.get("entry") or {}).get("lengths")
+        if not lengths:
+            continue
+        cells = []
+        for n in sorted(lengths, key=int):
+            parity, lat = lengths[n]["parity"], lengths[n].get("latency")
+            acc = parity.get("accuracy")
+            cells.append(f"{n} tokens {'✓' if parity['passed'] else '✗ parity'}"
+                         + (f" {acc['candidate'] * 100:.1f}%" if acc else "")
+                         + (f" {lat['median_ms']:.3f} ms" if lat else ""))
+        lines.append(f"  {r['id']} by sequence length: {' · '.join(cells)}")
     return lines
 
 

@@ -106,6 +106,24 @@ def _renamed(data, names: list[str]):
     return Dataset(dict(zip(names, data.arrays.values())), data.labels, data.source, axes)
 
 
+def _load_by_position(inputs: str, signature):
+    """The `inputs` file matched to the artifact's inputs: by name, else (an .npz written for the
+    source model, e.g. input_ids/attention_mask for an ExecuTorch program's input_0/input_1) by
+    position, as parity does."""
+    from edgekit.errors import BadInput
+    from edgekit.tensors import LABELS_KEY, load_dataset, match_inputs, read_npz
+
+    try:
+        return load_dataset(inputs, signature)
+    except BadInput:
+        if not str(inputs).endswith(".npz"):
+            raise
+        arrays = [v for k, v in read_npz(Path(inputs)).items() if k != LABELS_KEY]
+        if len(arrays) != len(signature.input_names):
+            raise
+        return match_inputs(dict(zip(signature.input_names, arrays)), signature, str(inputs), "--inputs")
+
+
 def shape_flags(reference) -> str:
     """What to pass when random inputs cannot stand in for real ones (dynamic H/W...)."""
     dyn = [s for s in reference.signature.inputs if any(d is None for d in s.shape[1:])]
@@ -141,7 +159,7 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
     The timed batch is the first of `data` (an edgekit Dataset, for callers in-process), else of
     the `inputs` file, else seeded random inputs (refused for dynamic spatial axes)."""
     from edgekit.loading import Trust, open_model
-    from edgekit.tensors import load_dataset, to_model_layout
+    from edgekit.tensors import to_model_layout
 
     p = Path(path)
     import_s = import_runtime(p)
@@ -154,7 +172,7 @@ def measure(path: str, *, trust=None, threads: int | None = None, warmup: int = 
     if data is not None:  # samples written for the source model: the artifact's names may differ
         data = _renamed(data, runner.signature.input_names)
     if data is None and inputs:
-        data = load_dataset(inputs, runner.signature)
+        data = _load_by_position(inputs, runner.signature)
     elif data is None:
         data = random_samples(runner, batch, seed, "--inputs with real samples (.npz keyed by input name)")
     feeds = {k: v[:batch] for k, v in data.arrays.items()}

@@ -28,18 +28,19 @@ def bert(tmp_path_factory):
     sys.path.insert(0, str(SAMPLES))
     try:
         import incident_bert as ib
+        import incident_bert_corpus as corpus
     finally:
         sys.path.remove(str(SAMPLES))
     d = tmp_path_factory.mktemp("bert")
     torch.set_num_threads(2)
-    texts, labels = ib.make_reports(1400, np.random.default_rng(1))
+    texts, labels = corpus.make_reports(1400, np.random.default_rng(1))
     y = np.array(labels, dtype=np.int64)
-    tok = ib.train_tokenizer(texts[:1000])
-    ids, mask = ib.encode(tok, texts)
+    tok = corpus.train_tokenizer(texts[:1000])
+    ids, mask = corpus.encode(tok, texts)
     model = ib.Logits(ib.train(ids[:1000], mask[:1000], y[:1000], tok.get_vocab_size(), epochs=2)).eval()
     example = (torch.from_numpy(ids[:1]), torch.from_numpy(mask[:1]))
     torch.export.save(torch.export.export(model, example), d / "bert.pt2")
-    seq = torch.export.Dim("seq", min=2, max=ib.SEQ)
+    seq = torch.export.Dim("seq", min=2, max=corpus.SEQ)
     torch.export.save(torch.export.export(model, example, dynamic_shapes=({1: seq}, {1: seq})), d / "bert_seq.pt2")
     np.savez(d / "val.npz", input_ids=ids[1000:], attention_mask=mask[1000:], _labels=y[1000:])
     np.savez(d / "calib.npz", input_ids=ids[:100], attention_mask=mask[:100])
@@ -195,3 +196,21 @@ def test_wrong_tokenizer_and_ids_past_the_vocabulary_are_refused(bert, tmp_path)
                   "-o", tmp_path / "x.onnx")
     assert_user_error(res, 2, "input_ids", "1000000", "embedding has")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_executorch_keeps_the_bounds_and_validates_at_several_lengths(bert, tmp_path):
+    """The dynamic-sequence program lowered to ExecuTorch keeps its bounds (2..64): the runtime's
+    metadata gives only the upper bound, so edgekit reads the program's DYNAMIC_BOUND inputs as
+    dynamic, and `validate --tokenizer --length N` checks it on the texts tokenized to N tokens
+    (16: truncated and padded; 64: the longest)."""
+    d, *_ = bert
+    out = tmp_path / "bert_seq.pte"
+    res = run_cli("convert", d / "bert_seq.pt2", "--target", "executorch", "--inputs", d / "reports.csv",
+                  "--tokenizer", d / "tokenizer.json", "--text-column", "report", "-o", out)
+    assert res.code == 0, res
+    for n in (16, 64):
+        res = run_cli("validate", d / "bert_seq.pt2", out, "--inputs", d / "reports.csv", "--tokenizer",
+                      d / "tokenizer.json", "--text-column", "report", "--length", str(n), "--json")
+        assert res.code == 0, res
+        result = res.json["result"]
+        assert result["tokenizer"]["max_length"] == n and result["parity"]["accuracy"]["samples"] == 200

@@ -74,7 +74,24 @@ class ExecuTorchRunner(Runner):
             raise BadInput(f"{self.path}: the program's input/output metadata cannot be read ({exc}); edgekit runs "
                            "programs whose inputs and outputs are tensors.",
                            hint="the file is probably corrupt; export the program again") from None
+        self._mark_dynamic_inputs()
         return self
+
+    def _mark_dynamic_inputs(self) -> None:
+        """The runtime's metadata gives an input's planned (upper-bound) sizes only; the program
+        says which inputs are DYNAMIC_BOUND (a torch.export Dim, e.g. a sequence length): their
+        non-batch axes become dynamic (None), so data shorter than the bound reaches the runtime,
+        which refuses what exceeds it."""
+        try:
+            plan = self._program().execution_plan[0]
+            dynamism = [int(getattr(plan.values[i].val, "shape_dynamism", 0) or 0) for i in plan.inputs]
+        except (BadInput, AttributeError, IndexError, TypeError, ValueError):
+            return
+        if len(dynamism) != len(self.signature.inputs):
+            return
+        for spec, dyn in zip(self.signature.inputs, dynamism):
+            if dyn and len(spec.shape) > 1:
+                spec.shape = (spec.shape[0], *[None] * (len(spec.shape) - 1))
 
     def _args(self, feeds: dict[str, np.ndarray]) -> list:
         import torch
