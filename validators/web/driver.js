@@ -20,7 +20,7 @@ const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking
 async function inNode(opts, job) {
   const mod = (name) => require(path.join(opts.modules, name));
   const libs = {};
-  if (job.runtime.startsWith('ort')) libs.ort = mod('onnxruntime-web');
+  if (job.runtime === 'onnxruntime-web') libs.ort = mod('onnxruntime-web');
   else {
     libs.tf = mod('@tensorflow/tfjs');
     if (job.runtime === 'tfjs-wasm') libs.wasm = mod('@tensorflow/tfjs-backend-wasm');
