@@ -187,8 +187,9 @@ def _source(path: str) -> "object":
              epilog=EXIT_CODE_HELP)
 @click.version_option(__version__, prog_name="edgekit")
 def cli():
-    """edgekit: convert trained models to mobile formats (TFLite, ONNX, ONNX Runtime Mobile,
-    TorchScript, ExecuTorch) and prove they still compute the same thing.
+    """edgekit: convert trained models to mobile and web formats (TFLite, ONNX, ONNX Runtime
+    Mobile, TorchScript, ExecuTorch, TensorFlow.js) and prove they still compute the same thing,
+    on the host, emulated arm64, in a browser or on your own board.
 
     \b
     Examples:
