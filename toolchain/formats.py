@@ -301,6 +301,8 @@ def _looks_like_csv(path: Path) -> bool:
     rows = [r for r in csv.reader(io.StringIO("\n".join(lines[:50]))) if r]
     if not rows or len(rows[0]) < (1 if path.suffix.lower() == ".csv" else 2) or not all(h.strip() for h in rows[0]):
         return False
+    if len(rows[0]) == 1 and len(rows) < 2:  # one column: only with data under its name, never a lone line
+        return False
     return len(rows) == 1 or len(rows[1]) == len(rows[0])  # later ragged rows: the reader names them
 
 

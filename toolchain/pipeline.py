@@ -346,7 +346,7 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
     names = (Path(source).name, Path(artifact).name)
     with tempfile.TemporaryDirectory(prefix="edgekit-debug-") as tmp:
         if found.name == "executorch":
-            if not hasattr(reference, "exported_program"):
+            if reference.runtime not in ("torch_export", "torch_eager", "torchscript"):
                 raise BadInput(f"{source}: an ExecuTorch artifact is compared layer by layer with a PyTorch source "
                                f"(.pt2, weights + --model-class, TorchScript); this is a {reference.detected.spec.description}.",
                                hint="debug the .pte against the torch model it was converted from")
@@ -355,7 +355,9 @@ def debug_stage(source: str, artifact: str, *, inputs: str | None = None, precis
             feeds = [data.arrays[s.name] if s.name in data.arrays else v
                      for s, v in zip(reference.signature.inputs, data.arrays.values())]
             progress("exporting the source with torch.export (batch 1, as the .pte)")
-            result = compare_pte(reference.exported_program(static=True), Path(artifact), feeds, data.n, floor)
+            from edgekit.converters.torch import exported_program
+
+            result = compare_pte(exported_program(reference, static=True), Path(artifact), feeds, data.n, floor)
             more = ["the source is compared through its torch.export graph; the artifact's XNNPACK nodes are "
                     "matched to it in order by operator and size (layers are nn.Module paths)"]
         elif found.name == "tflite":
