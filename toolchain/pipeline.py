@@ -146,7 +146,7 @@ class Arch:
     """Where `validate` runs a candidate (ARCHITECTURE.md, "A place to run"): the reference,
     data, presets, parity check and report are the same for every arch; only this differs."""
 
-    open: str  # "module:function"(artifact, *, trust, cpu, iterations[, arch]) -> a loaded Runner, or a list
+    open: str  # "module:function"(artifact, *, trust, cpu, iterations, **place) -> a loaded Runner, or a list
     #            of them (one per runtime that runs the file there: the browser's ORT Web, TF.js wasm/cpu)
     summary: str = ""  # "module:function"(runner) -> dict, kept in the result under `key` (merged into it if no key)
     key: str = ""
@@ -161,10 +161,14 @@ ARCHES: dict[str, Arch] = {
     # JS runtimes (edgekit.validators.web): one candidate per runtime that runs the file
     "browser": Arch("edgekit.validators.web.stages:open_for_validate", "edgekit.validators.web.stages:result_fields"),
     "node": Arch("edgekit.validators.web.stages:open_for_validate", "edgekit.validators.web.stages:result_fields"),
+    # a real board over SSH (edgekit.validators.device): `place` names the device and the folder
+    # that the CLI process made there (and removes, whatever happens to this stage)
+    "device": Arch("edgekit.validators.device.stages:open_for_validate",
+                   "edgekit.validators.device.runner:device_summary", "device"),
 }
 
 
-def open_on_host(artifact: str, *, trust: Trust, cpu: str | None = None, iterations: int | None = None):
+def open_on_host(artifact: str, *, trust: Trust, cpu: str | None = None, iterations: int | None = None, **place):
     return open_model(artifact, trust=trust)
 
 
@@ -193,9 +197,10 @@ class _Once:
 
 def validate_stage(req: SourceRequest, artifact: str, *, precision: str | None = None,
                    arches: tuple[str, ...] | None = None, cpu: str | None = None,
-                   iterations: int | None = None) -> dict:
+                   iterations: int | None = None, place: dict | None = None) -> dict:
     """Parity of an existing artifact against its source model, on each arch of `arches`
-    (ARCHES: where it runs): {"results": [one per arch]}. Without `arches`: the host only, one
+    (ARCHES: where it runs; `place`: what that arch needs to know, e.g. which device):
+    {"results": [one per arch]}. Without `arches`: the host only, one
     result, with the artifact timed beside the source when the same runtime runs both."""
     from edgekit.validators.parity import check
 
@@ -217,8 +222,8 @@ def validate_stage(req: SourceRequest, artifact: str, *, precision: str | None =
     for arch in arches or ("host",):
         where = ARCHES[arch]
         progress(f"loading {Path(artifact).name}" + (f" ({arch})" if arches else ""))
-        opened = _function(where.open)(artifact, trust=trust, cpu=cpu, iterations=iterations,
-                                       **({"arch": arch} if arch not in ("host", "arm64") else {}))
+        opened = _function(where.open)(artifact, trust=trust, cpu=cpu, iterations=iterations, arch=arch,
+                                       **(place or {}))
         for candidate in opened if isinstance(opened, list) else [opened]:
             prec = precision or recorded or candidate.precision()
             tol = tolerance_for(prec, req.tolerance, reference.runtime)

@@ -49,7 +49,8 @@ def arm_summary(runner) -> dict:
     return out
 
 
-def open_for_validate(path: str | Path, *, trust: Trust, cpu: str | None = None, iterations: int | None = None):
+def open_for_validate(path: str | Path, *, trust: Trust, cpu: str | None = None, iterations: int | None = None,
+                      **place):
     """The candidate for validate on arm64 (pipeline.ARCHES): the same launch runs a short counted loop."""
     return open_arm(path, cpu=cpu, trust=trust, warmup=VALIDATE_WARMUP,
                     iterations=VALIDATE_ITERATIONS if iterations is None else iterations)

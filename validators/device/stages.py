@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgekit.errors import BadInput
 from edgekit.formats import detect
 from edgekit.loading import Trust
 from edgekit.progress import progress
@@ -37,30 +36,23 @@ def open_device(path: str | Path, device: Device, folder: str, *, trust: Trust =
     return runner.load()
 
 
+def open_for_validate(path: str | Path, *, trust: Trust, device: Device, folder: str, cpu: str | None = None,
+                      iterations: int | None = None, **_):
+    """The candidate of validate on a board (edgekit.pipeline.ARCHES["device"])."""
+    return open_device(path, device, folder, trust=trust, warmup=VALIDATE_WARMUP,
+                       iterations=VALIDATE_ITERATIONS if iterations is None else iterations)
+
+
 def validate_stage(req: SourceRequest, artifact: str, device: Device, folder: str, *, precision: str | None = None,
                    iterations: int = VALIDATE_ITERATIONS) -> dict:
-    """Parity of `artifact` run on `device` against `req.source` on the host; returns one result."""
-    from edgekit.loading import open_model
-    from edgekit.pipeline import parity_data, pin_input_shapes, recorded_precision, tolerance_for
-    from edgekit.validators.device.runner import device_summary
-    from edgekit.validators.parity import check
+    """Parity of `artifact` run on `device` against `req.source` on the host: the one validate
+    stage (edgekit.pipeline.validate_stage) with the device as its arch; returns one result."""
+    from edgekit.pipeline import validate_stage as validate
 
-    source, trust = req.source, req.trust
-    if Path(source).resolve() == Path(artifact).resolve():
-        raise BadInput("the source and the artifact are the same file.")
-    progress(f"loading {Path(source).name}")
-    reference = open_model(source, trust=trust, options=req.open_options())
-    pin_input_shapes(reference, req.source_options)
-    data, warnings = parity_data(reference, req.inputs, req.seed, req.label_column)
-    candidate = open_device(artifact, device, folder, trust=trust, warmup=VALIDATE_WARMUP, iterations=iterations)
-    prec = precision or recorded_precision(artifact) or candidate.precision()
-    tol = tolerance_for(prec, req.tolerance, reference.runtime)
-    report = check(reference, candidate, data, precision=prec, tolerance=tol)
-    report.arch = f"device {device.name}"
-    report.notes = warnings + report.notes
-    return {"arch": "device", "source": source, "artifact": artifact, "artifact_format": candidate.detected.name,
-            "runtime": candidate.runtime, "runtime_version": candidate.version(), "parity": report.to_dict(),
-            "device": device_summary(candidate)}
+    result = validate(req, artifact, precision=precision, arches=("device",), iterations=iterations,
+                      place={"device": device, "folder": folder})["results"][0]
+    result["parity"]["arch"] = f"device {device.name}"
+    return result
 
 
 def measure(path: str, device: Device, folder: str, *, trust: Trust | None = None, warmup: int = 10,

@@ -35,7 +35,7 @@ def candidates(artifact: str | Path, arch: str, *, trust: Trust = Trust(), warmu
 
 
 def open_for_validate(artifact: str, *, trust: Trust, arch: str, cpu: str | None = None,
-                      iterations: int | None = None) -> list:
+                      iterations: int | None = None, **place) -> list:
     """The candidates of validate in the browser / Node.js (edgekit.pipeline.ARCHES)."""
     return candidates(artifact, arch, trust=trust, iterations=VALIDATE_ITERATIONS if iterations is None else iterations)
 
