@@ -230,6 +230,12 @@ def data_files(m: ModelSpec) -> list[tuple[str, Path]]:
     return files + ([("tokenizer", m.tokenizer)] if m.tokenizer is not None else [])
 
 
+# A failure with these exit codes (a check failed, the conversion failed, bad input) comes back
+# with the same inputs and versions, so it is kept like an artifact until they change (or
+# --force); any other (a missing runtime, a time limit, a crash) is tried again on the next build.
+DETERMINISTIC_EXITS = (1, 2, 3)
+
+
 def cache_key(job: Job) -> str:
     """The job's cache key; also records in `job.inputs_digest` the hashes of its source and
     data files as they are now, before any stage reads them (see `check_inputs_unchanged`)."""
@@ -688,7 +694,8 @@ def build(cfg: BuildConfig, jobs: list[Job], *, workers: int, force: bool = Fals
             if not force and prev and prev["cache_key"] == job.key and prev["file"] == job.output \
                     and reusable(out, prev):
                 rows.append({"job": job, "status": "cached", "manifest": prev})
-            elif not force and job.id in old_fail and old_fail[job.id]["cache_key"] == job.key:
+            elif not force and job.id in old_fail and old_fail[job.id]["cache_key"] == job.key \
+                    and old_fail[job.id]["error"].get("exit_code") in DETERMINISTIC_EXITS:
                 rows.append({"job": job, "status": "failed", "error": old_fail[job.id]["error"], "cached": True})
             elif not force and job.id in old_refused and old_refused[job.id]["cache_key"] == job.key:
                 rows.append({"job": job, "status": "refused", "error": old_refused[job.id]["error"], "cached": True})

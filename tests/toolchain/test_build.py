@@ -241,3 +241,35 @@ def test_second_build_on_the_same_folder_is_refused_while_locked(project):
         res = run_cli("build", cwd=project)
         fcntl.flock(fh, fcntl.LOCK_UN)
     assert_user_error(res, 2, "another edgekit build")
+
+
+def test_a_failure_is_kept_only_when_it_would_fail_again(tmp_path):
+    """A job that failed its check (exit 1) fails again with the same inputs and versions: the
+    next build keeps the failure and says so. A time limit is not the model's fault: tried again."""
+    make_tiny(tmp_path / "tiny.keras", 0)
+    body = textwrap.dedent("""
+        [[models]]
+        name = "tiny"
+        source = "tiny.keras"
+
+          [[models.targets]]
+          target = "onnx"
+          max_latency_ms = 1e-9
+        """)
+
+    def build(name: str, head: str) -> tuple[int, str]:
+        cfg = tmp_path / name
+        cfg.write_text(head + body)
+        res = run_cli("build", cfg, cwd=tmp_path)
+        assert "Traceback" not in res.stderr, res
+        return res.code, " ".join((res.stdout + res.stderr).split())
+
+    first = build("e.toml", '[build]\nout = "out"\njobs = 1\n')
+    assert first[0] == 1 and "tiny/onnx-fp32 failed (CheckFailed)" in first[1] and "from the last build" not in first[1]
+    again = build("e.toml", '[build]\nout = "out"\njobs = 1\n')
+    assert again[0] == 1 and "tiny/onnx-fp32 failed (CheckFailed) (from the last build" in again[1], again
+    assert "--force retries" in again[1]
+
+    for _ in range(2):  # timed out both times: run both times
+        code, text = build("slow.toml", '[build]\nout = "out-slow"\njobs = 1\ntimeout = 0.5\n')
+        assert code != 0 and "tiny/onnx-fp32 failed" in text and "from the last build" not in text, text
