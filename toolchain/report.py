@@ -222,9 +222,9 @@ def problem_lines(result) -> list[str]:
             continue
         kind = "refused as expected" if r["status"] == "refused" else f"failed ({err.get('type', 'error')})"
         hint = f" · what to do: {err['hint']}" if err.get("hint") and r["status"] == "failed" else ""
-        again = " (from the last build: same inputs and versions, not tried again; --force retries)" \
+        again = " · from the last build (same inputs and versions, not tried again; --force retries)" \
             if r.get("cached") and r["status"] == "failed" else ""
-        lines.append(f"{'–' if r['status'] == 'refused' else '✗'} {r['id']} {kind}{again}: {err.get('message', '')}{hint}")
+        lines.append(f"{'–' if r['status'] == 'refused' else '✗'} {r['id']} {kind}: {err.get('message', '')}{hint}{again}")
     return lines
 
 

@@ -267,7 +267,8 @@ def test_a_failure_is_kept_only_when_it_would_fail_again(tmp_path):
     first = build("e.toml", '[build]\nout = "out"\njobs = 1\n')
     assert first[0] == 1 and "tiny/onnx-fp32 failed (CheckFailed)" in first[1] and "from the last build" not in first[1]
     again = build("e.toml", '[build]\nout = "out"\njobs = 1\n')
-    assert again[0] == 1 and "tiny/onnx-fp32 failed (CheckFailed) (from the last build" in again[1], again
+    assert again[0] == 1 and "tiny/onnx-fp32 failed (CheckFailed): " in again[1], again
+    assert "· from the last build (same inputs and versions" in again[1], again
     assert "--force retries" in again[1]
 
     for _ in range(2):  # timed out both times: run both times
