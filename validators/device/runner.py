@@ -26,7 +26,7 @@ class DeviceRunner(Runner):
 
     def load(self) -> "DeviceRunner":
         from edgekit.progress import progress
-        from edgekit.targets import declared_targets
+        from edgekit.targets import TARGETS
         from edgekit.validators.arm.provision import DEVICE_RUNNER
         from edgekit.validators.device import ssh
         from edgekit.validators.runners import runner_class
@@ -39,7 +39,7 @@ class DeviceRunner(Runner):
             raise BadInput(f"{self.path.name}: ExecuTorch (.pte) files cannot run through edgekit's device runner "
                            "yet (it drives LiteRT and onnxruntime).",
                            hint="check the .tflite or .onnx artifact on the device; the .pte with --arch host")
-        targets = declared_targets()
+        targets = list(TARGETS.values())
         device_runtime = {t.runtime: t.device_runtime for t in targets}.get(spec.runtime, spec.runtime)
         if device_runtime not in ssh.RUNTIMES:
             can = ", ".join(f"{t.extension} ({t.device_runtime})" for t in targets if t.device_runtime in ssh.RUNTIMES)
